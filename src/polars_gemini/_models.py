@@ -1,0 +1,55 @@
+"""Known Gemini models and their behaviour that matters for batching and estimates.
+
+Dated data, not scattered literals: `AS_OF` says when this was last checked against Google's model pages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AS_OF = "2026-11-24"
+SOURCE = "ai.google.dev/gemini-api/docs/models and /pricing (snapshot in shared/gemini-api/README.md)"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the library needs to know about a model.
+
+    `thinks_by_default`: the model spends thinking tokens unless `thinking_budget=0` is set.
+    `default_thinking_tokens`: expected thinking tokens per request when nothing is configured (a dated guess,
+    overridable per call); `max_thinking_tokens`: the upper bound of the dynamic thinking budget.
+    """
+
+    name: str
+    thinks_by_default: bool
+    default_thinking_tokens: int
+    max_thinking_tokens: int
+    max_output_tokens: int = 65_536
+    supports_batch: bool = True
+
+
+_M = ModelInfo
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in (
+        _M("gemini-3.5-flash", True, 1_000, 24_576),
+        _M("gemini-3.5-flash-lite", True, 500, 24_576),
+        _M("gemini-3.1-pro-preview", True, 2_000, 32_768),
+        _M("gemini-3-flash-preview", True, 1_000, 24_576),
+        _M("gemini-3.1-flash-lite-preview", True, 500, 24_576),
+        _M("gemini-2.5-pro", True, 2_000, 32_768),
+        _M("gemini-2.5-flash", True, 1_000, 24_576),
+        _M("gemini-2.5-flash-lite", False, 0, 24_576),
+        _M("gemini-2.0-flash", False, 0, 0, 8_192),
+        _M("gemini-2.0-flash-lite", False, 0, 0, 8_192),
+    )
+}
+
+
+def normalize_model(model: str) -> str:
+    """`models/gemini-2.5-flash` and `gemini-2.5-flash` name the same model."""
+    return model.removeprefix("models/")
+
+
+def model_info(model: str) -> ModelInfo | None:
+    return MODELS.get(normalize_model(model))
