@@ -23,6 +23,10 @@ from polars_gemini._errors import (
     TemplateError,
 )
 
+from polars_gemini import _namespace  # noqa: F401  # registers df.gemini / lf.gemini
+from polars_gemini._api import batch, submit
+from polars_gemini._run import Run, RunStatus
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -39,6 +43,10 @@ __all__ = [
     "RequestTooLargeError",
     "RunTimeoutError",
     "SchemaError",
+    "Run",
+    "RunStatus",
     "TemplateError",
     "__version__",
+    "batch",
+    "submit",
 ]

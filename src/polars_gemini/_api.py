@@ -1,0 +1,113 @@
+"""The public functions. `df.gemini.*` delegates here; these are the typed, documented API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import polars as pl
+from google import genai
+from google.genai import types
+
+from polars_gemini import _client
+from polars_gemini._errors import APIError, ConfigurationError
+from polars_gemini._plan import Limits, check_clash, make_plan, output_columns
+from polars_gemini._requests import build_spec
+from polars_gemini._run import Run, RunOptions
+from polars_gemini._schema import SchemaLike
+from polars_gemini._sync import run_sync
+
+FrameLike = pl.DataFrame | pl.LazyFrame
+ConfigLike = types.GenerateContentConfig | Mapping[str, Any]
+
+
+def submit(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str,
+    schema: SchemaLike | None = None,
+    system_instruction: str | None = None,
+    config: ConfigLike | None = None,
+    output: str = "response",
+    prefix: str = "",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+) -> Run:
+    """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
+
+    Everything that can be checked locally (template, columns, model, schema, sizes) is checked before the first call.
+
+    >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
+    >>> run.status(); out = run.result()  # doctest: +SKIP
+    """
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    if mode not in ("batch", "sync"):
+        raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
+    spec = build_spec(model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model)
+    check_clash(df.columns, output_columns(spec, output, prefix))
+    plan = make_plan(df, template, spec, _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes))
+    options = RunOptions(output, prefix, poll_interval, max_poll_interval, max_concurrency, progress)
+    if client is None and plan.requests.height == 0:
+        return Run(df, plan, None, options)  # type: ignore[arg-type]  # nothing to send: no client needed
+    run = Run(df, plan, client or _client.client_from_env(), options)
+    if mode == "sync":
+        run.results = run_sync(plan, run.client, max_concurrency, progress)
+        return run
+    return _submit_or_explain(run)
+
+
+def _submit_or_explain(run: Run) -> Run:
+    try:
+        return run.submit()
+    except APIError as exc:
+        created = [j.name for j in run.jobs if j.name]
+        if not created:
+            raise
+        raise APIError(
+            f"{exc} Jobs already created (and running): {', '.join(created)}. Cancel them with "
+            "client.batches.cancel(name=...) or keep their results; pass checkpoint= to make submission resumable.",
+            code=exc.code,
+        ) from exc
+
+
+def _limits(max_requests: int | None, inline: int | None, file: int | None) -> Limits:
+    if max_requests is not None and max_requests < 1:
+        raise ConfigurationError(f"max_requests_per_job must be at least 1, got {max_requests}.")
+    base = Limits()
+    return Limits(inline if inline is not None else base.inline_bytes, file if file is not None else base.file_bytes,
+                  max_requests)
+
+
+def batch(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str,
+    schema: SchemaLike | None = None,
+    system_instruction: str | None = None,
+    config: ConfigLike | None = None,
+    output: str = "response",
+    timeout: float | None = None,
+    **options: Any,
+) -> pl.DataFrame:
+    """Run `template` over every row at batch price and return the frame with typed answer columns.
+
+    Every input row comes back exactly once, in order, with its answer or a value in `{output}_error`.
+
+    >>> out = polars_gemini.batch(df, "Classify: {review}", model="gemini-2.5-flash",
+    ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
+    """
+    run = submit(
+        frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+        output=output, **options,
+    )
+    return run.result(timeout=timeout)

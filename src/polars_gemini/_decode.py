@@ -1,0 +1,143 @@
+"""Decode model answers (JSON text) into exactly the declared dtypes, vectorized, row failures as values.
+
+Polars' `str.json_decode` is lenient (it truncates 1.5 to 1 for an integer field and turns `true` into 1), so answers
+are first decoded with every leaf as String and then converted leaf by leaf with strict checks. A row whose JSON is
+invalid or does not match the schema gets a null value and an error message naming the field; the others are unaffected.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from polars_gemini._schema import Field
+
+# Rows decoded one at a time once a failing chunk is this small: below it, bisecting costs more than it saves.
+_BISECT_FLOOR = 32
+
+
+def loose_dtype(field: Field) -> pl.DataType:
+    """`field`'s dtype with every leaf replaced by String (the form Polars decodes without coercing)."""
+    if field.is_struct:
+        return pl.Struct({name: loose_dtype(f) for name, f in field.children})
+    if field.item is not None:
+        return pl.List(loose_dtype(field.item))
+    return pl.String()
+
+
+def json_decode_tolerant(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    """Decode `texts` as `dtype`; rows Polars cannot decode become null with their error message.
+
+    One undecodable row makes `str.json_decode` fail for the whole column, so failing chunks are bisected to find the
+    culprits; the common case (everything decodes) costs a single vectorized call.
+    """
+    values, errors = _decode_chunk(texts, dtype)
+    # Bisection appends chunks; list.eval over a multi-chunk column panics in Polars 2.1, so rechunk.
+    return values.alias(texts.name).rechunk(), errors.rechunk()
+
+
+def _decode_chunk(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    try:
+        return texts.str.json_decode(dtype), pl.Series(values=[None] * len(texts), dtype=pl.String)
+    except pl.exceptions.PolarsError as exc:
+        if len(texts) > _BISECT_FLOOR:
+            mid = len(texts) // 2
+            (v1, e1), (v2, e2) = _decode_chunk(texts[:mid], dtype), _decode_chunk(texts[mid:], dtype)
+            return v1.append(v2), e1.append(e2)
+        if len(texts) == 1:
+            return pl.Series(values=[None], dtype=dtype), pl.Series(values=[_short(exc)], dtype=pl.String)
+    # A small failing chunk: decode row by row (bounded to _BISECT_FLOOR rows per failing chunk).
+    parts = [_decode_chunk(texts[i : i + 1], dtype) for i in range(len(texts))]
+    return pl.concat([p[0] for p in parts]), pl.concat([p[1] for p in parts])
+
+
+def _short(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return "answer does not match the schema: " + first.removeprefix("error deserializing JSON: ")[:200]
+
+
+def convert(expr: pl.Expr, field: Field, path: str) -> tuple[pl.Expr, pl.Expr]:
+    """(value, problem) expressions turning a loosely decoded `expr` into `field.dtype`.
+
+    `problem` is null when the value conforms, else a message naming the field at `path`.
+    """
+    if field.is_struct:
+        value, problem = _convert_struct(expr, field, path)
+    elif field.item is not None:
+        value, problem = _convert_list(expr, field.item, path)
+    else:
+        value, problem = _convert_leaf(expr, field.dtype, path)
+    missing = pl.lit(None, pl.String) if field.nullable else pl.lit(f"missing value for field '{path}'")
+    problem = pl.when(expr.is_null()).then(missing).otherwise(problem)
+    return value, problem
+
+
+def _convert_struct(expr: pl.Expr, field: Field, path: str) -> tuple[pl.Expr, pl.Expr]:
+    converted = [convert(expr.struct.field(n), f, f"{path}.{n}".lstrip(".")) for n, f in field.children]
+    names = [n for n, _ in field.children]
+    value = pl.when(expr.is_not_null()).then(
+        pl.struct([v.alias(n) for (v, _), n in zip(converted, names, strict=True)])
+    )
+    return value, pl.coalesce([p for _, p in converted])
+
+
+def _convert_list(expr: pl.Expr, item: Field, path: str) -> tuple[pl.Expr, pl.Expr]:
+    value, problem = convert(pl.element(), item, f"{path}[]")
+    problems = expr.list.eval(problem).list.drop_nulls()
+    return expr.list.eval(value), pl.when(problems.list.len() > 0).then(problems.list.first())
+
+
+def _convert_leaf(expr: pl.Expr, dtype: pl.DataType, path: str) -> tuple[pl.Expr, pl.Expr]:
+    value, expected = _leaf_value(expr, dtype)
+    bad = expr.is_not_null() & value.is_null()
+    message = pl.format(f"field '{path}': expected {expected}, got {{}}", expr.str.slice(0, 80))
+    return value, pl.when(bad).then(message)
+
+
+def _leaf_value(expr: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
+    if isinstance(dtype, pl.String):
+        return expr, "a string"
+    if dtype.is_integer():
+        return expr.str.to_integer(strict=False).cast(dtype, strict=False), f"an integer ({dtype})"
+    if dtype.is_float():
+        return expr.cast(pl.Float64, strict=False).cast(dtype), "a number"
+    if isinstance(dtype, pl.Boolean):
+        return pl.when(expr == "true").then(True).when(expr == "false").then(False), "true or false"
+    if isinstance(dtype, pl.Enum):
+        cats = dtype.categories
+        return pl.when(expr.is_in(cats)).then(expr).cast(dtype), f"one of {cats.to_list()}"
+    if isinstance(dtype, pl.Date):
+        return expr.str.strip_chars().str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False), "a date YYYY-MM-DD"
+    if isinstance(dtype, pl.Datetime):
+        return _datetime(expr.str.strip_chars(), dtype), "an ISO 8601 date-time"
+    raise AssertionError(f"unsupported leaf dtype {dtype}")  # _schema.from_dtype admits no other leaves
+
+
+def _datetime(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
+    unit = dtype.time_unit or "us"
+    aware = expr.str.replace(r"Z$", "+00:00").str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit=unit, time_zone="UTC"
+    )
+    naive = pl.coalesce(
+        expr.str.to_datetime(fmt, strict=False, time_unit=unit)
+        for fmt in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+    )
+    if dtype.time_zone is None:
+        return pl.coalesce(aware.dt.replace_time_zone(None), naive)
+    return pl.coalesce(aware.dt.convert_time_zone(dtype.time_zone), naive.dt.replace_time_zone(dtype.time_zone))
+
+
+def decode_answers(texts: pl.Series, field: Field) -> pl.DataFrame:
+    """Decode JSON answers into a frame with the struct column `value` and the String column `problem`."""
+    stripped = texts.str.strip_chars()
+    is_object = stripped.str.starts_with("{") & stripped.str.json_path_match("$").is_not_null()
+    candidates = pl.Series(texts.name, stripped).zip_with(is_object.fill_null(False), pl.Series([None], dtype=pl.String))
+    loose, decode_errors = json_decode_tolerant(candidates, loose_dtype(field))
+    value, problem = convert(pl.col("loose"), field, "")
+    invalid = pl.when(pl.col("text").is_not_null() & ~pl.col("is_object")).then(
+        pl.format("answer is not a valid JSON object: {}", pl.col("text").str.slice(0, 80))
+    )
+    frame = pl.DataFrame({"text": texts, "is_object": is_object.fill_null(False), "loose": loose, "err": decode_errors})
+    return frame.select(
+        pl.when(pl.col("err").is_null()).then(value).alias("value"),
+        pl.coalesce(invalid, pl.col("err"), pl.when(pl.col("text").is_not_null()).then(problem)).alias("problem"),
+    )

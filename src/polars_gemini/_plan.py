@@ -1,0 +1,111 @@
+"""Planning a call, all local and pure: render prompts, dedup to requests with keys, split into job shards.
+
+Nothing here touches the network, so every error a plan can find is raised before any money is spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from polars_gemini._errors import ColumnClashError, RequestTooLargeError
+from polars_gemini._requests import KEY, NBYTES, PROMPT, RequestSpec, escaped_size, line_overhead, request_keys
+from polars_gemini._template import NULL_COLUMN, prompt_exprs
+
+ROW = "__pg_row"
+SKIP = "__pg_skip"
+SHARD = "shard"
+
+INLINE_LIMIT_BYTES = 20_000_000  # the API's limit on an inline batch request body
+FILE_LIMIT_BYTES = 2_000_000_000  # the API's limit on an input file
+SAFETY = 0.8  # stay well under both: the wire form of inline requests is a little larger than our estimate
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Where requests are split: inline under `inline_bytes`, files under `file_bytes`, `max_requests` per job."""
+
+    inline_bytes: int = int(INLINE_LIMIT_BYTES * SAFETY)
+    file_bytes: int = int(FILE_LIMIT_BYTES * 0.9)
+    max_requests: int | None = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    transport: str  # "inline" | "file"
+    requests: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """`rows`: one per input row (key, or the reason it is not sent); `requests`: one per distinct request."""
+
+    spec: RequestSpec
+    rows: pl.DataFrame
+    requests: pl.DataFrame
+    shards: tuple[Shard, ...]
+
+    def shard_requests(self, index: int) -> pl.DataFrame:
+        return self.requests.filter(pl.col(SHARD) == index)
+
+
+def output_columns(spec: RequestSpec, output: str, prefix: str) -> list[str]:
+    """Names of the columns a call adds: the answer (text mode) or one per schema field, plus the error column."""
+    if spec.field is None:
+        return [output, f"{output}_error"]
+    return [f"{prefix}{name}" for name, _ in spec.field.children] + [f"{output}_error"]
+
+
+def check_clash(columns: list[str], added: list[str]) -> None:
+    clash = [c for c in added if c in columns]
+    if clash:
+        raise ColumnClashError(
+            f"The result column(s) {', '.join(map(repr, clash))} already exist in the frame. "
+            "Hint: pass prefix='llm_' (schema fields) or output='other_name', or rename the input columns."
+        )
+
+
+def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, limits: Limits) -> Plan:
+    prompt, null_col = prompt_exprs(template, frame.collect_schema())
+    rendered = frame.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
+    distinct = rendered.get_column(PROMPT).drop_nulls().unique(maintain_order=True)
+    requests = pl.DataFrame({KEY: request_keys(distinct, spec), PROMPT: distinct})
+    requests = requests.with_columns((escaped_size(pl.col(PROMPT)) + line_overhead(spec)).alias(NBYTES))
+    _check_sizes(requests, limits)
+    requests, shards = _shard(requests, limits)
+    keyed = rendered.join(requests.select(PROMPT, KEY), on=PROMPT, how="left", maintain_order="left")
+    rows = keyed.select(
+        pl.col(KEY),
+        pl.when(pl.col(NULL_COLUMN).is_not_null())
+        .then(pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN)))
+        .alias(SKIP),
+    )
+    return Plan(spec, rows, requests, shards)
+
+
+def _check_sizes(requests: pl.DataFrame, limits: Limits) -> None:
+    too_big = requests.filter(pl.col(NBYTES) > limits.file_bytes)
+    if too_big.height:
+        first = too_big.row(0, named=True)
+        raise RequestTooLargeError(
+            f"{too_big.height} request(s) exceed the {limits.file_bytes:,}-byte file limit; the first is "
+            f"{first[NBYTES]:,} bytes (prompt starts {first[PROMPT][:60]!r}). Hint: shorten or split that text."
+        )
+
+
+def _shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[Shard, ...]]:
+    if requests.height == 0:
+        return requests.with_columns(pl.lit(0, pl.UInt32).alias(SHARD)), ()
+    total = int(requests.get_column(NBYTES).sum())
+    inline = total <= limits.inline_bytes
+    budget = limits.inline_bytes if inline else limits.file_bytes
+    by_bytes = (pl.col(NBYTES).cum_sum() - pl.col(NBYTES)) // budget
+    by_count = pl.int_range(pl.len()) // (limits.max_requests or requests.height)
+    sharded = requests.with_columns(pl.struct(a=by_bytes, b=by_count).rank("dense").cast(pl.UInt32).sub(1).alias(SHARD))
+    stats = sharded.group_by(SHARD, maintain_order=True).agg(pl.len().alias("n"), pl.col(NBYTES).sum().alias("b"))
+    transport = "inline" if inline else "file"
+    shards = tuple(Shard(int(s), transport, int(n), int(b)) for s, n, b in stats.iter_rows())
+    return sharded, shards

@@ -1,0 +1,156 @@
+"""Result lines -> one row per key: answer text, error, finish reason and usage. Vectorized over whole files.
+
+Both transports end up here in one shape, a JSONL line per request: `{"key":..,"response":{..}}` or
+`{"key":..,"error"|"status":{"code":..,"message":..}}` (the file format; inline results are converted to it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from google.genai import types
+
+KEY = "key"
+LINE = "line"
+TEXT = "text"
+ERROR = "error"
+ERROR_CODE = "error_code"
+FINISH = "finish_reason"
+USAGE = "usage"
+
+_STATUS = pl.Struct({"code": pl.Int64, "message": pl.String, "status": pl.String})
+_PART = pl.Struct({"text": pl.String, "thought": pl.Boolean})
+USAGE_DTYPE = pl.Struct(
+    {
+        "promptTokenCount": pl.Int64,
+        "candidatesTokenCount": pl.Int64,
+        "thoughtsTokenCount": pl.Int64,
+        "cachedContentTokenCount": pl.Int64,
+        "toolUsePromptTokenCount": pl.Int64,
+        "totalTokenCount": pl.Int64,
+    }
+)
+_LINE_DTYPE = pl.Struct(
+    {
+        "key": pl.String,
+        "metadata": pl.Struct({"key": pl.String}),
+        "response": pl.Struct(
+            {
+                "candidates": pl.List(
+                    pl.Struct(
+                        {
+                            "content": pl.Struct({"parts": pl.List(_PART)}),
+                            "finishReason": pl.String,
+                            "finishMessage": pl.String,
+                        }
+                    )
+                ),
+                "promptFeedback": pl.Struct({"blockReason": pl.String, "blockReasonMessage": pl.String}),
+                "usageMetadata": USAGE_DTYPE,
+            }
+        ),
+        "error": _STATUS,
+        "status": _STATUS,
+    }
+)
+RESULT_SCHEMA = pl.Schema(
+    {
+        KEY: pl.String,
+        TEXT: pl.String,
+        ERROR: pl.String,
+        ERROR_CODE: pl.Int64,
+        FINISH: pl.String,
+        USAGE: USAGE_DTYPE,
+        LINE: pl.String,
+    }
+)
+# gRPC codes a retry can fix: CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
+_SDK_EXTRAS = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
+RETRYABLE_CODES = (1, 2, 4, 8, 10, 13, 14, 429, 500, 502, 503, 504)
+
+
+def split_lines(data: bytes) -> pl.Series:
+    """The non-empty lines of a JSONL file as a String column.
+
+    Read as a one-column CSV whose separator is a control byte: valid JSON escapes control characters inside strings,
+    so \\x01 never occurs and each physical line is one field.
+    """
+    if not data.strip():
+        return pl.Series(LINE, [], dtype=pl.String)
+    frame = pl.read_csv(
+        io.BytesIO(data), has_header=False, separator="\x01", quote_char=None, schema={LINE: pl.String}
+    )
+    lines = frame.get_column(LINE)
+    return lines.filter(lines.str.strip_chars() != "")
+
+
+def inline_lines(responses: Sequence[types.InlinedResponse]) -> pl.Series:
+    """Inline results in the file line shape. One dump per response: the SDK hands them over as objects."""
+    lines = [
+        json.dumps(
+            {
+                "key": (r.metadata or {}).get("key"),
+                **({"response": response_json(r.response)} if r.response else {}),
+                **({"error": r.error.model_dump(mode="json", exclude_none=True)} if r.error else {}),
+            },
+            ensure_ascii=False,
+        )
+        for r in responses
+    ]
+    return pl.Series(LINE, lines, dtype=pl.String)
+
+
+def response_json(response: types.GenerateContentResponse) -> dict[str, Any]:
+    """A response object back in its wire (camelCase) form, without the SDK's client-side extras."""
+    return response.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=_SDK_EXTRAS)
+
+
+def parse_lines(lines: pl.Series) -> pl.DataFrame:
+    """One row per line: key, answer text (thought parts skipped), error message and code, finish reason, usage."""
+    parsed = lines.str.json_decode(_LINE_DTYPE)
+    frame = pl.DataFrame({LINE: lines, "p": parsed})
+    p = pl.col("p")
+    cand = p.struct.field("response").struct.field("candidates").list.first()
+    parts = cand.struct.field("content").struct.field("parts")
+    text = parts.list.eval(
+        pl.when(pl.element().struct.field("thought").fill_null(False).not_())
+        .then(pl.element().struct.field("text"))
+    ).list.drop_nulls()
+    status = pl.coalesce(p.struct.field("error"), p.struct.field("status"))
+    block = p.struct.field("response").struct.field("promptFeedback").struct.field("blockReason")
+    finish = cand.struct.field("finishReason")
+    return frame.select(
+        pl.coalesce(p.struct.field("key"), p.struct.field("metadata").struct.field("key")).alias(KEY),
+        pl.when(text.list.len() > 0).then(text.list.join("")).alias(TEXT),
+        _error_message(status, block, finish, p.struct.field("response")).alias(ERROR),
+        pl.coalesce(status.struct.field("code"), pl.when(block.is_not_null()).then(pl.lit(3))).alias(ERROR_CODE),
+        finish.alias(FINISH),
+        p.struct.field("response").struct.field("usageMetadata").alias(USAGE),
+        pl.col(LINE),
+    )
+
+
+def _error_message(status: pl.Expr, block: pl.Expr, finish: pl.Expr, response: pl.Expr) -> pl.Expr:
+    code = status.struct.field("code").cast(pl.String).fill_null("?")
+    return (
+        pl.when(status.is_not_null())
+        .then(pl.format("request failed (code {}): {}", code, status.struct.field("message").fill_null("")))
+        .when(block.is_not_null())
+        .then(pl.format("prompt blocked (blockReason {}); rephrase it or adjust safety_settings", block))
+        .when(finish == "MAX_TOKENS")
+        .then(pl.lit("answer truncated (finishReason MAX_TOKENS); raise max_output_tokens or the thinking budget"))
+        .when(finish.is_in(["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "OTHER"]))
+        .then(pl.format("no usable answer (finishReason {})", finish))
+        .when(response.is_null())
+        .then(pl.lit("result line has neither a response nor an error"))
+        .when(response.struct.field("candidates").list.len().fill_null(0) == 0)
+        .then(pl.lit("response has no candidates"))
+    )
+
+
+def empty_results() -> pl.DataFrame:
+    return pl.DataFrame(schema=RESULT_SCHEMA)

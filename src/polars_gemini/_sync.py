@@ -1,0 +1,42 @@
+"""Synchronous mode: the same contract as a batch run through `generateContent`, for iterating on a prompt.
+
+Standard (not batch) prices apply. Concurrency is bounded; 429 and 5xx are retried by the SDK's retry options.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+from google import genai
+
+from polars_gemini import _client
+from polars_gemini._errors import APIError
+from polars_gemini._plan import Plan
+from polars_gemini._requests import KEY, PROMPT
+from polars_gemini._results import LINE, parse_lines, response_json
+
+# Errors that would fail every row alike: raise them instead of recording one per row.
+_FATAL = (401, 403, 404)
+
+
+def run_sync(plan: Plan, client: genai.Client, max_concurrency: int, progress: bool) -> pl.DataFrame:
+    """Results (as `_results.parse_lines` returns them) for every request of `plan`, one call each."""
+    from tqdm.auto import tqdm
+
+    pairs = list(plan.requests.select(KEY, PROMPT).iter_rows())
+
+    def one(pair: tuple[str, str]) -> str:
+        key, prompt = pair
+        try:
+            response = _client.generate(client, plan.spec.model, prompt, plan.spec.config)
+        except APIError as exc:
+            if exc.code in _FATAL:
+                raise
+            return json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}})
+        return json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
+
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+        lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc="gemini sync", disable=not progress))
+    return parse_lines(pl.Series(LINE, lines, dtype=pl.String))
