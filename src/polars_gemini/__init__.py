@@ -1,11 +1,13 @@
 """polars-gemini: Google's Gemini Batch API as a native Polars dataframe operation.
 
-    >>> import polars as pl
-    >>> import polars_gemini  # registers `df.gemini` and `lf.gemini`
+>>> import polars as pl
+>>> import polars_gemini  # registers `df.gemini` and `lf.gemini`
 """
 
 from __future__ import annotations
 
+from polars_gemini import _namespace  # noqa: F401  # registers df.gemini / lf.gemini
+from polars_gemini._api import batch, submit
 from polars_gemini._errors import (
     APIError,
     BudgetExceededError,
@@ -22,9 +24,6 @@ from polars_gemini._errors import (
     SchemaError,
     TemplateError,
 )
-
-from polars_gemini import _namespace  # noqa: F401  # registers df.gemini / lf.gemini
-from polars_gemini._api import batch, submit
 from polars_gemini._run import Run, RunStatus
 
 __version__ = "0.1.0"
@@ -41,10 +40,10 @@ __all__ = [
     "MissingAPIKeyError",
     "ModelError",
     "RequestTooLargeError",
-    "RunTimeoutError",
-    "SchemaError",
     "Run",
     "RunStatus",
+    "RunTimeoutError",
+    "SchemaError",
     "TemplateError",
     "__version__",
     "batch",

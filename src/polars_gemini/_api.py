@@ -52,7 +52,9 @@ def submit(
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     if mode not in ("batch", "sync"):
         raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
-    spec = build_spec(model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model)
+    spec = build_spec(
+        model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
+    )
     check_clash(df.columns, output_columns(spec, output, prefix))
     plan = make_plan(df, template, spec, _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes))
     options = RunOptions(output, prefix, poll_interval, max_poll_interval, max_concurrency, progress)
@@ -83,8 +85,11 @@ def _limits(max_requests: int | None, inline: int | None, file: int | None) -> L
     if max_requests is not None and max_requests < 1:
         raise ConfigurationError(f"max_requests_per_job must be at least 1, got {max_requests}.")
     base = Limits()
-    return Limits(inline if inline is not None else base.inline_bytes, file if file is not None else base.file_bytes,
-                  max_requests)
+    return Limits(
+        inline if inline is not None else base.inline_bytes,
+        file if file is not None else base.file_bytes,
+        max_requests,
+    )
 
 
 def batch(
@@ -107,7 +112,13 @@ def batch(
     ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
     """
     run = submit(
-        frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
-        output=output, **options,
+        frame,
+        template,
+        model=model,
+        schema=schema,
+        system_instruction=system_instruction,
+        config=config,
+        output=output,
+        **options,
     )
     return run.result(timeout=timeout)

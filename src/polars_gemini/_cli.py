@@ -14,6 +14,9 @@ def _build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
     emu.add_argument("--job-seconds", type=float, default=0.0, help="simulated queue+run time of each batch job")
+    demo = sub.add_parser("demo", help="run a typed batch job over synthetic reviews (emulator unless --live)")
+    demo.add_argument("--rows", type=int, default=2_000)
+    demo.add_argument("--live", action="store_true", help="use the real Gemini API with GEMINI_API_KEY")
     return parser
 
 
@@ -23,6 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from polars_gemini.emulator._cli import serve
 
         return serve(host=args.host, port=args.port, job_seconds=args.job_seconds)
+    if args.command == "demo":
+        from polars_gemini._demo import run
+
+        run(rows=args.rows, live=args.live)
+        return 0
     return 2
 
 

@@ -22,7 +22,11 @@ T = TypeVar("T")
 ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED")
 RETRY = types.HttpRetryOptions(
-    attempts=6, initial_delay=1.0, max_delay=60.0, exp_base=2.0, http_status_codes=[408, 429, 500, 502, 503, 504]
+    attempts=6,
+    initial_delay=1.0,
+    max_delay=60.0,
+    exp_base=2.0,
+    http_status_codes=[408, 429, 500, 502, 503, 504],
 )
 _HTTP = types.HttpOptions(retry_options=RETRY)
 
@@ -92,7 +96,10 @@ def upload_jsonl(client: genai.Client, data: bytes, display_name: str) -> str:
 def create_job(client: genai.Client, model: str, src: Any, display_name: str) -> JobSnapshot:
     """Create a batch job from inline requests or an uploaded file name. This is the call that costs money."""
     config = types.CreateBatchJobConfig(display_name=display_name, http_options=_HTTP)
-    job = _call(f"Creating batch job {display_name}", lambda: client.batches.create(model=model, src=src, config=config))
+    job = _call(
+        f"Creating batch job {display_name}",
+        lambda: client.batches.create(model=model, src=src, config=config),
+    )
     return _snapshot(job)
 
 
@@ -129,4 +136,7 @@ def generate(
 ) -> types.GenerateContentResponse:
     """One synchronous generateContent call (sync mode), with the library's retry policy for 429 and 5xx."""
     cfg = config.model_copy(update={"http_options": _HTTP})
-    return _call(f"generateContent on {model}", lambda: client.models.generate_content(model=model, contents=prompt, config=cfg))
+    return _call(
+        f"generateContent on {model}",
+        lambda: client.models.generate_content(model=model, contents=prompt, config=cfg),
+    )

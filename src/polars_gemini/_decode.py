@@ -130,7 +130,9 @@ def decode_answers(texts: pl.Series, field: Field) -> pl.DataFrame:
     """Decode JSON answers into a frame with the struct column `value` and the String column `problem`."""
     stripped = texts.str.strip_chars()
     is_object = stripped.str.starts_with("{") & stripped.str.json_path_match("$").is_not_null()
-    candidates = pl.Series(texts.name, stripped).zip_with(is_object.fill_null(False), pl.Series([None], dtype=pl.String))
+    candidates = pl.Series(texts.name, stripped).zip_with(
+        is_object.fill_null(False), pl.Series([None], dtype=pl.String)
+    )
     loose, decode_errors = json_decode_tolerant(candidates, loose_dtype(field))
     value, problem = convert(pl.col("loose"), field, "")
     invalid = pl.when(pl.col("text").is_not_null() & ~pl.col("is_object")).then(

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 import polars as pl
 
 from polars_gemini._errors import ColumnClashError, RequestTooLargeError
-from polars_gemini._requests import KEY, NBYTES, PROMPT, RequestSpec, escaped_size, line_overhead, request_keys
+from polars_gemini._requests import (
+    KEY,
+    NBYTES,
+    PROMPT,
+    RequestSpec,
+    escaped_size,
+    line_overhead,
+    request_keys,
+)
 from polars_gemini._template import NULL_COLUMN, prompt_exprs
 
 ROW = "__pg_row"

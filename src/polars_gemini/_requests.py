@@ -133,9 +133,7 @@ def request_keys(prompts: pl.Series, spec: RequestSpec) -> pl.Series:
 def escaped_size(prompt: pl.Expr) -> pl.Expr:
     """Upper bound of a prompt's size once JSON-escaped: quotes and backslashes double, control bytes take six."""
     return (
-        prompt.str.len_bytes()
-        + prompt.str.count_matches(r'["\\]')
-        + 5 * prompt.str.count_matches(r"[\x00-\x1f]")
+        prompt.str.len_bytes() + prompt.str.count_matches(r'["\\]') + 5 * prompt.str.count_matches(r"[\x00-\x1f]")
     ).cast(pl.Int64)
 
 

@@ -57,8 +57,8 @@ _LINE_DTYPE = pl.Struct(
         "status": _STATUS,
     }
 )
-RESULT_SCHEMA = pl.Schema(
-    {
+RESULT_SCHEMA: pl.Schema = pl.Schema(
+    {  # type: ignore[arg-type]  # mypy infers dict[str, object] for mixed dtype instances
         KEY: pl.String,
         TEXT: pl.String,
         ERROR: pl.String,
@@ -81,11 +81,10 @@ def split_lines(data: bytes) -> pl.Series:
     """
     if not data.strip():
         return pl.Series(LINE, [], dtype=pl.String)
-    frame = pl.read_csv(
-        io.BytesIO(data), has_header=False, separator="\x01", quote_char=None, schema={LINE: pl.String}
-    )
+    frame = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x01", quote_char=None, schema={LINE: pl.String})
     lines = frame.get_column(LINE)
-    return lines.filter(lines.str.strip_chars() != "")
+    kept: pl.Series = lines.filter(lines.str.strip_chars() != "")
+    return kept
 
 
 def inline_lines(responses: Sequence[types.InlinedResponse]) -> pl.Series:
@@ -117,8 +116,7 @@ def parse_lines(lines: pl.Series) -> pl.DataFrame:
     cand = p.struct.field("response").struct.field("candidates").list.first()
     parts = cand.struct.field("content").struct.field("parts")
     text = parts.list.eval(
-        pl.when(pl.element().struct.field("thought").fill_null(False).not_())
-        .then(pl.element().struct.field("text"))
+        pl.when(pl.element().struct.field("thought").fill_null(False).not_()).then(pl.element().struct.field("text"))
     ).list.drop_nulls()
     status = pl.coalesce(p.struct.field("error"), p.struct.field("status"))
     block = p.struct.field("response").struct.field("promptFeedback").struct.field("blockReason")

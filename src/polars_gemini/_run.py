@@ -5,6 +5,7 @@ State is plain data (a plan, job records, a results frame); the accessor never h
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,7 @@ class Run:
     jobs: list[JobRecord] = field(default_factory=list)
     results: pl.DataFrame = field(default_factory=empty_results, repr=False)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def submit(self) -> Run:
         """Create one job per shard, concurrently. Creating a job is the step that costs money."""
@@ -129,8 +131,9 @@ class Run:
         else:
             lines = pl.Series("line", [], dtype=pl.String)
         parsed = parse_lines(lines)
-        self.results = pl.concat([self.results, parsed], how="vertical_relaxed")
-        job.collected = True
+        with self._lock:  # jobs are collected from several threads
+            self.results = pl.concat([self.results, parsed], how="vertical_relaxed")
+            job.collected = True
 
     @property
     def done(self) -> bool:
@@ -154,7 +157,10 @@ class Run:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = self.options.poll_interval
         with tqdm(
-            total=self.plan.requests.height, unit="req", desc="gemini batch", disable=not self.options.progress
+            total=self.plan.requests.height,
+            unit="req",
+            desc="gemini batch",
+            disable=not self.options.progress,
         ) as bar:
             while True:
                 self.refresh()
@@ -184,8 +190,11 @@ class Run:
         return join_rows(self.frame, self.plan, answers, self.options.output)
 
     def _job_errors(self) -> pl.DataFrame:
-        bad = {j.shard: f"job {j.name} ended {j.state}" + (f": {j.error}" if j.error else "") for j in self.jobs
-               if j.collected and j.state != "SUCCEEDED"}
+        bad = {
+            j.shard: f"job {j.name} ended {j.state}" + (f": {j.error}" if j.error else "")
+            for j in self.jobs
+            if j.collected and j.state != "SUCCEEDED"
+        }
         return (
             self.plan.requests.select(KEY, SHARD)
             .filter(pl.col(SHARD).is_in(list(bad)))

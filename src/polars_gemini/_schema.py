@@ -18,7 +18,7 @@ import polars as pl
 
 from polars_gemini._errors import SchemaError
 
-SchemaLike = Union[Mapping[str, Any], pl.Schema, type]
+SchemaLike = Mapping[str, Any] | pl.Schema | type
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def from_pydantic(model: type, *, where: str = "", nullable: bool = False) -> Fi
         raise SchemaError(f"{model!r} is not a pydantic model class.")
     hints = typing.get_type_hints(model)
     kids = tuple(
-        (name, from_annotation(hints.get(name, f.annotation), where=f"{where}{name}"))
-        for name, f in fields.items()
+        (name, from_annotation(hints.get(name, f.annotation), where=f"{where}{name}")) for name, f in fields.items()
     )
     return _struct(kids, nullable)
 
@@ -104,7 +103,7 @@ def from_annotation(tp: Any, *, where: str, nullable: bool = False) -> Field:
             raise SchemaError(f"Field {where!r}: unions other than Optional[X] are not supported ({tp}).")
         return from_annotation(rest[0], where=where, nullable=True)
     if origin is Literal or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
-        values = args if origin is Literal else tuple(m.value for m in tp)  # type: ignore[var-annotated]
+        values = args if origin is Literal else tuple(m.value for m in tp)
         if not values or not all(isinstance(v, str) for v in values):
             raise SchemaError(f"Field {where!r}: Literal/Enum members must be strings, got {values!r}.")
         return Field(pl.Enum(list(dict.fromkeys(values))), nullable)

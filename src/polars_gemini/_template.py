@@ -98,10 +98,12 @@ def render_exprs(tpl: Template, schema: pl.Schema) -> tuple[pl.Expr, pl.Expr]:
     cols = iter(tpl.columns)
     for piece in tpl.pieces:
         parts.append(pl.lit(piece, pl.String) if piece is not None else _as_text(c := next(cols), schema[c]))
-    prompt = pl.concat_str(parts, ignore_nulls=False) if parts else pl.lit("", pl.String)
-    null_col = pl.coalesce(
-        [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in tpl.referenced] or [pl.lit(None, pl.String)]
-    )
+    if not tpl.columns:  # a constant prompt still needs one value per row
+        return pl.repeat(tpl.source.replace("{{", "{").replace("}}", "}"), pl.len()).alias(PROMPT), pl.lit(
+            None, pl.String
+        ).alias(NULL_COLUMN)
+    prompt = pl.concat_str(parts, ignore_nulls=False)
+    null_col = pl.coalesce([pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in tpl.referenced])
     return prompt.alias(PROMPT), null_col.alias(NULL_COLUMN)
 
 

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from core_support import echo
+
+from polars_gemini.emulator import Emulator
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """An emulator whose answers echo the prompt."""
+    with Emulator(responder=echo) as emulator:
+        yield emulator
