@@ -24,6 +24,7 @@ from polars_gemini._errors import (
     SchemaError,
     TemplateError,
 )
+from polars_gemini._resume import resume
 from polars_gemini._run import Run, RunStatus
 
 __version__ = "0.1.0"
@@ -47,5 +48,6 @@ __all__ = [
     "TemplateError",
     "__version__",
     "batch",
+    "resume",
     "submit",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -13,7 +15,9 @@ from polars_gemini import _client
 from polars_gemini._errors import APIError, ConfigurationError
 from polars_gemini._plan import Limits, check_clash, make_plan, output_columns
 from polars_gemini._requests import build_spec
+from polars_gemini._resume import open_run
 from polars_gemini._run import Run, RunOptions
+from polars_gemini._store import JobRecord
 from polars_gemini._schema import SchemaLike
 from polars_gemini._sync import run_sync
 
@@ -41,10 +45,15 @@ def submit(
     max_concurrency: int = 8,
     progress: bool = True,
     check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
     Everything that can be checked locally (template, columns, model, schema, sizes) is checked before the first call.
+    With `checkpoint=`, all state lives in that directory: calling again (or `polars_gemini.resume(dir)` from another
+    process) re-attaches to the jobs, and only requests without a stored result are ever sent.
 
     >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> run.status(); out = run.result()  # doctest: +SKIP
@@ -52,26 +61,43 @@ def submit(
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     if mode not in ("batch", "sync"):
         raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
-    spec = build_spec(
-        model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
-    )
+    if mode == "sync" and checkpoint is not None:
+        raise ConfigurationError("checkpoint= applies to batch runs; sync mode is for quick iterations on few rows.")
+    if max_retries < 0:
+        raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}.")
+    spec = build_spec(model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model)
     check_clash(df.columns, output_columns(spec, output, prefix))
-    plan = make_plan(df, template, spec, _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes))
-    options = RunOptions(output, prefix, poll_interval, max_poll_interval, max_concurrency, progress)
-    if client is None and plan.requests.height == 0:
-        return Run(df, plan, None, options)  # type: ignore[arg-type]  # nothing to send: no client needed
-    run = Run(df, plan, client or _client.client_from_env(), options)
+    limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
+    plan = make_plan(df, template, spec, limits)
+    options = RunOptions(
+        output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits
+    )
+    if client is None and plan.requests.height == 0 and checkpoint is None:
+        return Run(df, plan, None, options)  # nothing to send: no client needed
+    client = client or _client.client_from_env()
+    if checkpoint is not None:
+        run = open_run(Path(checkpoint), df, plan, template, client, options)
+    else:
+        run = Run(df, plan, client, options)
     if mode == "sync":
-        run.results = run_sync(plan, run.client, max_concurrency, progress)
+        run.store.add_results(_sync_job(run), run_sync(plan, client, max_concurrency, progress))
         return run
     return _submit_or_explain(run)
+
+
+def _sync_job(run: Run) -> JobRecord:
+    """A stand-in job record so sync results are stored like a batch job's."""
+    job = JobRecord(f"sync-{run.run_id}", run.run_id, 1, 0, "sync", run.plan.requests.height, "SUCCEEDED")
+    run.store.add_job(job, run.plan.requests.get_column("key"))
+    run.round = run.options.max_retries + 1  # sync mode retries inside each call (the SDK's retry options)
+    return job
 
 
 def _submit_or_explain(run: Run) -> Run:
     try:
         return run.submit()
     except APIError as exc:
-        created = [j.name for j in run.jobs if j.name]
+        created = [j.name for j in run.store.jobs if j.name]
         if not created:
             raise
         raise APIError(

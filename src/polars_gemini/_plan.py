@@ -117,3 +117,8 @@ def _shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[
     transport = "inline" if inline else "file"
     shards = tuple(Shard(int(s), transport, int(n), int(b)) for s, n, b in stats.iter_rows())
     return sharded, shards
+
+
+def shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[Shard, ...]]:
+    """Split `requests` into contiguous job shards under `limits`; adds the `shard` column."""
+    return _shard(requests, limits)

@@ -178,3 +178,8 @@ def inline_requests(requests: pl.DataFrame, spec: RequestSpec) -> list[types.Inl
 def line_overhead(spec: RequestSpec) -> int:
     """Bytes of one file line beyond its escaped prompt."""
     return _LINE_OVERHEAD + len(spec.tail_json.encode())
+
+
+def build_spec_from_config(model: str, config: types.GenerateContentConfig, field: Field | None) -> RequestSpec:
+    """A spec from an already merged config (as saved in a checkpoint manifest)."""
+    return RequestSpec(normalize_model(model), config, field, _tail(config))

@@ -68,9 +68,12 @@ RESULT_SCHEMA: pl.Schema = pl.Schema(
         LINE: pl.String,
     }
 )
-# gRPC codes a retry can fix: CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
 _SDK_EXTRAS = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
-RETRYABLE_CODES = (1, 2, 4, 8, 10, 13, 14, 429, 500, 502, 503, 504)
+# Codes a retry can fix: gRPC UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE, and their
+# HTTP forms. CANCELLED (1) is deliberately absent: a job the user cancelled is not resubmitted behind their back.
+RETRYABLE_CODES = (2, 4, 8, 10, 13, 14, 408, 429, 500, 502, 503, 504)
+MISSING_CODE = 2  # a key absent from a finished job's results
+JOB_STATE_CODES = {"FAILED": 13, "EXPIRED": 4, "CANCELLED": 1, "PARTIALLY_SUCCEEDED": 2}
 
 
 def split_lines(data: bytes) -> pl.Series:
@@ -152,3 +155,18 @@ def _error_message(status: pl.Expr, block: pl.Expr, finish: pl.Expr, response: p
 
 def empty_results() -> pl.DataFrame:
     return pl.DataFrame(schema=RESULT_SCHEMA)
+
+
+def synthetic_errors(keys: pl.Series, code: int, message: str) -> pl.DataFrame:
+    """Result rows (in `parse_lines`' shape) recording an error for `keys` that got no answer of their own."""
+    tail = f'","error":{{"code":{code},"message":{json.dumps(message, ensure_ascii=False)}}}}}'
+    line = pl.concat_str([pl.lit('{"key":"'), pl.col(KEY), pl.lit(tail)])
+    return pl.DataFrame({KEY: keys}).select(
+        pl.col(KEY).cast(pl.String),
+        pl.lit(None, pl.String).alias(TEXT),
+        pl.lit(message).alias(ERROR),
+        pl.lit(code, pl.Int64).alias(ERROR_CODE),
+        pl.lit(None, pl.String).alias(FINISH),
+        pl.lit(None, USAGE_DTYPE).alias(USAGE),
+        line.alias(LINE),
+    )

@@ -1,26 +1,36 @@
-"""A submitted run: its jobs, polling with capped backoff and a progress bar, result collection and assembly.
-
-State is plain data (a plan, job records, a results frame); the accessor never holds any of it.
-"""
+"""A run: its jobs in rounds (first attempt, then retries), polling with capped backoff and a progress bar,
+result collection, and assembly. State lives in a `Store` (in memory, or a checkpoint directory)."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from google import genai
 
 from polars_gemini import _client
-from polars_gemini._assemble import JOB_ERROR, answer_columns, join_rows, per_request
+from polars_gemini._assemble import answer_columns, join_rows
+from polars_gemini._checkpoint import Store
 from polars_gemini._errors import RunTimeoutError
-from polars_gemini._plan import SHARD, Plan
-from polars_gemini._requests import KEY, encode_jsonl, inline_requests
-from polars_gemini._results import empty_results, inline_lines, parse_lines, split_lines
+from polars_gemini._plan import Limits, Plan, shard
+from polars_gemini._requests import KEY, PROMPT, encode_jsonl, inline_requests
+from polars_gemini._results import (
+    ERROR,
+    ERROR_CODE,
+    JOB_STATE_CODES,
+    MISSING_CODE,
+    RETRYABLE_CODES,
+    inline_lines,
+    parse_lines,
+    split_lines,
+    synthetic_errors,
+)
+from polars_gemini._store import JobRecord
 
 
 @dataclass(frozen=True)
@@ -31,21 +41,9 @@ class RunOptions:
     max_poll_interval: float = 60.0
     max_concurrency: int = 8
     progress: bool = True
-
-
-@dataclass
-class JobRecord:
-    """One batch job of a run: which shard it carries and what is known about it."""
-
-    shard: int
-    display_name: str
-    transport: str
-    name: str | None = None
-    state: str = "UNSUBMITTED"
-    error: str | None = None
-    input_file: str | None = None
-    result_file: str | None = None
-    collected: bool = False
+    max_retries: int = 2
+    keep_files: bool = False
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class RunStatus:
 
     @property
     def pending(self) -> int:
-        return self.requests - self.done
+        return self.requests - self.done - self.failed
 
     def __repr__(self) -> str:
         states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
@@ -76,32 +74,75 @@ class Run:
 
     frame: pl.DataFrame
     plan: Plan
-    client: genai.Client = field(repr=False)
+    client: genai.Client | None = field(repr=False)
     options: RunOptions
-    jobs: list[JobRecord] = field(default_factory=list)
-    results: pl.DataFrame = field(default_factory=empty_results, repr=False)
+    store: Store = field(default_factory=Store, repr=False)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    round: int = 0
+
+    # -- submission -------------------------------------------------------------------------------------------
 
     def submit(self) -> Run:
-        """Create one job per shard, concurrently. Creating a job is the step that costs money."""
-        prefix = f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}"
-        self.jobs = [JobRecord(s.index, f"{prefix}-{s.index:04d}", s.transport) for s in self.plan.shards]
-        self._each(self._submit_one, [j for j in self.jobs if j.name is None])
+        """Recover jobs a crash interrupted, then create jobs for every request without a usable result."""
+        self._recover()
+        self._submit_round()
         return self
 
-    def _submit_one(self, job: JobRecord) -> None:
-        requests = self.plan.shard_requests(job.shard)
-        model = self.plan.spec.model
-        if job.transport == "inline":
-            src: Any = inline_requests(requests, self.plan.spec)
-        else:
-            data = encode_jsonl(requests, self.plan.spec)
-            job.input_file = src = _client.upload_jsonl(self.client, data, f"{job.display_name}-input")
-        snap = _client.create_job(self.client, model, src, job.display_name)
-        job.name, job.state = snap.name, snap.state
+    def _api(self) -> genai.Client:
+        if self.client is None:
+            raise RuntimeError("this run has no client: pass client= to resume it")
+        return self.client
 
-    def _each(self, fn: Any, jobs: list[JobRecord]) -> None:
+    def _recover(self) -> None:
+        """Jobs left PREPARED or CREATING by a crash: find the ones the service has, then finish creating the rest."""
+        orphans = [j for j in self.store.active_jobs() if j.name is None]
+        if any(j.state == "CREATING" for j in orphans):
+            found = {s.display_name: s for s in _client.find_jobs(self._api(), "polars-gemini-")}
+            for job in orphans:
+                if job.display_name in found:  # created before the crash: attach, never create twice
+                    snap = found[job.display_name]
+                    self.store.update(job, name=snap.name, state=snap.state)
+        self._each(self._create, [j for j in orphans if j.name is None])
+
+    def _todo(self) -> pl.Series:
+        """Keys of this plan that are neither settled (answered, or failed for good) nor in a job still running."""
+        latest = self.store.latest()
+        settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(RETRYABLE_CODES))
+        busy = [settled.get_column(KEY)] + [self.store.job_keys(j) for j in self.store.active_jobs()]
+        keys = self.plan.requests.get_column(KEY)
+        return keys.filter(~keys.is_in(pl.concat(busy).implode()))
+
+    def _submit_round(self) -> None:
+        keys = self._todo()
+        if keys.is_empty():
+            return
+        self.round += 1
+        requests = self.plan.requests.join(keys.to_frame(KEY), on=KEY, how="semi", maintain_order="left")
+        requests, shards = shard(requests, self.options.limits)
+        prefix = f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}-r{self.round}"
+        jobs = []
+        for s in shards:
+            job = JobRecord(f"{prefix}-{s.index:04d}", self.run_id, self.round, s.index, s.transport, s.requests)
+            self.store.add_job(job, requests.filter(pl.col("shard") == s.index).get_column(KEY))
+            jobs.append(job)
+        self._each(self._create, jobs)
+
+    def _create(self, job: JobRecord) -> None:
+        keys = self.store.job_keys(job).to_frame(KEY)
+        requests = self.plan.requests.join(keys, on=KEY, how="semi", maintain_order="left")
+        src: Any
+        if job.transport == "inline":
+            src = inline_requests(requests, self.plan.spec)
+        else:
+            if job.input_file is None:
+                data = encode_jsonl(requests.select(KEY, PROMPT), self.plan.spec)
+                self.store.update(job, input_file=_client.upload_jsonl(self._api(), data, f"{job.display_name}-input"))
+            src = job.input_file
+        self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
+        snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name)
+        self.store.update(job, name=snap.name, state=snap.state)
+
+    def _each(self, fn: Callable[[JobRecord], None], jobs: list[JobRecord]) -> None:
         if len(jobs) <= 1:
             for job in jobs:
                 fn(job)
@@ -109,46 +150,63 @@ class Run:
         with ThreadPoolExecutor(max_workers=min(self.options.max_concurrency, len(jobs))) as pool:
             list(pool.map(fn, jobs))  # list() re-raises the first exception of any job
 
+    # -- polling and collection ------------------------------------------------------------------------------
+
     def refresh(self) -> None:
         """Poll every unfinished job once and collect the results of those that finished."""
-        self._each(self._refresh_one, [j for j in self.jobs if j.name and not j.collected])
+        self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
 
     def _refresh_one(self, job: JobRecord) -> None:
         assert job.name is not None
-        snap = _client.get_job(self.client, job.name)
-        job.state, job.error = snap.state, snap.error
+        snap = _client.get_job(self._api(), job.name)
+        self.store.update(job, state=snap.state, error=snap.error)
         if snap.state == "SUCCEEDED" and not snap.results_ready:
             return  # the service can report SUCCEEDED before the results file is attached: poll again
         if snap.done:
             self._collect(job, snap)
 
     def _collect(self, job: JobRecord, snap: _client.JobSnapshot) -> None:
-        if snap.inlined is not None:
-            lines = inline_lines(snap.inlined)
-        elif snap.result_file is not None:
-            job.result_file = snap.result_file
-            lines = split_lines(_client.download(self.client, snap.result_file))
+        keys = self.store.job_keys(job)
+        if snap.state != "SUCCEEDED":
+            message = f"job {job.name} ended {snap.state}" + (f": {snap.error}" if snap.error else "")
+            results = synthetic_errors(keys, JOB_STATE_CODES.get(snap.state, 13), message)
         else:
-            lines = pl.Series("line", [], dtype=pl.String)
-        parsed = parse_lines(lines)
-        with self._lock:  # jobs are collected from several threads
-            self.results = pl.concat([self.results, parsed], how="vertical_relaxed")
-            job.collected = True
+            results = self._download(job, snap).filter(pl.col(KEY).is_in(keys.implode()))
+            results = results.unique(subset=KEY, keep="first", maintain_order=True)
+            missing = keys.filter(~keys.is_in(results.get_column(KEY).implode()))
+            message = f"no result was returned for this request by job {job.name}"
+            results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)])
+        self.store.add_results(job, results)
+        if job.input_file and not self.options.keep_files:
+            _client.delete_file(self._api(), job.input_file)
+
+    def _download(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
+        if snap.inlined is not None:
+            return parse_lines(inline_lines(snap.inlined))
+        assert snap.result_file is not None
+        self.store.update(job, result_file=snap.result_file)
+        return parse_lines(split_lines(_client.download(self._api(), snap.result_file)))
 
     @property
     def done(self) -> bool:
-        return all(j.collected for j in self.jobs)
+        return not self.store.active_jobs() and (self.round > self.options.max_retries or self._todo().is_empty())
+
+    def advance(self) -> bool:
+        """One polling step: refresh, and once a round is complete submit the retry round. True when finished."""
+        self.refresh()
+        if self.store.active_jobs():
+            return False
+        if self.round <= self.options.max_retries:
+            self._submit_round()
+        return self.done
 
     def status(self) -> RunStatus:
-        """Job states and request counts, as last seen (call `refresh()` or `wait()` to poll)."""
-        total = self.plan.requests.height
-        done = sum(self._shard_size(j) for j in self.jobs if j.collected)
-        failed = int(self.results.get_column("error").is_not_null().sum())
-        failed += sum(self._shard_size(j) for j in self.jobs if j.collected and j.state != "SUCCEEDED")
-        return RunStatus(tuple((j.name or j.display_name, j.state) for j in self.jobs), total, done, failed)
-
-    def _shard_size(self, job: JobRecord) -> int:
-        return next(s.requests for s in self.plan.shards if s.index == job.shard)
+        """Job states and request counts, as last seen (`refresh()` or `wait()` poll the service)."""
+        latest = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="inner")
+        done = int(latest.get_column(ERROR).is_null().sum())
+        failed = latest.height - done
+        jobs = tuple((j.name or j.display_name, j.state) for j in self.store.jobs if j.run_id == self.run_id)
+        return RunStatus(jobs, self.plan.requests.height, done, failed)
 
     def wait(self, timeout: float | None = None) -> Run:
         """Poll with capped exponential backoff until every job has finished and its results are in."""
@@ -156,18 +214,14 @@ class Run:
 
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = self.options.poll_interval
-        with tqdm(
-            total=self.plan.requests.height,
-            unit="req",
-            desc="gemini batch",
-            disable=not self.options.progress,
-        ) as bar:
+        total = self.plan.requests.height
+        with tqdm(total=total, unit="req", desc="gemini batch", disable=not self.options.progress) as bar:
             while True:
-                self.refresh()
+                finished = self.advance()
                 status = self.status()
-                bar.update(status.done - bar.n)
-                bar.set_postfix_str(_states(self.jobs), refresh=False)
-                if self.done:
+                bar.update(status.done + status.failed - bar.n)
+                bar.set_postfix_str(_states(self.store.jobs, self.run_id), refresh=False)
+                if finished:
                     return self
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise RunTimeoutError(self._timeout_message(timeout))
@@ -175,48 +229,41 @@ class Run:
                 delay = min(delay * 1.5, self.options.max_poll_interval)
 
     def _timeout_message(self, timeout: float | None) -> str:
-        running = ", ".join(j.name or j.display_name for j in self.jobs if not j.collected)
-        return (
-            f"The run was not finished after {timeout} s; jobs still running: {running}. They keep running on "
-            "Google's side: call run.wait() again (or run.result()) to pick them up."
+        running = ", ".join(j.name or j.display_name for j in self.store.active_jobs())
+        where = (
+            f"polars_gemini.resume({str(self.store.root)!r}) from any process, or call run.wait() again"
+            if self.store.root
+            else "call run.wait() again (or run.result()); pass checkpoint= to make a run resumable from another process"
         )
+        return f"The run was not finished after {timeout} s; jobs still running: {running}. To pick them up: {where}."
 
     def result(self, timeout: float | None = None) -> pl.DataFrame:
         """The input frame with the answer and error columns; waits for the jobs first."""
         if not self.done:
             self.wait(timeout)
-        by_request = per_request(self.plan, self.results, self._job_errors())
+        by_request = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="left", maintain_order="left")
+        missing = pl.when(pl.col("line").is_null()).then(pl.lit("no result was returned for this request"))
+        by_request = by_request.with_columns(pl.coalesce(ERROR, missing).alias(ERROR))
         answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
         return join_rows(self.frame, self.plan, answers, self.options.output)
 
-    def _job_errors(self) -> pl.DataFrame:
-        bad = {
-            j.shard: f"job {j.name} ended {j.state}" + (f": {j.error}" if j.error else "")
-            for j in self.jobs
-            if j.collected and j.state != "SUCCEEDED"
-        }
-        return (
-            self.plan.requests.select(KEY, SHARD)
-            .filter(pl.col(SHARD).is_in(list(bad)))
-            .select(KEY, pl.col(SHARD).replace_strict(bad, return_dtype=pl.String).alias(JOB_ERROR))
-        )
-
     def cancel(self) -> None:
         """Cancel every job that has not finished. Requests already answered are still billed by Google."""
-        for job in self.jobs:
-            if job.name and not job.collected:
-                _client.cancel_job(self.client, job.name)
+        for job in self.store.active_jobs():
+            if job.name:
+                _client.cancel_job(self._api(), job.name)
+
+    def close(self) -> None:
+        """Release the checkpoint lock (also released when the process exits)."""
+        self.store.close()
 
     def __repr__(self) -> str:
         return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
 
 
-def _states(jobs: list[JobRecord]) -> str:
+def _states(jobs: list[JobRecord], run_id: str) -> str:
     counts: dict[str, int] = {}
     for job in jobs:
-        counts[job.state] = counts.get(job.state, 0) + 1
+        if job.run_id == run_id:
+            counts[job.state] = counts.get(job.state, 0) + 1
     return ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
-
-
-def with_options(run: Run, **changes: Any) -> Run:
-    return replace(run, options=replace(run.options, **changes))

@@ -67,15 +67,23 @@ _ASCII_PATTERNS: dict[str, tuple[str, ...]] = {
     **{f"punct_{name}": (_cls(chars),) for name, chars in _PUNCT.items()},
     **{f"punct_{name}_letter": (_cls(chars) + _LETTER,) for name, chars in _PUNCT.items()},
 }
-# Scripts without calibration data share the class of the nearest fitted one (see the module docstring).
+# Non-ASCII classes, sized so that each script's bulk is derived from byte arithmetic instead of counted:
+# counting a class that matches most characters costs ~4x a scan that rarely matches. With E = UTF-8 bytes
+# minus characters, 2-byte characters number E - 2 * wide (emoji add one each), and ideographs are the wide
+# characters that are neither CJK punctuation nor "other". Unfitted scripts borrow a fitted class: Greek,
+# Hebrew and Arabic count as "alphabetic" (fitted on Russian); Indic, Thai and other 3-byte alphabets as
+# "other_non_ascii" (fitted on symbols, with a per-character weight close to Russian's); kana and Hangul
+# as "ideographic" (fitted on Chinese).
 _NON_ASCII_PATTERNS: dict[str, str] = {
-    "latin_ext": "[\u00c0-\u024f\u1e00-\u1eff]",
-    "alphabetic": "[\u0370-\u07ff\u0900-\u1cff]",
-    "ideographic": "[\u2e80-\u2fff\u3040-\u9fff\ua000-\ua4cf\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff]",
+    "latin_ext": "[\u00c0-\u024f]",
+    "wide": "[\u0800-\U0010ffff]",
+}
+_WIDE_PATTERNS: dict[str, str] = {  # only scanned in texts that have a wide character
     "cjk_punct": "[\u3000-\u303f\uff00-\uffef]",
-    "wide": "[\u0800-\U0010ffff]",  # three or four UTF-8 bytes
+    "other_wide": "[\u0800-\u2e7f\ue000-\uf8ff\ufb00-\ufe2f\ufe70-\ufeff\ufff0-\uffff\U00010000-\U0001ffff]",
 }
 _PUNCT_RAW = [f"punct_{name}" for name in _PUNCT]
+_RAW_NAMES = ["chars", "extra_bytes", *_ASCII_PATTERNS, *_NON_ASCII_PATTERNS, *_WIDE_PATTERNS]
 
 # Model features as linear combinations of the raw counts. Every feature is >= 0 by construction, so
 # non-negative weights give an estimate that grows with the text; "single_spaces" is approximate
@@ -93,7 +101,7 @@ FEATURES: dict[str, dict[str, float]] = {
     "upper": {"upper": 1},
     **{f"{p}_alone": {p: 1, f"{p}_letter": -1} for p in _PUNCT_RAW},
     **{f"{p}_letter": {f"{p}_letter": 1} for p in _PUNCT_RAW},
-    # chars - (everything counted above) - non-ASCII chars; non-ASCII = extra bytes - wide chars
+    # characters minus everything counted above and minus non-ASCII characters (E - wide)
     "ascii_letters": {
         "chars": 1,
         "space": -1,
@@ -105,45 +113,32 @@ FEATURES: dict[str, dict[str, float]] = {
         "wide": 1,
     },
     "latin_ext": {"latin_ext": 1},
-    "alphabetic": {"alphabetic": 1},
-    "ideographic": {"ideographic": 1},
+    "alphabetic": {"extra_bytes": 1, "wide": -2, "latin_ext": -1},
+    "ideographic": {"wide": 1, "cjk_punct": -1, "other_wide": -1},
     "cjk_punct": {"cjk_punct": 1},
-    "other_non_ascii": {
-        "extra_bytes": 1,
-        "wide": -1,
-        "latin_ext": -1,
-        "alphabetic": -1,
-        "ideographic": -1,
-        "cjk_punct": -1,
-    },
+    "other_non_ascii": {"other_wide": 1},
 }
 
 
-def raw_counts(text: pl.Expr) -> dict[str, pl.Expr]:
-    """The per-text counts the features are built from, as Float64 expressions over `text`."""
-    # ASCII-only rows skip the Unicode-class scans: emptying them costs ~nothing, scanning them ~1 s per 500 MB.
+def raw_counts(texts: pl.LazyFrame) -> pl.LazyFrame:
+    """The per-text counts the features are built from (Float64 columns), for a frame with a `text` column."""
+    text = pl.col("text")
+    # Rows without the characters a scan looks for are emptied first: emptying is free, scanning is not.
     non_ascii = pl.when(text.str.len_bytes() != text.str.len_chars()).then(text).otherwise(pl.lit(""))
-    counts = {
-        "chars": text.str.len_chars(),
-        "extra_bytes": text.str.len_bytes() - text.str.len_chars(),
+    wide = pl.when(pl.col("wide") > 0).then(text).otherwise(pl.lit(""))
+    counts = texts.select(
+        chars=text.str.len_chars(),
+        extra_bytes=text.str.len_bytes() - text.str.len_chars(),
         **{name: pl.sum_horizontal(text.str.count_matches(p) for p in ps) for name, ps in _ASCII_PATTERNS.items()},
         **{name: non_ascii.str.count_matches(p) for name, p in _NON_ASCII_PATTERNS.items()},
-    }
-    return {name: count.cast(pl.Float64) for name, count in counts.items()}
+        text=text,
+    ).with_columns(**{name: wide.str.count_matches(p) for name, p in _WIDE_PATTERNS.items()})
+    return counts.drop("text").select(pl.all().cast(pl.Float64))
 
 
 def feature_exprs(raw: Mapping[str, pl.Expr]) -> dict[str, pl.Expr]:
-    """`FEATURES` evaluated on raw counts (e.g. `pl.col(name)` after materialising `raw_counts`)."""
+    """`FEATURES` evaluated on raw counts (e.g. `pl.col(name)` over the columns of `raw_counts`)."""
     return {name: pl.sum_horizontal(raw[r] * m for r, m in combo.items()) for name, combo in FEATURES.items()}
-
-
-def raw_weights(coefficients: Mapping[str, float]) -> dict[str, float]:
-    """Feature weights folded onto raw counts, so each count is computed once even without CSE (eager mode)."""
-    weights: dict[str, float] = {}
-    for feature, coefficient in coefficients.items():
-        for raw, multiplier in FEATURES[feature].items():
-            weights[raw] = weights.get(raw, 0.0) + coefficient * multiplier
-    return weights
 
 
 @cache
@@ -157,17 +152,14 @@ def fitted_model() -> dict[str, Any]:
     return model
 
 
-def _estimate(text: pl.Expr, coefficients: Mapping[str, float]) -> pl.Expr:
-    raw = raw_counts(text)
-    terms = [raw[name] * weight for name, weight in raw_weights(coefficients).items() if weight != 0]
-    tokens = pl.sum_horizontal(terms, ignore_nulls=False).round().cast(pl.Int64).clip(lower_bound=1)
-    return pl.when(text.str.len_bytes() == 0).then(pl.lit(0, pl.Int64)).otherwise(tokens)
-
-
-def _estimate_series(texts: pl.Series) -> pl.Series:
-    frame = texts.rename("text").to_frame().lazy()
-    estimate = _estimate(pl.col("text"), fitted_model()["coefficients"]).alias(texts.name)
-    return frame.select(estimate).collect().to_series()
+def estimate_series(texts: pl.Series, coefficients: Mapping[str, float] | None = None) -> pl.Series:
+    """`estimate_tokens` on a Series, optionally with other coefficients (the fitting script uses this)."""
+    coefficients = fitted_model()["coefficients"] if coefficients is None else coefficients
+    features = feature_exprs({name: pl.col(name) for name in _RAW_NAMES})
+    linear = pl.sum_horizontal((features[f] * c for f, c in coefficients.items() if c), ignore_nulls=False)
+    tokens = pl.when(pl.col("chars") == 0).then(0).otherwise(linear.round().cast(pl.Int64).clip(lower_bound=1))
+    frame = raw_counts(pl.LazyFrame({"text": texts.cast(pl.String)}))
+    return frame.select(tokens.cast(pl.Int64)).collect().to_series().rename(texts.name)
 
 
 def estimate_tokens(text: pl.Expr) -> pl.Expr:
@@ -177,10 +169,9 @@ def estimate_tokens(text: pl.Expr) -> pl.Expr:
     >>> pl.DataFrame({"t": ["", "Hello, world!"]}).select(estimate_tokens(pl.col("t")))["t"].to_list()
     [0, 4]
     """
-    if text.meta.is_column():
-        return _estimate(text, fitted_model()["coefficients"]).alias(text.meta.output_name())
-    # A computed input would be evaluated once per count (~30 times) in eager mode, which has no CSE.
-    return text.map_batches(_estimate_series, return_dtype=pl.Int64, is_elementwise=True)
+    # Through a batch function so that the counts run in staged lazy queries: each count once, and the
+    # non-ASCII scans only on rows that need them, whatever engine evaluates the caller's query.
+    return text.map_batches(estimate_series, return_dtype=pl.Int64, is_elementwise=True)
 
 
 def count_tokens(texts: Sequence[str]) -> list[int]:
@@ -189,7 +180,7 @@ def count_tokens(texts: Sequence[str]) -> list[int]:
     >>> count_tokens(["", "Hello, world!"])
     [0, 4]
     """
-    counts: list[int] = _estimate_series(pl.Series("text", list(texts), dtype=pl.String)).to_list()
+    counts: list[int] = estimate_series(pl.Series("text", list(texts), dtype=pl.String)).to_list()
     return counts
 
 

@@ -221,11 +221,41 @@ def test_truncated_and_invalid_json(emu: Emulator) -> None:
 def test_jobs_that_end_badly_become_row_errors(emu: Emulator, state: str) -> None:
     emu.end_next_job(state, message="quota gone")
     df = pl.DataFrame({"t": [f"x{i}" for i in range(6)]})
-    out = df.gemini.batch("{t}", model="gemini-2.0-flash", client=emu.client(), max_requests_per_job=3, **FAST)
+    out = df.gemini.batch(
+        "{t}", model="gemini-2.0-flash", client=emu.client(), max_requests_per_job=3, max_retries=0, **FAST
+    )
     errors = out.get_column("response_error").to_list()
     assert sum(e is not None for e in errors) == 3
     assert all(f"ended {state}" in e for e in errors if e is not None)
     assert out.get_column("response").null_count() == 3
+
+
+@pytest.mark.parametrize(("state", "retried"), [("FAILED", True), ("EXPIRED", True), ("CANCELLED", False)])
+def test_failed_and_expired_jobs_are_retried_in_a_new_round(emu: Emulator, state: str, retried: bool) -> None:
+    emu.end_next_job(state)
+    df = pl.DataFrame({"t": [f"x{i}" for i in range(6)]})
+    out = df.gemini.batch("{t}", model="gemini-2.0-flash", client=emu.client(), max_requests_per_job=3, **FAST)
+    assert emu.calls("batches.create") == (3 if retried else 2)
+    assert out.get_column("response").null_count() == (0 if retried else 3)
+
+
+def test_retryable_per_request_errors_are_retried_and_others_are_not(emu: Emulator) -> None:
+    seen: dict[str, int] = {}
+
+    def flaky(request: ResponderRequest) -> dict:
+        seen[request.text] = seen.get(request.text, 0) + 1
+        if request.text == "flaky" and seen["flaky"] < 3:
+            raise EmulatedError(503, "overloaded", "UNAVAILABLE")
+        if request.text == "bad":
+            raise EmulatedError(400, "invalid argument", "INVALID_ARGUMENT")
+        return echo(request)
+
+    emu.settings.responder = flaky
+    df = pl.DataFrame({"t": ["ok", "flaky", "bad"]})
+    out = df.gemini.batch("{t}", model="gemini-2.0-flash", client=emu.client(), **FAST)
+    assert out.get_column("response").to_list() == ["echo: ok", "echo: flaky", None]
+    assert seen == {"ok": 1, "flaky": 3, "bad": 1}
+    assert emu.calls("batches.create") == 3  # the first round and two retry rounds of the flaky request
 
 
 def test_results_file_that_appears_late(emu: Emulator) -> None:

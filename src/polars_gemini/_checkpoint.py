@@ -1,0 +1,106 @@
+"""`Store`: a run's jobs and results, kept in memory and, with a checkpoint directory, on disk (layout in `_store`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+
+from polars_gemini import _lock
+from polars_gemini._requests import KEY
+from polars_gemini._results import empty_results
+from polars_gemini._store import JobRecord, jobs_frame, jobs_from_frame, read_parquet, write_parquet
+
+ATTEMPT = "attempt"
+JOB = "job"
+
+
+class Store:
+    """Jobs (in creation order) and their results; `root=None` keeps everything in memory only."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
+        self.jobs: list[JobRecord] = []
+        self._keys: dict[str, pl.Series] = {}
+        self._results: list[pl.DataFrame] = []
+        self._lock = threading.RLock()  # jobs are collected from several threads
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+            _lock.acquire(root)
+            self._load()
+
+    def _load(self) -> None:
+        assert self.root is not None
+        path = self.root / "jobs.parquet"
+        self.jobs = jobs_from_frame(read_parquet(path)) if path.exists() else []
+        for job in self.jobs:
+            results = self.root / "results" / f"{job.display_name}.parquet"
+            if results.exists():  # a crash after writing results but before updating jobs.parquet
+                self._results.append(read_parquet(results))
+                job.collected = True
+
+    def close(self) -> None:
+        if self.root is not None:
+            _lock.release(self.root)
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    def save_jobs(self) -> None:
+        with self._lock:
+            now = time.time()
+            for job in self.jobs:
+                job.created_at = job.created_at or now
+            if self.root is not None:
+                write_parquet(self.root / "jobs.parquet", jobs_frame(self.jobs))
+
+    def update(self, job: JobRecord, **changes: object) -> None:
+        """Change a job's fields and persist the jobs table at once."""
+        with self._lock:
+            for name, value in changes.items():
+                setattr(job, name, value)
+            job.updated_at = time.time()
+            self.save_jobs()
+
+    def add_job(self, job: JobRecord, keys: pl.Series) -> None:
+        """Record a job and its keys before it is created: the keys file first, so a job row always has keys."""
+        with self._lock:
+            self._keys[job.display_name] = keys
+            if self.root is not None:
+                write_parquet(self.root / "jobkeys" / f"{job.display_name}.parquet", keys.to_frame(KEY))
+            self.jobs.append(job)
+            self.save_jobs()
+
+    def job_keys(self, job: JobRecord) -> pl.Series:
+        if job.display_name not in self._keys and self.root is not None:
+            path = self.root / "jobkeys" / f"{job.display_name}.parquet"
+            self._keys[job.display_name] = read_parquet(path).get_column(KEY)
+        return self._keys[job.display_name]
+
+    def active_jobs(self) -> list[JobRecord]:
+        return [j for j in self.jobs if not j.collected]
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    def add_results(self, job: JobRecord, results: pl.DataFrame) -> None:
+        """Store a finished job's results, then mark it collected (in that order: crash-safe)."""
+        frame = results.with_columns(pl.lit(job.attempt, pl.Int32).alias(ATTEMPT), pl.lit(job.display_name).alias(JOB))
+        if self.root is not None:
+            write_parquet(self.root / "results" / f"{job.display_name}.parquet", frame)
+        with self._lock:
+            self._results.append(frame)
+        self.update(job, collected=True)
+
+    def results(self) -> pl.DataFrame:
+        """Every stored result, oldest first (a key retried later appears again, further down)."""
+        with self._lock:
+            frames = list(self._results)
+        if not frames:
+            schema = empty_results().schema
+            return pl.DataFrame(schema={**schema, ATTEMPT: pl.Int32, JOB: pl.String})
+        return pl.concat(frames, how="vertical_relaxed")
+
+    def latest(self) -> pl.DataFrame:
+        """The most recent result per key."""
+        return self.results().unique(subset=KEY, keep="last", maintain_order=True)

@@ -1,0 +1,126 @@
+"""Saving a run's definition into its checkpoint and rebuilding the run from the directory alone."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from google import genai
+from google.genai import types
+
+from polars_gemini._checkpoint import Store
+from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
+from polars_gemini._plan import Limits, Plan
+from polars_gemini._requests import KEY, RequestSpec, build_spec_from_config
+from polars_gemini._run import Run, RunOptions
+from polars_gemini._schema import Field, from_dtype
+from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, write_json, write_parquet
+
+MANIFEST = "manifest.json"
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """What makes two calls the same run: the same requests (keys hash model, config, schema and prompt)."""
+    digest = hashlib.sha256(plan.spec.fingerprint.encode())
+    for key in plan.rows.get_column(KEY).fill_null("-").to_list():
+        digest.update(key.encode())
+    return digest.hexdigest()
+
+
+def open_run(root: Path, frame: pl.DataFrame, plan: Plan, template: str | pl.Expr, client: genai.Client | None,
+             options: RunOptions) -> Run:
+    """The run for this call in `root`: the same run again if the manifest matches, else a new run (results of
+    earlier runs are reused by key, so only requests without a stored result are sent)."""
+    store = Store(root)
+    fingerprint = plan_fingerprint(plan)
+    manifest = read_json(root / MANIFEST) if (root / MANIFEST).exists() else None
+    if manifest is not None and manifest.get("plan_fingerprint") == fingerprint:
+        run = Run(frame, plan, client, options, store, manifest["run_id"])
+        run.round = max((j.attempt for j in store.jobs if j.run_id == run.run_id), default=0)
+        return run
+    run = Run(frame, plan, client, options, store)
+    _save(root, run, template, fingerprint)
+    return run
+
+
+def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> None:
+    spec, field = run.plan.spec, run.plan.spec.field
+    if field is not None:
+        write_parquet(root / "schema.parquet", pl.DataFrame(schema={"value": field.dtype}))
+    write_parquet(root / "input.parquet", run.frame)
+    write_parquet(root / "rows.parquet", run.plan.rows)
+    write_parquet(root / "requests.parquet", run.plan.requests)
+    from polars_gemini import __version__
+
+    manifest = {
+        "format": FORMAT_VERSION, "library_version": __version__, "created_at": time.time(), "run_id": run.run_id,
+        "model": spec.model, "template": template if isinstance(template, str) else None,
+        "template_expr": None if isinstance(template, str) else template.meta.serialize(format="json"),
+        "config": spec.config.model_dump(mode="json", exclude_none=True, exclude={"http_options"}),
+        "nullable": _nullable_paths(field) if field is not None else None,
+        "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
+        "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
+                    "keep_files": run.options.keep_files},
+    }  # fmt: skip
+    write_json(root / MANIFEST, manifest)
+
+
+def _nullable_paths(field: Field, path: str = "") -> list[str]:
+    own = [path] if field.nullable else []
+    kids = [p for name, f in field.children for p in _nullable_paths(f, f"{path}.{name}")]
+    item = _nullable_paths(field.item, f"{path}[]") if field.item is not None else []
+    return own + kids + item
+
+
+def _field(dtype: pl.DataType, nullable: set[str], path: str = "") -> Field:
+    base = from_dtype(dtype, where=path or "value")
+    if isinstance(dtype, pl.Struct):
+        kids = tuple((f.name, _field(f.dtype, nullable, f"{path}.{f.name}")) for f in dtype.fields)
+        return Field(dtype, path in nullable, children=kids)
+    if isinstance(dtype, pl.List):
+        return Field(dtype, path in nullable, item=_field(dtype.inner, nullable, f"{path}[]"))
+    return Field(base.dtype, path in nullable)
+
+
+def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = None, **options: Any) -> Run:
+    """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
+
+    >>> run = polars_gemini.resume("runs/reviews", client=client)  # doctest: +SKIP
+    >>> out = run.result()  # doctest: +SKIP
+    """
+    from polars_gemini._client import client_from_env
+
+    root = Path(checkpoint)
+    if not (root / MANIFEST).exists():
+        raise CheckpointError(f"{root} holds no run (no {MANIFEST}). Start it with batch(..., checkpoint={str(root)!r}).")
+    manifest = read_json(root / MANIFEST)
+    spec = _spec(root, manifest)
+    rows, requests = read_parquet(root / "rows.parquet"), read_parquet(root / "requests.parquet")
+    plan = Plan(spec, rows, requests, ())
+    saved = manifest["options"]
+    run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],
+                             keep_files=saved["keep_files"], **options)  # fmt: skip
+    frame = read_parquet(root / "input.parquet")
+    return open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options)
+
+
+def _spec(root: Path, manifest: dict[str, Any]) -> RequestSpec:
+    field = None
+    if manifest.get("nullable") is not None:
+        dtype = read_parquet(root / "schema.parquet").schema["value"]
+        field = _field(dtype, set(manifest["nullable"]))
+    config = types.GenerateContentConfig.model_validate(manifest["config"])
+    spec = build_spec_from_config(manifest["model"], config, field)
+    if spec.fingerprint != manifest["request_fingerprint"]:
+        raise CheckpointCorruptedError(
+            f"{root / MANIFEST} does not reproduce its own request fingerprint (edited by hand, or written by an "
+            "incompatible version). Nothing was sent."
+        )
+    return spec
+
+
+__all__ = ["Limits", "open_run", "resume"]
