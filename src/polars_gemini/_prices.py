@@ -142,9 +142,10 @@ class PriceTable:
         """Like `get`, but an unknown model raises `ModelError` saying how to supply its price."""
         price = self.get(model)
         if price is None:
+            example = f"{{{normalize_model(model)!r}: {{'input': ..., 'output': ...}}}}"
             msg = (
                 f"no price for model {model!r} in the price table of {self.as_of} (known: {', '.join(self.models)}). "
-                f"Hint: pass prices={{{normalize_model(model)!r}: {{'input': ..., 'output': ...}}}} (USD per 1M tokens)."
+                f"Hint: pass prices={example} (USD per 1M tokens)."
             )
             raise ModelError(msg)
         return price
@@ -161,7 +162,9 @@ class PriceTable:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
         """From the shape of `prices.json`: `{"as_of", "source", "models": {name: price}}`."""
-        models = {normalize_model(name): ModelPrice.from_dict(normalize_model(name), p) for name, p in data["models"].items()}
+        models = {
+            normalize_model(name): ModelPrice.from_dict(normalize_model(name), p) for name, p in data["models"].items()
+        }
         return cls(str(data.get("as_of", "unknown")), str(data.get("source", "supplied by the caller")), models)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,25 +1,25 @@
-"""Offline estimates of Gemini token counts, as one linear model over character-class counts.
+"""Offline estimates of Gemini token counts: one linear model over character-class counts.
 
 Gemini 2.x/3.x count text with the Gemma 3 SentencePiece tokenizer (262,144 pieces), whose model file
-google-genai downloads on first use, which is impossible offline. The estimate here is a weighted sum of
-counts that Polars string kernels compute over a whole column: single spaces, runs of spaces, line breaks,
-digits, upper-case letters, five punctuation classes (alone or glued to a following letter), ASCII letters,
-accented Latin, other alphabets, ideographs, CJK punctuation and other non-ASCII characters. The weights
-are fitted data (`data/tokenizer_model.json`: fit date, corpus, held-out error), not literals in this file.
+google-genai downloads on first use, which is impossible offline. The estimate is a weighted sum of counts
+that Polars string kernels compute for a whole column at once: single spaces and runs of spaces, line
+breaks, tabs, digits, capitals, five punctuation classes (alone or glued to a following letter), ASCII
+letters, accented Latin, other alphabets, ideographs, CJK punctuation and other non-ASCII characters.
+The weights are fitted data (`data/tokenizer_model.json`: fit date, corpus, held-out errors).
 
-Accuracy (held-out half of 4,124 texts with real Gemini counts): corpus totals within about ±2% for
-English prose, docstrings and Python source, p95 per-text error about 15% overall (about 12.5% for texts
-of 20 tokens or more). It is weaker where one alphabet serves several languages: German totals come out
-about 6-10% low and Spanish, Russian and Chinese texts have a p95 of 19-27%. `benchmarks/tokenizer_accuracy.py`
-prints the full table.
+Accuracy on the held-out half of 4,124 texts with real Gemini counts: corpus totals within ±2% for English
+prose, docstrings and Python source (±0.7% overall), p95 per-text error 14.3% overall and 12.5% for texts of
+20 tokens or more. Where one alphabet serves several languages it is weaker: German totals run 6-10% low
+(its words cost more pieces than English ones of the same shape), Chinese +5%, and the p95 for the short
+German, Spanish, Russian and Chinese texts is 19-25%. `benchmarks/tokenizer_accuracy.py` prints the table.
 
-What the speed costs: a linear model on cl100k counts plus these features reaches a p95 of about 10.5% and
-per-group totals within about ±2.5%, but tiktoken encodes only ~35k texts of ~100 words a second per core
-(about 28 s for a million; threads do not help), against about 2 s for this estimator. Texts in scripts that
-are not in the calibration file borrow the weights of the nearest fitted class (Arabic, Hebrew, Greek and
-Indic scripts count as Russian-like alphabets, kana and Hangul as ideographs); those estimates are guesses.
+What the speed costs: adding tiktoken's cl100k count as a feature brings the p95 to 10.5% and every group
+total within ±2.2%, but tiktoken encodes about 35,000 texts of ~100 words per second and core (28 s for a
+million; its thread pool is slower still), while this estimator needs about 1.5-3 s for a million on two
+cores. Scripts absent from the calibration file borrow the weights of a fitted class (see
+`_NON_ASCII_PATTERNS`); those estimates are educated guesses.
 
-`exact_tokenizer` returns google-genai's `LocalTokenizer` only when its model file is already cached.
+`exact_tokenizer` returns google-genai's `LocalTokenizer` when its model file is already cached locally.
 """
 
 from __future__ import annotations
@@ -59,21 +59,18 @@ _ASCII_PATTERNS: dict[str, tuple[str, ...]] = {
     "space_pairs": ("  ",),
     "newline": ("\n",),
     "tab": ("\t",),
-    "break_letter": ("[\n\t]" + _LETTER,),
     "digit": ("[0-9]",),
-    "space_digit": (" [0-9]",),
-    "digit_letter": ("[0-9]" + _LETTER,),
     "upper": ("[A-I]", "[J-R]", "[S-Z]"),
     **{f"punct_{name}": (_cls(chars),) for name, chars in _PUNCT.items()},
     **{f"punct_{name}_letter": (_cls(chars) + _LETTER,) for name, chars in _PUNCT.items()},
 }
-# Non-ASCII classes, sized so that each script's bulk is derived from byte arithmetic instead of counted:
+# Non-ASCII classes, chosen so that each script's bulk comes from byte arithmetic instead of a count:
 # counting a class that matches most characters costs ~4x a scan that rarely matches. With E = UTF-8 bytes
-# minus characters, 2-byte characters number E - 2 * wide (emoji add one each), and ideographs are the wide
-# characters that are neither CJK punctuation nor "other". Unfitted scripts borrow a fitted class: Greek,
-# Hebrew and Arabic count as "alphabetic" (fitted on Russian); Indic, Thai and other 3-byte alphabets as
-# "other_non_ascii" (fitted on symbols, with a per-character weight close to Russian's); kana and Hangul
-# as "ideographic" (fitted on Chinese).
+# minus characters, 2-byte characters number E - 2 * wide (an emoji adds one), and ideographs are the wide
+# characters that are neither CJK punctuation nor "other". Scripts without calibration data borrow a class:
+# Greek, Hebrew and Arabic count as "alphabetic" (fitted on Russian); Indic, Thai and other 3-byte alphabets
+# as "other_non_ascii" (fitted on symbols; its per-character weight is close to Russian's); kana and Hangul
+# as "ideographic" (fitted on Chinese), which likely overestimates Korean, whose words are space-separated.
 _NON_ASCII_PATTERNS: dict[str, str] = {
     "latin_ext": "[\u00c0-\u024f]",
     "wide": "[\u0800-\U0010ffff]",
@@ -94,10 +91,7 @@ FEATURES: dict[str, dict[str, float]] = {
     "space_pairs": {"space_pairs": 1},
     "newline": {"newline": 1},
     "tab": {"tab": 1},
-    "break_letter": {"break_letter": 1},
     "digit": {"digit": 1},
-    "space_digit": {"space_digit": 1},
-    "digit_letter": {"digit_letter": 1},
     "upper": {"upper": 1},
     **{f"{p}_alone": {p: 1, f"{p}_letter": -1} for p in _PUNCT_RAW},
     **{f"{p}_letter": {f"{p}_letter": 1} for p in _PUNCT_RAW},
@@ -138,7 +132,10 @@ def raw_counts(texts: pl.LazyFrame) -> pl.LazyFrame:
 
 def feature_exprs(raw: Mapping[str, pl.Expr]) -> dict[str, pl.Expr]:
     """`FEATURES` evaluated on raw counts (e.g. `pl.col(name)` over the columns of `raw_counts`)."""
-    return {name: pl.sum_horizontal(raw[r] * m for r, m in combo.items()) for name, combo in FEATURES.items()}
+    return {
+        name: pl.sum_horizontal((raw[r] * m for r, m in combo.items()), ignore_nulls=False)
+        for name, combo in FEATURES.items()
+    }
 
 
 @cache
@@ -152,11 +149,19 @@ def fitted_model() -> dict[str, Any]:
     return model
 
 
+def raw_weights(coefficients: Mapping[str, float]) -> dict[str, float]:
+    """Feature coefficients folded onto the raw counts: one weighted sum instead of ~30 nested ones."""
+    weights: dict[str, float] = {}
+    for feature, coefficient in coefficients.items():
+        for raw, multiplier in FEATURES[feature].items():
+            weights[raw] = weights.get(raw, 0.0) + coefficient * multiplier
+    return weights
+
+
 def estimate_series(texts: pl.Series, coefficients: Mapping[str, float] | None = None) -> pl.Series:
     """`estimate_tokens` on a Series, optionally with other coefficients (the fitting script uses this)."""
-    coefficients = fitted_model()["coefficients"] if coefficients is None else coefficients
-    features = feature_exprs({name: pl.col(name) for name in _RAW_NAMES})
-    linear = pl.sum_horizontal((features[f] * c for f, c in coefficients.items() if c), ignore_nulls=False)
+    weights = raw_weights(fitted_model()["coefficients"] if coefficients is None else coefficients)
+    linear = pl.sum_horizontal((pl.col(name) * w for name, w in weights.items() if w), ignore_nulls=False)
     tokens = pl.when(pl.col("chars") == 0).then(0).otherwise(linear.round().cast(pl.Int64).clip(lower_bound=1))
     frame = raw_counts(pl.LazyFrame({"text": texts.cast(pl.String)}))
     return frame.select(tokens.cast(pl.Int64)).collect().to_series().rename(texts.name)
