@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -64,7 +65,8 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "nullable": _nullable_paths(field) if field is not None else None,
         "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
-                    "keep_files": run.options.keep_files},
+                    "keep_files": run.options.keep_files,
+                    "limits": dataclasses.asdict(run.options.limits)},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
 
@@ -103,9 +105,10 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
     plan = Plan(spec, rows, requests, ())
     saved = manifest["options"]
     run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],
-                             keep_files=saved["keep_files"], **options)  # fmt: skip
+                             keep_files=saved["keep_files"], limits=Limits(**saved["limits"]), **options)  # fmt: skip
     frame = read_parquet(root / "input.parquet")
-    return open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options)
+    run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options)
+    return run.submit()
 
 
 def _spec(root: Path, manifest: dict[str, Any]) -> RequestSpec:

@@ -33,6 +33,11 @@ from polars_gemini._results import (
 from polars_gemini._store import JobRecord
 
 
+# How often to look for a job whose create call may have landed before a crash, before creating it again.
+_LOOKUPS = 3
+_LOOKUP_PAUSE = 2.0
+
+
 @dataclass(frozen=True)
 class RunOptions:
     output: str = "response"
@@ -96,12 +101,15 @@ class Run:
     def _recover(self) -> None:
         """Jobs left PREPARED or CREATING by a crash: find the ones the service has, then finish creating the rest."""
         orphans = [j for j in self.store.active_jobs() if j.name is None]
-        if any(j.state == "CREATING" for j in orphans):
+        creating = [j for j in orphans if j.state == "CREATING"]
+        for attempt in range(_LOOKUPS if creating else 0):
             found = {s.display_name: s for s in _client.find_jobs(self._api(), "polars-gemini-")}
-            for job in orphans:
-                if job.display_name in found:  # created before the crash: attach, never create twice
-                    snap = found[job.display_name]
-                    self.store.update(job, name=snap.name, state=snap.state)
+            for job in [j for j in creating if j.display_name in found]:  # created before the crash: attach
+                self.store.update(job, name=found[job.display_name].name, state=found[job.display_name].state)
+            creating = [j for j in creating if j.name is None]
+            if not creating or attempt == _LOOKUPS - 1:
+                break
+            time.sleep(_LOOKUP_PAUSE)  # a create sent just before the crash may still be landing
         self._each(self._create, [j for j in orphans if j.name is None])
 
     def _todo(self) -> pl.Series:
@@ -193,6 +201,8 @@ class Run:
 
     def advance(self) -> bool:
         """One polling step: refresh, and once a round is complete submit the retry round. True when finished."""
+        if any(j.name is None for j in self.store.active_jobs()):
+            self._recover()
         self.refresh()
         if self.store.active_jobs():
             return False

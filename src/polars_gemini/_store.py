@@ -30,8 +30,8 @@ import polars as pl
 from polars_gemini._errors import CheckpointCorruptedError
 
 FORMAT_VERSION = 1
-# Test-only crash injection: `POLARS_GEMINI_CRASH_AT=<write name>` kills the process right before that write lands,
-# which is how the crash-resume tests reach the "while writing results" stage deterministically.
+# Test-only crash injection: `POLARS_GEMINI_CRASH_AT=<file or folder name>` kills the process right before a write
+# there lands, which is how the crash-resume tests reach "before submission" and "while writing results" exactly.
 _CRASH_ENV = "POLARS_GEMINI_CRASH_AT"
 
 
@@ -63,8 +63,8 @@ _JOB_SCHEMA = {
 }  # fmt: skip
 
 
-def _crash_point(name: str) -> None:
-    if os.environ.get(_CRASH_ENV) == name:
+def _crash_point(path: Path) -> None:
+    if os.environ.get(_CRASH_ENV) in (path.name, path.parent.name):
         os.kill(os.getpid(), 9)
 
 
@@ -86,7 +86,7 @@ def _atomic(path: Path) -> Iterator[Any]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        _crash_point(path.name)
+        _crash_point(path)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:

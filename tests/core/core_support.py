@@ -11,4 +11,4 @@ FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 
 def echo(request: ResponderRequest) -> dict[str, Any]:
     """Answer every prompt with 'echo: <prompt>' so tests can check which answer reached which row."""
-    return responses.build(request, "echo: " + request.text)
+    return responses.text("echo: " + request.text)(request)

@@ -21,7 +21,7 @@ ROWS = st.lists(st.one_of(st.none(), TEXT, st.sampled_from(["dup", "{x}", "}}{{"
 
 
 def echo(request: ResponderRequest) -> dict[str, Any]:
-    return responses.build(request, "echo:" + request.text)
+    return responses.text("echo:" + request.text)(request)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,92 @@
+"""Kill a checkpointed run with SIGKILL at every stage, resume it from a fresh process: every row exactly once,
+no job created twice."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from polars_gemini.emulator import Emulator, ResponderRequest, responses
+
+WORKER = str(Path(__file__).with_name("crash_worker.py"))
+ROWS = 40  # 21 distinct prompts -> 3 jobs of at most 8 requests
+
+
+def echo(request: ResponderRequest) -> dict:
+    return responses.text("echo: " + request.text)(request)
+
+
+def start(mode: str, emu: Emulator, checkpoint: Path, out: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, WORKER, mode, emu.url, str(checkpoint), str(out), str(ROWS)],
+        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def kill_when(proc: subprocess.Popen, emu: Emulator, endpoint: str, timeout: float = 60.0) -> None:
+    """SIGKILL `proc` as soon as the emulator has received a call to `endpoint` (answers are delayed by latency)."""
+    deadline = time.monotonic() + timeout
+    while emu.calls(endpoint) == 0:
+        assert proc.poll() is None, f"worker ended before calling {endpoint}: {proc.communicate()[1].decode()[-2000:]}"
+        assert time.monotonic() < deadline, f"no call to {endpoint}"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()  # reap it and close its pipes
+
+
+def finish(emu: Emulator, checkpoint: Path, out: Path) -> pl.DataFrame:
+    emu.settings.latency = 0.0
+    time.sleep(0.5)  # let a request the killed worker left in flight land, as it would on the real service
+    proc = start("resume", emu, checkpoint, out)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return pl.read_parquet(out)
+
+
+def assert_complete(result: pl.DataFrame, emu: Emulator) -> None:
+    assert result.get_column("id").to_list() == list(range(ROWS))
+    assert result.get_column("response_error").null_count() == ROWS
+    expected = [f"echo: Summarize: {t}" for t in result.get_column("text")]
+    assert result.get_column("response").to_list() == expected
+    names = collections.Counter(job["metadata"]["displayName"] for job in emu.jobs.values())
+    assert names and max(names.values()) == 1, f"a job was created twice: {names}"
+    assert len(names) == 3
+
+
+@pytest.mark.parametrize("endpoint", ["files.upload_chunk", "batches.create", "batches.get", "files.download"])
+def test_kill_at_a_network_stage_then_resume(tmp_path: Path, endpoint: str) -> None:
+    with Emulator(responder=echo, latency=0.3) as emu:
+        proc = start("batch", emu, tmp_path / "ckpt", tmp_path / "out.parquet")
+        kill_when(proc, emu, endpoint)
+        assert_complete(finish(emu, tmp_path / "ckpt", tmp_path / "out.parquet"), emu)
+
+
+@pytest.mark.parametrize("write", ["jobs.parquet", "results"])
+def test_kill_before_submission_and_while_writing_results(tmp_path: Path, write: str) -> None:
+    with Emulator(responder=echo) as emu:
+        proc = start("batch", emu, tmp_path / "ckpt", tmp_path / "out.parquet", {"POLARS_GEMINI_CRASH_AT": write})
+        proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL
+        if write == "jobs.parquet":
+            assert emu.calls("batches.create") == 0 and emu.calls("files.upload_start") == 0
+        assert_complete(finish(emu, tmp_path / "ckpt", tmp_path / "out.parquet"), emu)
+
+
+def test_rerunning_the_same_call_resumes_it(tmp_path: Path) -> None:
+    with Emulator(responder=echo, latency=0.3) as emu:
+        proc = start("batch", emu, tmp_path / "ckpt", tmp_path / "out.parquet")
+        kill_when(proc, emu, "batches.get")
+        emu.settings.latency = 0.0
+        time.sleep(0.5)
+        proc = start("batch", emu, tmp_path / "ckpt", tmp_path / "out.parquet")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-3000:]
+        assert_complete(pl.read_parquet(tmp_path / "out.parquet"), emu)
