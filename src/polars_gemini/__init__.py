@@ -24,8 +24,11 @@ from polars_gemini._errors import (
     SchemaError,
     TemplateError,
 )
+from polars_gemini._estimate import Estimate
+from polars_gemini._estimating import estimate, input_tokens
+from polars_gemini._prices import PriceTable, load_prices
 from polars_gemini._resume import resume
-from polars_gemini._run import Run, RunStatus
+from polars_gemini._run import Run, RunCost, RunStatus
 
 __version__ = "0.1.0"
 
@@ -39,15 +42,21 @@ __all__ = [
     "ConfigurationError",
     "GeminiBatchError",
     "MissingAPIKeyError",
+    "Estimate",
     "ModelError",
+    "PriceTable",
     "RequestTooLargeError",
     "Run",
+    "RunCost",
     "RunStatus",
     "RunTimeoutError",
     "SchemaError",
     "TemplateError",
     "__version__",
     "batch",
+    "estimate",
+    "input_tokens",
+    "load_prices",
     "resume",
     "submit",
 ]

@@ -12,7 +12,10 @@ from google import genai
 from google.genai import types
 
 from polars_gemini import _client
-from polars_gemini._errors import APIError, ConfigurationError
+from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError
+from polars_gemini._estimate import Estimate, estimate_requests
+from polars_gemini._estimating import PricesLike
+from polars_gemini._prices import as_price_table
 from polars_gemini._plan import Limits, check_clash, make_plan, output_columns
 from polars_gemini._requests import build_spec
 from polars_gemini._resume import open_run
@@ -48,6 +51,9 @@ def submit(
     checkpoint: str | os.PathLike[str] | None = None,
     max_retries: int = 2,
     keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: PricesLike = None,
+    usage: bool = False,
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
@@ -65,24 +71,46 @@ def submit(
         raise ConfigurationError("checkpoint= applies to batch runs; sync mode is for quick iterations on few rows.")
     if max_retries < 0:
         raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}.")
-    spec = build_spec(model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model)
+    spec = build_spec(
+        model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
+    )
     check_clash(df.columns, output_columns(spec, output, prefix))
     limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     plan = make_plan(df, template, spec, limits)
+    table = as_price_table(prices)
+    est = estimate_requests(plan.requests, df.height, spec, table)
+    _check_budget(est, max_cost)
     options = RunOptions(
-        output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits
-    )
+        output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
+        usage, table,
+    )  # fmt: skip
     if client is None and plan.requests.height == 0 and checkpoint is None:
-        return Run(df, plan, None, options)  # nothing to send: no client needed
+        return Run(df, plan, None, options, estimate=est)  # nothing to send: no client needed
     client = client or _client.client_from_env()
     if checkpoint is not None:
-        run = open_run(Path(checkpoint), df, plan, template, client, options)
+        run = open_run(Path(checkpoint), df, plan, template, client, options, est)
     else:
-        run = Run(df, plan, client, options)
+        run = Run(df, plan, client, options, estimate=est)
     if mode == "sync":
         run.store.add_results(_sync_job(run), run_sync(plan, client, max_concurrency, progress))
         return run
     return _submit_or_explain(run)
+
+
+def _check_budget(est: Estimate, max_cost: float | None) -> None:
+    """Refuse to submit when the worst case could cost more than `max_cost`, before any upload."""
+    if max_cost is None:
+        return
+    if est.cost_max is None:
+        raise BudgetExceededError(
+            f"max_cost={max_cost} cannot be checked: no price is known for {est.model}. Pass prices={{...}}.\n{est!r}"
+        )
+    if est.cost_max > max_cost:
+        raise BudgetExceededError(
+            f"Not submitted: the estimate's upper bound ${est.cost_max:,.2f} exceeds max_cost=${max_cost:,.2f} "
+            f"(expected ${est.cost:,.2f}). Lower the worst case with config max_output_tokens, send fewer rows, or "
+            f"raise max_cost.\n{est!r}"
+        )
 
 
 def _sync_job(run: Run) -> JobRecord:

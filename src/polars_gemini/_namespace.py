@@ -6,7 +6,8 @@ from typing import Any
 
 import polars as pl
 
-from polars_gemini import _api
+from polars_gemini import _api, _estimating
+from polars_gemini._estimate import Estimate
 from polars_gemini._run import Run
 
 
@@ -23,6 +24,12 @@ class GeminiFrame:
     def submit(self, template: str | pl.Expr, **kwargs: Any) -> Run:
         return _api.submit(self._df, template, **kwargs)
 
+    def estimate(self, template: str | pl.Expr, **kwargs: Any) -> Estimate:
+        return _estimating.estimate(self._df, template, **kwargs)
+
+    def input_tokens(self, template: str | pl.Expr, **kwargs: Any) -> pl.Series:
+        return _estimating.input_tokens(self._df, template, **kwargs)
+
 
 @pl.api.register_lazyframe_namespace("gemini")
 class GeminiLazyFrame:
@@ -36,3 +43,6 @@ class GeminiLazyFrame:
 
     def submit(self, template: str | pl.Expr, **kwargs: Any) -> Run:
         return _api.submit(self._lf, template, **kwargs)
+
+    def estimate(self, template: str | pl.Expr, **kwargs: Any) -> Estimate:
+        return _estimating.estimate(self._lf, template, **kwargs)

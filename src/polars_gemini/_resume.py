@@ -14,6 +14,7 @@ from google import genai
 from google.genai import types
 
 from polars_gemini._checkpoint import Store
+from polars_gemini._estimate import Estimate
 from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
 from polars_gemini._plan import Limits, Plan
 from polars_gemini._requests import KEY, RequestSpec, build_spec_from_config
@@ -32,18 +33,25 @@ def plan_fingerprint(plan: Plan) -> str:
     return digest.hexdigest()
 
 
-def open_run(root: Path, frame: pl.DataFrame, plan: Plan, template: str | pl.Expr, client: genai.Client | None,
-             options: RunOptions) -> Run:
+def open_run(
+    root: Path,
+    frame: pl.DataFrame,
+    plan: Plan,
+    template: str | pl.Expr,
+    client: genai.Client | None,
+    options: RunOptions,
+    estimate: Estimate | None = None,
+) -> Run:
     """The run for this call in `root`: the same run again if the manifest matches, else a new run (results of
     earlier runs are reused by key, so only requests without a stored result are sent)."""
     store = Store(root)
     fingerprint = plan_fingerprint(plan)
     manifest = read_json(root / MANIFEST) if (root / MANIFEST).exists() else None
     if manifest is not None and manifest.get("plan_fingerprint") == fingerprint:
-        run = Run(frame, plan, client, options, store, manifest["run_id"])
+        run = Run(frame, plan, client, options, store, manifest["run_id"], estimate=estimate)
         run.round = max((j.attempt for j in store.jobs if j.run_id == run.run_id), default=0)
         return run
-    run = Run(frame, plan, client, options, store)
+    run = Run(frame, plan, client, options, store, estimate=estimate)
     _save(root, run, template, fingerprint)
     return run
 
@@ -64,6 +72,7 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "config": spec.config.model_dump(mode="json", exclude_none=True, exclude={"http_options"}),
         "nullable": _nullable_paths(field) if field is not None else None,
         "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
+        "estimate": run.estimate.to_dict() if run.estimate else None,
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
                     "keep_files": run.options.keep_files,
                     "limits": dataclasses.asdict(run.options.limits)},
@@ -78,7 +87,7 @@ def _nullable_paths(field: Field, path: str = "") -> list[str]:
     return own + kids + item
 
 
-def _field(dtype: pl.DataType, nullable: set[str], path: str = "") -> Field:
+def _field(dtype: Any, nullable: set[str], path: str = "") -> Field:
     base = from_dtype(dtype, where=path or "value")
     if isinstance(dtype, pl.Struct):
         kids = tuple((f.name, _field(f.dtype, nullable, f"{path}.{f.name}")) for f in dtype.fields)
@@ -98,7 +107,9 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
 
     root = Path(checkpoint)
     if not (root / MANIFEST).exists():
-        raise CheckpointError(f"{root} holds no run (no {MANIFEST}). Start it with batch(..., checkpoint={str(root)!r}).")
+        raise CheckpointError(
+            f"{root} holds no run (no {MANIFEST}). Start it with batch(..., checkpoint={str(root)!r})."
+        )
     manifest = read_json(root / MANIFEST)
     spec = _spec(root, manifest)
     rows, requests = read_parquet(root / "rows.parquet"), read_parquet(root / "requests.parquet")

@@ -17,6 +17,8 @@ from polars_gemini import _client
 from polars_gemini._assemble import answer_columns, join_rows
 from polars_gemini._checkpoint import Store
 from polars_gemini._errors import RunTimeoutError
+from polars_gemini._estimate import Estimate, actual_cost, usage_columns
+from polars_gemini._prices import PriceTable, load_prices
 from polars_gemini._plan import Limits, Plan, shard
 from polars_gemini._requests import KEY, PROMPT, encode_jsonl, inline_requests
 from polars_gemini._results import (
@@ -49,6 +51,8 @@ class RunOptions:
     max_retries: int = 2
     keep_files: bool = False
     limits: Limits = field(default_factory=Limits)
+    usage: bool = False
+    prices: PriceTable = field(default_factory=load_prices)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Run:
     store: Store = field(default_factory=Store, repr=False)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     round: int = 0
+    estimate: Estimate | None = None
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -118,7 +123,8 @@ class Run:
         settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(RETRYABLE_CODES))
         busy = [settled.get_column(KEY)] + [self.store.job_keys(j) for j in self.store.active_jobs()]
         keys = self.plan.requests.get_column(KEY)
-        return keys.filter(~keys.is_in(pl.concat(busy).implode()))
+        todo: pl.Series = keys.filter(~keys.is_in(pl.concat(busy).implode()))
+        return todo
 
     def _submit_round(self) -> None:
         keys = self._todo()
@@ -255,7 +261,21 @@ class Run:
         missing = pl.when(pl.col("line").is_null()).then(pl.lit("no result was returned for this request"))
         by_request = by_request.with_columns(pl.coalesce(ERROR, missing).alias(ERROR))
         answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
+        if self.options.usage:
+            answers = answers.hstack(by_request.select(usage_columns(self.options.output)))
         return join_rows(self.frame, self.plan, answers, self.options.output)
+
+    def cost(self) -> RunCost:
+        """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""
+        mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
+        results = self.store.results().filter(pl.col("job").is_in(list(mine)))
+        price = self.options.prices.get(self.plan.spec.model)
+        sync = results.filter(pl.col("job").replace_strict(mine, default="batch") == "sync")
+        batch = results.filter(pl.col("job").replace_strict(mine, default="batch") != "sync")
+        actual = actual_cost(batch, price, batch=True)
+        if not sync.is_empty() and actual is not None:
+            actual += actual_cost(sync, price, batch=False) or 0.0
+        return RunCost(self.estimate, actual, _usage_totals(results))
 
     def cancel(self) -> None:
         """Cancel every job that has not finished. Requests already answered are still billed by Google."""
@@ -269,6 +289,33 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Estimate and actual side by side. `actual` is USD from usageMetadata (None when the price is unknown)."""
+
+    estimate: Estimate | None
+    actual: float | None
+    tokens: dict[str, int]
+
+    def __repr__(self) -> str:
+        est = self.estimate
+        expected = f"{_usd(est.cost)} expected, {_usd(est.cost_max)} at most" if est else "no estimate"
+        tokens = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
+        return f"RunCost(estimate: {expected}; actual so far: {_usd(self.actual)}; tokens: {tokens})"
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.4f}"
+
+
+def _usage_totals(results: pl.DataFrame) -> dict[str, int]:
+    u = pl.col("usage").struct
+    names = {"input": "promptTokenCount", "output": "candidatesTokenCount", "thinking": "thoughtsTokenCount",
+             "cached": "cachedContentTokenCount"}  # fmt: skip
+    row = results.select(u.field(f).fill_null(0).sum().alias(k) for k, f in names.items()).row(0, named=True)
+    return {k: int(v or 0) for k, v in row.items()}
 
 
 def _states(jobs: list[JobRecord], run_id: str) -> str:
