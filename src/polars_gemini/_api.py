@@ -15,13 +15,13 @@ from polars_gemini import _client
 from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError
 from polars_gemini._estimate import Estimate, estimate_requests
 from polars_gemini._estimating import PricesLike
-from polars_gemini._prices import as_price_table
 from polars_gemini._plan import Limits, check_clash, make_plan, output_columns
+from polars_gemini._prices import as_price_table
 from polars_gemini._requests import build_spec
 from polars_gemini._resume import open_run
 from polars_gemini._run import Run, RunOptions
-from polars_gemini._store import JobRecord
 from polars_gemini._schema import SchemaLike
+from polars_gemini._store import JobRecord
 from polars_gemini._sync import run_sync
 
 FrameLike = pl.DataFrame | pl.LazyFrame

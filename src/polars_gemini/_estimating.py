@@ -108,7 +108,7 @@ def input_tokens(
 ) -> pl.Series:
     """Estimated input tokens of each row's request, as a column (`input_tokens`; null where a row is not sent).
 
-    >>> df.with_columns(polars_gemini.input_tokens(df, "Classify: {review}", model="gemini-2.5-flash"))  # doctest: +SKIP
+    >>> df.with_columns(polars_gemini.input_tokens(df, "Rate: {review}", model="gemini-2.5-flash"))  # doctest: +SKIP
     """
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     spec = build_spec(

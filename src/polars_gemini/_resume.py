@@ -14,8 +14,8 @@ from google import genai
 from google.genai import types
 
 from polars_gemini._checkpoint import Store
-from polars_gemini._estimate import Estimate
 from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
+from polars_gemini._estimate import Estimate
 from polars_gemini._plan import Limits, Plan
 from polars_gemini._requests import KEY, RequestSpec, build_spec_from_config
 from polars_gemini._run import Run, RunOptions

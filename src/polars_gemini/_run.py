@@ -18,8 +18,8 @@ from polars_gemini._assemble import answer_columns, join_rows
 from polars_gemini._checkpoint import Store
 from polars_gemini._errors import RunTimeoutError
 from polars_gemini._estimate import Estimate, actual_cost, usage_columns
-from polars_gemini._prices import PriceTable, load_prices
 from polars_gemini._plan import Limits, Plan, shard
+from polars_gemini._prices import PriceTable, load_prices
 from polars_gemini._requests import KEY, PROMPT, encode_jsonl, inline_requests
 from polars_gemini._results import (
     ERROR,
@@ -33,7 +33,6 @@ from polars_gemini._results import (
     synthetic_errors,
 )
 from polars_gemini._store import JobRecord
-
 
 # How often to look for a job whose create call may have landed before a crash, before creating it again.
 _LOOKUPS = 3
@@ -249,7 +248,7 @@ class Run:
         where = (
             f"polars_gemini.resume({str(self.store.root)!r}) from any process, or call run.wait() again"
             if self.store.root
-            else "call run.wait() again (or run.result()); pass checkpoint= to make a run resumable from another process"
+            else "call run.wait() again (or run.result()); pass checkpoint= to resume from another process"
         )
         return f"The run was not finished after {timeout} s; jobs still running: {running}. To pick them up: {where}."
 
