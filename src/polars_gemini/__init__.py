@@ -29,6 +29,7 @@ from polars_gemini._estimating import estimate, input_tokens
 from polars_gemini._prices import PriceTable, load_prices
 from polars_gemini._resume import resume
 from polars_gemini._run import Run, RunCost, RunStatus
+from polars_gemini._status import CheckpointStatus, checkpoint_status
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "CheckpointCorruptedError",
     "CheckpointError",
     "CheckpointLockedError",
+    "CheckpointStatus",
     "ColumnClashError",
     "ConfigurationError",
     "Estimate",
@@ -54,6 +56,7 @@ __all__ = [
     "TemplateError",
     "__version__",
     "batch",
+    "checkpoint_status",
     "estimate",
     "input_tokens",
     "load_prices",

@@ -17,6 +17,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a typed batch job over synthetic reviews (emulator unless --live)")
     demo.add_argument("--rows", type=int, default=2_000)
     demo.add_argument("--live", action="store_true", help="use the real Gemini API with GEMINI_API_KEY")
+    status = sub.add_parser("status", help="report a checkpointed run from its directory (no API call by default)")
+    status.add_argument("checkpoint", help="the checkpoint directory")
+    status.add_argument("--refresh", action="store_true", help="refresh job states from the API (GEMINI_API_KEY)")
     return parser
 
 
@@ -30,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from polars_gemini._demo import run
 
         run(rows=args.rows, live=args.live)
+        return 0
+    if args.command == "status":
+        from polars_gemini._client import client_from_env
+        from polars_gemini._status import checkpoint_status
+
+        print(checkpoint_status(args.checkpoint, client=client_from_env() if args.refresh else None))
         return 0
     return 2
 

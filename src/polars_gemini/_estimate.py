@@ -205,7 +205,7 @@ def estimate_requests(
 def _costs(tokens: pl.DataFrame, price: Any, guess: OutputGuess) -> tuple[float, float, float]:
     def total(output: int, batch: bool) -> float:
         usd = tokens.select(cost_expr(price, input_tokens=INPUT_TOKENS, output_tokens=output, batch=batch).sum())
-        return round(float(usd.item() or 0.0), 6)
+        return float(usd.item() or 0.0)
 
     expected = guess.answer + guess.thinking
     return total(expected, True), total(guess.maximum, True), total(expected, False)
@@ -224,7 +224,7 @@ def actual_cost(usage: pl.DataFrame, price: Any, *, batch: bool) -> float | None
         cached_tokens=u.field("cachedContentTokenCount"),
         batch=batch,
     )
-    return round(float(usage.select(expr.sum()).item() or 0.0), 6)
+    return float(usage.select(expr.sum()).item() or 0.0)
 
 
 def usage_columns(output: str) -> list[pl.Expr]:
