@@ -5,7 +5,6 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-import polars_gemini
 from polars_gemini import BudgetExceededError
 from polars_gemini._demo import SCHEMA, TEMPLATE, reviews
 from polars_gemini.emulator import Emulator

@@ -144,5 +144,5 @@ def test_the_api_key_never_reaches_the_checkpoint(emu: Emulator, tmp_path: Path)
 
 
 def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no manifest.json"):
+    with pytest.raises(CheckpointError, match=r"no manifest\.json"):
         polars_gemini.resume(tmp_path)
