@@ -1,0 +1,72 @@
+"""A local Gemini API emulator: the real google-genai SDK, unchanged, against a server on 127.0.0.1.
+
+It speaks the REST API the SDK uses (Batch API, Files API with resumable uploads, generateContent,
+countTokens, models) under /v1, /v1beta and /v1alpha, answers deterministically, and can inject the
+failures the real service produces: HTTP 429/500/503, per-request errors, FAILED/CANCELLED/EXPIRED
+jobs, shuffled or late results, latency, size limits.
+
+    >>> from polars_gemini.emulator import Emulator, EmulatedError, responses
+    >>> with Emulator() as emu:
+    ...     client = emu.client()
+    ...     job = client.batches.create(
+    ...         model="gemini-2.5-flash",
+    ...         src=[{"contents": "Name a colour.", "metadata": {"key": "row-1"}}],
+    ...     )
+    ...     job = client.batches.get(name=job.name)
+    ...     answer = job.dest.inlined_responses[0]
+    ...     (job.state.name, answer.metadata, answer.response.text is not None, emu.calls("batches.create"))
+    ('JOB_STATE_SUCCEEDED', {'key': 'row-1'}, True, 1)
+
+Three ways in: this context manager (or `Emulator(...).start()` / `.stop()`); the pytest fixtures
+`gemini_emulator` and `gemini_client` (installed as a pytest plugin; parametrize `gemini_emulator`
+indirectly with a dict of `Emulator` arguments); and the command `polars-gemini emulator --port 0`.
+
+Responders answer each request: `Emulator(responder=...)` takes a callable from `ResponderRequest`
+to a `GenerateContentResponse` dict that may raise `EmulatedError`; `default_responder` and the
+helpers in `responses` cover most tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polars_gemini.emulator import responses
+    from polars_gemini.emulator._emulator import Emulator
+    from polars_gemini.emulator._responder import default_responder
+    from polars_gemini.emulator._routes import ENDPOINTS
+    from polars_gemini.emulator._status import EmulatedError
+    from polars_gemini.emulator._types import RecordedRequest, Responder, ResponderRequest
+
+# Imported on first use, so that loading the pytest plugin (which imports this package) stays cheap.
+_LAZY = {
+    "Emulator": "_emulator",
+    "EmulatedError": "_status",
+    "ENDPOINTS": "_routes",
+    "RecordedRequest": "_types",
+    "Responder": "_types",
+    "ResponderRequest": "_types",
+    "default_responder": "_responder",
+}
+
+__all__ = [
+    "ENDPOINTS",
+    "EmulatedError",
+    "Emulator",
+    "RecordedRequest",
+    "Responder",
+    "ResponderRequest",
+    "default_responder",
+    "responses",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "responses":
+        return importlib.import_module(f"{__name__}.responses")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,65 @@
+"""Route handlers of the Models API: synchronous `generateContent`, `countTokens`, `get` and `list`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from polars_gemini._models import ModelInfo
+from polars_gemini.emulator import _generate as g
+from polars_gemini.emulator._http import Request, Response, Services, check_size, json_response, known_model
+from polars_gemini.emulator._paging import page
+from polars_gemini.emulator._status import invalid_argument
+from polars_gemini.emulator._types import ResponderRequest
+from polars_gemini.emulator._validate import check_request, parse_json, require_object
+
+
+def generate_content(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    """Answers with the responder; an `EmulatedError` it raises becomes the HTTP error reply."""
+    check_size(request, services.settings.inline_limit_bytes, "generateContent")
+    model = known_model(services, params, "generateContent")
+    body = check_request(parse_json(request.body), "body")
+    return json_response(services.settings.responder(ResponderRequest(model, body, None, "sync")))
+
+
+def count_tokens(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    """Counts like `promptTokenCount` of `generateContent`, so the two always agree."""
+    known_model(services, params, "countTokens")
+    body = require_object(parse_json(request.body), "body")
+    counted = body.get("generateContentRequest") or body
+    if not isinstance(counted, dict) or not counted.get("contents"):
+        raise invalid_argument("* CountTokensRequest.contents: contents is not specified.")
+    texts = g.counted_texts(counted)
+    counts = g.token_counts(texts)
+    total = sum(counts[text] for text in texts)
+    return json_response({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
+
+
+def get(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    model = known_model(services, params, "get")
+    return json_response(_model_json(services.settings.models[model]))
+
+
+def list_(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    models = [_model_json(info) for info in services.settings.models.values()]
+    chosen, token = page(
+        models, request.query.get("pageSize"), request.query.get("pageToken"), default=50, maximum=1000
+    )
+    return json_response({"models": chosen, **({"nextPageToken": token} if token else {})})
+
+
+def _model_json(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "name": f"models/{info.name}",
+        "version": "001",
+        "displayName": info.name,
+        "description": "A model served by the polars-gemini emulator.",
+        "inputTokenLimit": 1_048_576,
+        "outputTokenLimit": info.max_output_tokens,
+        "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+        "thinking": info.max_thinking_tokens > 0,
+    }

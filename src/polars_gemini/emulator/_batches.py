@@ -1,0 +1,151 @@
+"""The Batch API state: job creation, lazy evaluation on read, cancel, delete, list.
+
+A job's results are computed the first time anyone observes it SUCCEEDED (a get, a list, or
+`emu.jobs`), under the job's own lock so concurrent polls compute them once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from polars_gemini.emulator import _results
+from polars_gemini.emulator._config import Settings
+from polars_gemini.emulator._faults import Faults
+from polars_gemini.emulator._files import FileStore
+from polars_gemini.emulator._ids import new_id, now_ns
+from polars_gemini.emulator._jobs import TERMINAL, Ending, Entry, Job, operation
+from polars_gemini.emulator._paging import page
+from polars_gemini.emulator._results import OnError
+from polars_gemini.emulator._status import EmulatedError, invalid_argument
+from polars_gemini.emulator._validate import file_entries, inline_entries, require_object
+
+ENDINGS = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
+DEFAULT_FAILURE = {"code": 13, "message": "The batch job failed (emulated failure)."}
+
+
+def ending(state: str, error: dict[str, Any] | None = None) -> Ending:
+    """How a job ends; FAILED jobs carry an `error` status in their operation."""
+    state = state.upper().removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_")
+    if state not in ENDINGS:
+        raise ValueError(f"Unknown job ending {state!r}; expected one of {', '.join(ENDINGS)}.")
+    return Ending(state, (error or DEFAULT_FAILURE) if state == "FAILED" else None)
+
+
+class BatchService:
+    def __init__(self, settings: Settings, files: FileStore, faults: Faults, on_error: OnError) -> None:
+        self._settings, self._files, self._faults, self._on_error = settings, files, faults, on_error
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+
+    def create(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Creates a job from a `batchGenerateContent` body; answers the PENDING operation, as Google does."""
+        batch = require_object(body.get("batch"), "batch")
+        input_config = require_object(batch.get("inputConfig"), "batch.input_config")
+        file_name = input_config.get("fileName")
+        if file_name is not None and "requests" in input_config:
+            raise invalid_argument("batch.input_config: set either requests or file_name, not both.")
+        with _results.gc_paused():
+            entries = self._file_input(str(file_name)) if file_name is not None else inline_entries(input_config)
+        job = self._new_job(model, batch.get("displayName"), file_name, entries)
+        pending = operation(job, "PENDING")
+        job.ending = self._ending_for(pending)
+        with self._lock:
+            self._jobs[job.id] = job
+        return pending
+
+    def _file_input(self, file_name: str) -> list[Entry]:
+        try:
+            stored = self._files.get(file_name)
+        except EmulatedError:
+            raise invalid_argument(f"Input file {file_name} not found. Upload it with the Files API first.") from None
+        return file_entries(stored.data, file_name)
+
+    def _new_job(self, model: str, display_name: Any, file_name: Any, entries: list[Entry]) -> Job:
+        s = self._settings
+        name = None if display_name is None else str(display_name)
+        source = None if file_name is None else str(file_name)
+        return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds)
+
+    def _ending_for(self, pending: dict[str, Any]) -> Ending:
+        queued = self._faults.pop_ending()
+        if queued is not None:
+            return queued
+        rule = self._settings.job_outcome
+        state = rule(pending) if rule is not None else None
+        return ending(state) if state else Ending()
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._view(self._job(job_id), poll=True)
+
+    def list(self, page_size: Any, token: Any) -> dict[str, Any]:
+        """Newest first, like Google's `batches.list`."""
+        with self._lock:
+            jobs = list(reversed(self._jobs.values()))
+        chosen, next_token = page(jobs, page_size, token, default=50, maximum=1000)
+        out: dict[str, Any] = {"operations": [self._view(job, poll=False) for job in chosen]}
+        if next_token:
+            out["nextPageToken"] = next_token
+        return out
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return {job.name: self._view(job, poll=False) for job in jobs}
+
+    def cancel(self, job_id: str) -> None:
+        job = self._job(job_id)
+        with job.lock:
+            state = job.state()
+            if state in TERMINAL:
+                raise EmulatedError(
+                    400,
+                    f"Batch {job.name} is already {state} and can no longer be cancelled.",
+                    "FAILED_PRECONDITION",
+                )
+            job.cancelled_ns = now_ns()
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            if self._jobs.pop(job_id, None) is None:
+                raise _missing(job_id)
+
+    def _job(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise _missing(job_id)
+        return job
+
+    def _view(self, job: Job, *, poll: bool) -> dict[str, Any]:
+        state = job.state()
+        if state != "SUCCEEDED":
+            return operation(job, state)
+        with job.lock, _results.gc_paused():
+            self._materialize(job)
+            hidden = job.hidden_polls > 0
+            if hidden and poll:
+                job.hidden_polls -= 1
+        return operation(job, state, show_output=not hidden)
+
+    def _materialize(self, job: Job) -> None:
+        """Computes the results once (callers hold `job.lock`)."""
+        if job.output is not None:
+            return
+        s = self._settings
+        outcomes = _results.answer_all(job.model, job.entries, s.responder, self._faults, self._on_error)
+        order = _results.result_order(len(outcomes), s.shuffle_results, job.id)
+        job.failed = sum(isinstance(outcome, EmulatedError) for outcome in outcomes)
+        job.succeeded = len(outcomes) - job.failed
+        job.hidden_polls = s.results_file_delay_polls
+        if job.input_file is None:
+            job.output = _results.inline_output(job.entries, outcomes, order)
+            return
+        data = _results.result_lines(job.entries, outcomes, order)
+        name = f"files/batch-{job.id}"
+        self._files.put(name, data, mime_type="application/jsonl", display_name=None, source="GENERATED")
+        job.output = {"responsesFile": name}
+
+
+def _missing(job_id: str) -> EmulatedError:
+    return EmulatedError(404, f"Batch batches/{job_id} not found.", "NOT_FOUND")

@@ -1,0 +1,202 @@
+"""`Emulator`: the public handle on a running emulated Gemini API."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from polars_gemini.emulator._app import App
+from polars_gemini.emulator._batches import BatchService, ending
+from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
+from polars_gemini.emulator._faults import Faults, KeyFailure
+from polars_gemini.emulator._files import FileStore
+from polars_gemini.emulator._http import Services
+from polars_gemini.emulator._responder import default_responder
+from polars_gemini.emulator._routes import ENDPOINTS
+from polars_gemini.emulator._server import ServerThread
+from polars_gemini.emulator._types import RecordedRequest, Responder
+
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types
+
+
+class Emulator:
+    """A local Gemini API (batches, files, models) served over HTTP from a background thread.
+
+    Arguments (keyword-only; all but host/port also live on `emu.settings`, changeable while it runs):
+    `responder` answers each request (default: `default_responder`); `pending_seconds` and
+    `running_seconds` time each job from its creation (0: it has succeeded by the first `get`); `latency`
+    delays every reply; `shuffle_results` shuffles result lines and inline responses (seeded);
+    `results_file_delay_polls=N` hides a SUCCEEDED job's output for its first N `get`s;
+    `api_key` demands that key (default: any key); `models` adds model names to the known ones;
+    `inline_limit_bytes` / `file_limit_bytes` set the 20 MB / 2 GB limits; `job_outcome(job_json)`
+    may return the state ("FAILED", "CANCELLED", "EXPIRED") a new job ends in.
+
+        >>> with Emulator() as emu:
+        ...     client = emu.client()
+        ...     job = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
+        ...     client.batches.get(name=job.name).state.name
+        'JOB_STATE_SUCCEEDED'
+    """
+
+    def __init__(
+        self,
+        *,
+        responder: Responder | None = None,
+        pending_seconds: float = 0.0,
+        running_seconds: float = 0.0,
+        latency: float = 0.0,
+        shuffle_results: bool = False,
+        results_file_delay_polls: int = 0,
+        api_key: str | None = None,
+        models: Iterable[str] = (),
+        inline_limit_bytes: int = INLINE_LIMIT_BYTES,
+        file_limit_bytes: int = FILE_LIMIT_BYTES,
+        job_outcome: JobOutcome | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.settings = Settings(
+            responder=responder or default_responder, pending_seconds=pending_seconds,
+            running_seconds=running_seconds, latency=latency, shuffle_results=shuffle_results,
+            results_file_delay_polls=results_file_delay_polls, api_key=api_key,
+            inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, job_outcome=job_outcome,
+        )  # fmt: skip
+        self.settings.add_models(models)
+        self._faults = Faults()
+        self._files = FileStore()
+        self._app = App(Services(self.settings, self._files, self._batches_service()), self._faults)
+        self._host, self._port = host, port
+        self._server: ServerThread | None = None
+
+    def _batches_service(self) -> BatchService:
+        return BatchService(self.settings, self._files, self._faults, lambda exc: self._app.report(exc))
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Binds the port and starts serving; returns `self`."""
+        if self._server is None:
+            self._server = ServerThread(self._host, self._port, self._app)
+            self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`, the `base_url` to give the SDK."""
+        if self._server is None:
+            raise RuntimeError("The emulator is not running: call start() or use it as a context manager.")
+        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host
+        return f"http://{host}:{self._server.port}"
+
+    def client(
+        self, api_version: str | None = None, *, retry_options: types.HttpRetryOptions | None = None
+    ) -> genai.Client:
+        """A `google.genai.Client` pointed at this emulator (API version: the SDK's default unless given)."""
+        from google import genai
+        from google.genai import types
+
+        options = types.HttpOptions(base_url=self.url, api_version=api_version, retry_options=retry_options)
+        return genai.Client(api_key=self.settings.api_key or "emulator-key", http_options=options)
+
+    # -- observation ---------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first (a copy)."""
+        with self._app.lock:
+            return list(self._app.requests)
+
+    def calls(self, endpoint: str) -> int:
+        """How many requests `endpoint` (e.g. "batches.create") has received."""
+        _check_endpoint(endpoint)
+        with self._app.lock:
+            return self._app.calls[endpoint]
+
+    def clear_requests(self) -> None:
+        """Forgets recorded requests; counts go on (`fail_http(on_call=...)` counts from start)."""
+        with self._app.lock:
+            self._app.requests.clear()
+
+    @property
+    def jobs(self) -> Mapping[str, dict[str, Any]]:
+        """Each job's JSON by name, as a `list` would show it (reading does not consume delayed polls)."""
+        return MappingProxyType(self._app.services.batches.snapshot())
+
+    @property
+    def files(self) -> Mapping[str, dict[str, Any]]:
+        """Each file's metadata by name."""
+        return MappingProxyType({meta["name"]: meta for meta in self._files.metas()})
+
+    def file_bytes(self, name: str) -> bytes:
+        return self._files.get(name).data
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the server (emulator bugs, broken responders); empty when all is well."""
+        with self._app.lock:
+            return list(self._app.errors)
+
+    # -- configuration ---------------------------------------------------------------------------------
+
+    def fail_http(
+        self,
+        endpoint: str,
+        status: int = 503,
+        *,
+        on_call: int | None = None,
+        times: int = 1,
+        message: str | None = None,
+    ) -> None:
+        """Answer HTTP `status` on call number `on_call` (1-based, counted since start; default: the next
+        call) of `endpoint` and the `times - 1` calls after it. 429, 500 and 503 get Google's messages."""
+        _check_endpoint(endpoint)
+        first = on_call if on_call is not None else self.calls(endpoint) + 1
+        self._faults.add_http(endpoint, status, first, times, message)
+
+    def fail_keys(self, failures: Mapping[str, KeyFailure]) -> None:
+        """Fail batch requests by key: `{"row-3": (13, "boom")}` or `{"row-3": EmulatedError(..)}`."""
+        self._faults.add_keys(failures)
+
+    def end_next_job(
+        self, state: str = "FAILED", *, count: int = 1, code: int = 13, message: str | None = None
+    ) -> None:
+        """The next `count` jobs created end in `state` (FAILED, CANCELLED or EXPIRED), not SUCCEEDED."""
+        error = {"code": code, "message": message} if message else None
+        self._faults.push_endings(ending(state, error), count)
+
+    def put_file(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        mime_type: str = "application/jsonl",
+        display_name: str | None = None,
+        source: str = "GENERATED",
+    ) -> dict[str, Any]:
+        """Stores a file directly (e.g. a real results file to serve); returns its metadata."""
+        full = name if name.startswith("files/") else f"files/{name}"
+        return self._files.put(full, data, mime_type=mime_type, display_name=display_name, source=source)
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if endpoint not in ENDPOINTS:
+        hint = difflib.get_close_matches(endpoint, ENDPOINTS, n=1)
+        raise ValueError(
+            f"Unknown endpoint {endpoint!r}"
+            + (f". Hint: did you mean {hint[0]!r}?" if hint else f"; expected one of {', '.join(ENDPOINTS)}.")
+        )

@@ -1,0 +1,125 @@
+"""A batch job's data, its lifecycle clock, and its JSON (a long-running `Operation`).
+
+State is never stored: it is computed from the time elapsed since creation on every read, so a job
+with `pending_seconds=1` is PENDING for one second whoever asks. Key order and value types follow
+the real samples (`batchStats` counts as strings with zeros omitted; nanosecond timestamps).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from polars_gemini.emulator._ids import rfc3339
+
+BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request of a job: the camelCase request, its key, and (inline jobs) the metadata to echo."""
+
+    request: dict[str, Any]
+    key: str | None
+    metadata: Any = None
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ends after its running time: SUCCEEDED, FAILED (with `error`), CANCELLED or EXPIRED."""
+
+    state: str = "SUCCEEDED"
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    model: str
+    display_name: str | None
+    input_file: str | None
+    entries: list[Entry]
+    pending_s: float
+    running_s: float
+    ending: Ending = Ending()
+    created_ns: int = field(default_factory=time.time_ns)
+    created_mono: float = field(default_factory=time.monotonic)
+    cancelled_ns: int | None = None
+    output: dict[str, Any] | None = None
+    succeeded: int = 0
+    failed: int = 0
+    hidden_polls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"batches/{self.id}"
+
+    def state(self) -> str:
+        if self.cancelled_ns is not None:
+            return "CANCELLED"
+        elapsed = time.monotonic() - self.created_mono
+        if elapsed < self.pending_s:
+            return "PENDING"
+        if elapsed < self.pending_s + self.running_s:
+            return "RUNNING"
+        return self.ending.state
+
+    def end_ns(self) -> int:
+        if self.cancelled_ns is not None:
+            return self.cancelled_ns
+        return self.created_ns + int((self.pending_s + self.running_s) * _NS)
+
+    def update_ns(self, state: str) -> int:
+        if state in TERMINAL:
+            return self.end_ns()
+        return self.created_ns + (int(self.pending_s * _NS) if state == "RUNNING" else 0)
+
+
+def operation(job: Job, state: str, *, show_output: bool = True) -> dict[str, Any]:
+    """The job as `GET batches/{id}` returns it, in `state`."""
+    output = job.output if state == "SUCCEEDED" and show_output else None
+    op: dict[str, Any] = {"name": job.name, "metadata": _metadata(job, state, output)}
+    if state in TERMINAL:
+        op["done"] = True
+    if output is not None:
+        op["response"] = {"@type": OUTPUT_TYPE, **output}
+    if state == "FAILED" and job.ending.error:
+        op["error"] = job.ending.error
+    return op
+
+
+def _metadata(job: Job, state: str, output: dict[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"@type": BATCH_TYPE, "model": f"models/{job.model}"}
+    if job.display_name is not None:
+        meta["displayName"] = job.display_name
+    if job.input_file is not None:
+        meta["inputConfig"] = {"fileName": job.input_file}
+    if output is not None:
+        meta["output"] = output
+    meta["createTime"] = rfc3339(job.created_ns)
+    if state in TERMINAL:
+        meta["endTime"] = rfc3339(job.end_ns())
+    meta["updateTime"] = rfc3339(job.update_ns(state))
+    meta["batchStats"] = batch_stats(job, state)
+    meta["state"] = f"BATCH_STATE_{state}"
+    meta["name"] = job.name
+    return meta
+
+
+def batch_stats(job: Job, state: str) -> dict[str, str]:
+    """Counts as strings, zero counts left out, as the real service does."""
+    total = len(job.entries)
+    done = state == "SUCCEEDED"
+    counts = {
+        "requestCount": total,
+        "successfulRequestCount": job.succeeded if done else 0,
+        "failedRequestCount": job.failed if done else 0,
+        "pendingRequestCount": 0 if done else total,
+    }
+    return {name: str(count) for name, count in counts.items() if count}

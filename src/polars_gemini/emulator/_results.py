@@ -1,0 +1,105 @@
+"""Running a job's requests through the responder and laying out the results like the real service."""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from polars_gemini.emulator._faults import Faults
+from polars_gemini.emulator._jobs import Entry
+from polars_gemini.emulator._status import EmulatedError
+from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, ResponderRequest
+
+OnError = Callable[[BaseException], None]
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Bulk work on 100k requests allocates millions of small containers; pausing the cyclic GC,
+    which would otherwise rescan them over and over, makes it about three times faster."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def answer_all(
+    model: str, entries: Sequence[Entry], responder: Responder, faults: Faults, on_error: OnError
+) -> list[Outcome]:
+    """One outcome per entry: an injected key failure, or whatever the responder answers."""
+    outcomes: list[Outcome | None] = [faults.key_error(entry.key) for entry in entries]
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    requests = [ResponderRequest(model, entries[i].request, entries[i].key, "batch") for i in todo]
+    for i, outcome in zip(todo, _respond(responder, requests, on_error), strict=False):
+        outcomes[i] = outcome
+    missing = EmulatedError(13, "The responder returned fewer answers than requests.", "INTERNAL")
+    return [missing if outcome is None else outcome for outcome in outcomes]
+
+
+def _respond(responder: Responder, requests: list[ResponderRequest], on_error: OnError) -> list[Outcome]:
+    if not isinstance(responder, BatchResponder):
+        return [_respond_one(responder, request, on_error) for request in requests]
+    try:
+        return list(responder.respond_many(requests))
+    except Exception as exc:  # a broken responder must not take the server down; tests see `emu.errors`
+        on_error(exc)
+        return [_internal(exc)] * len(requests)
+
+
+def _respond_one(responder: Responder, request: ResponderRequest, on_error: OnError) -> Outcome:
+    try:
+        return responder(request)
+    except EmulatedError as exc:
+        return exc
+    except Exception as exc:  # as above: reported through `emu.errors`, and as this request's error
+        on_error(exc)
+        return _internal(exc)
+
+
+def _internal(exc: Exception) -> EmulatedError:
+    return EmulatedError(13, f"Emulator responder raised {exc!r}.", "INTERNAL")
+
+
+def result_order(count: int, shuffle: bool, seed: str) -> list[int]:
+    """Input order, or a shuffle seeded by the job id (reproducible, and never the global RNG)."""
+    order = list(range(count))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    return order
+
+
+def inline_output(entries: Sequence[Entry], outcomes: Sequence[Outcome], order: list[int]) -> dict[str, Any]:
+    items = [_inline_item(entries[i], outcomes[i]) for i in order]
+    return {"inlinedResponses": {"inlinedResponses": items}}
+
+
+def _inline_item(entry: Entry, outcome: Outcome) -> dict[str, Any]:
+    item: dict[str, Any] = (
+        {"error": outcome.rpc_status()} if isinstance(outcome, EmulatedError) else {"response": outcome}
+    )
+    if entry.metadata is not None:
+        item["metadata"] = entry.metadata
+    return item
+
+
+def result_lines(entries: Sequence[Entry], outcomes: Sequence[Outcome], order: list[int]) -> bytes:
+    """The JSONL results file: `{"response": ..., "key": ...}` or `{"error": ..., "key": ...}` per line."""
+    lines = [_encode(_line(entries[i], outcomes[i])) for i in order]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _line(entry: Entry, outcome: Outcome) -> dict[str, Any]:
+    line: dict[str, Any] = (
+        {"error": outcome.rpc_status()} if isinstance(outcome, EmulatedError) else {"response": outcome}
+    )
+    if entry.key is not None:
+        line["key"] = entry.key
+    return line

@@ -1,0 +1,96 @@
+"""Google's error vocabulary: canonical status names, their gRPC and HTTP codes, and error bodies.
+
+The same failure is spelled two ways on the wire: an HTTP reply carries the HTTP code
+(`{"error": {"code": 503, "message": ..., "status": "UNAVAILABLE"}}`), while a per-request error
+inside a batch result is a `google.rpc.Status` carrying the gRPC code (`{"code": 14, "message": ...}`).
+`EmulatedError` accepts either code and converts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (status, gRPC code, HTTP code). For HTTP codes shared by several statuses the first row wins.
+_TABLE: tuple[tuple[str, int, int], ...] = (
+    ("CANCELLED", 1, 499),
+    ("UNKNOWN", 2, 500),
+    ("INVALID_ARGUMENT", 3, 400),
+    ("DEADLINE_EXCEEDED", 4, 504),
+    ("NOT_FOUND", 5, 404),
+    ("ALREADY_EXISTS", 6, 409),
+    ("PERMISSION_DENIED", 7, 403),
+    ("RESOURCE_EXHAUSTED", 8, 429),
+    ("FAILED_PRECONDITION", 9, 400),
+    ("ABORTED", 10, 409),
+    ("OUT_OF_RANGE", 11, 400),
+    ("UNIMPLEMENTED", 12, 501),
+    ("INTERNAL", 13, 500),
+    ("UNAVAILABLE", 14, 503),
+    ("DATA_LOSS", 15, 500),
+    ("UNAUTHENTICATED", 16, 401),
+)
+_BY_STATUS = {status: (grpc, http) for status, grpc, http in _TABLE}
+_BY_GRPC = {grpc: status for status, grpc, _ in _TABLE}
+_BY_HTTP: dict[int, str] = {}
+for _status, _, _http in _TABLE:
+    _BY_HTTP.setdefault(_http, _status)
+_BY_HTTP[500] = "INTERNAL"  # Google answers INTERNAL, not UNKNOWN, for a plain 500.
+
+# Messages the real service sends for throttling and outages, so logs look familiar.
+DEFAULT_MESSAGES = {
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting",
+    503: "The model is overloaded. Please try again later.",
+}
+
+
+def status_for(code: int) -> str:
+    """The canonical status name of a gRPC (< 100) or HTTP (>= 100) code."""
+    if code < 100:
+        return _BY_GRPC.get(code, "UNKNOWN")
+    return _BY_HTTP.get(code, "UNKNOWN" if code >= 500 else "FAILED_PRECONDITION")
+
+
+class EmulatedError(Exception):
+    """A failure the emulator reports: raise it from a responder, or configure it with `fail_keys`.
+
+    `code` is either an HTTP code (400, 429, 500, 503, ...) or a gRPC code (3, 8, 13, 14, ...);
+    `status` defaults to the canonical name of that code. In a batch the error becomes that
+    request's result (`{"code": <gRPC>, "message": ...}`); in a synchronous call it becomes the
+    HTTP reply (`{"error": {"code": <HTTP>, "message": ..., "status": ...}}`).
+
+        >>> err = EmulatedError(503, "overloaded")
+        >>> err.status, err.grpc_code, err.http_code
+        ('UNAVAILABLE', 14, 503)
+    """
+
+    def __init__(self, code: int = 500, message: str = "Internal error encountered.", status: str | None = None):
+        self.code = code
+        self.message = message
+        self.status = status or status_for(code)
+        super().__init__(f"{self.http_code} {self.status}: {message}")
+
+    @property
+    def grpc_code(self) -> int:
+        return self.code if self.code < 100 else _BY_STATUS.get(self.status, (2, 500))[0]
+
+    @property
+    def http_code(self) -> int:
+        return self.code if self.code >= 100 else _BY_STATUS.get(self.status, (2, 500))[1]
+
+    def rpc_status(self) -> dict[str, Any]:
+        """The `google.rpc.Status` of a failed batch request; no `details` (SDK 3.6.1 wants `list[str]`)."""
+        return {"code": self.grpc_code, "message": self.message}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of an HTTP error reply, as Google's front end sends it."""
+        return {"error": {"code": self.http_code, "message": self.message, "status": self.status}}
+
+
+def invalid_argument(message: str) -> EmulatedError:
+    return EmulatedError(400, message, "INVALID_ARGUMENT")
+
+
+def not_found(message: str) -> EmulatedError:
+    return EmulatedError(404, message, "NOT_FOUND")

@@ -1,0 +1,72 @@
+"""Plain data passed between the emulator and the code that configures it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from polars_gemini.emulator._generate import prompt_text
+from polars_gemini.emulator._status import EmulatedError
+
+
+@dataclass(frozen=True)
+class ResponderRequest:
+    """One `GenerateContentRequest` for a responder to answer.
+
+    `request` is the request as the API received it, with every field name in camelCase.
+    `key` is the batch line's `key` (file input) or `metadata["key"]` (inline input), `None` for
+    synchronous calls. `mode` says which API it came through.
+    """
+
+    model: str
+    request: dict[str, Any]
+    key: str | None = None
+    mode: Literal["batch", "sync"] = "sync"
+
+    @property
+    def text(self) -> str:
+        """The text of every part of `contents`, joined by newlines: handy for predicates."""
+        return prompt_text(self.request)
+
+
+Responder = Callable[[ResponderRequest], dict[str, Any]]
+"""Answers one request with a `GenerateContentResponse` dict, or raises `EmulatedError`."""
+
+Outcome = dict[str, Any] | EmulatedError
+
+
+@runtime_checkable
+class BatchResponder(Protocol):
+    """A responder that can also answer many requests at once (the default does, to count tokens in bulk)."""
+
+    def __call__(self, request: ResponderRequest) -> dict[str, Any]: ...
+
+    def respond_many(self, requests: Sequence[ResponderRequest]) -> list[Outcome]: ...
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request the emulator received. The API key is never stored (header nor `key=` parameter).
+
+    `query` holds the last value of each query parameter; `body_json` is the parsed JSON body
+    (parsed on first access), or `None` for empty, non-JSON (uploaded JSONL) or dropped bodies:
+    chunk uploads over 1 MiB are not kept. `body_size` is the body's length in bytes.
+    """
+
+    endpoint: str
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = field(default=b"", repr=False)
+    body_size: int = 0
+
+    @cached_property
+    def body_json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body.strip() else None
+        except ValueError:  # JSONL uploads, binary data, malformed bodies sent on purpose
+            return None

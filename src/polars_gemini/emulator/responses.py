@@ -1,0 +1,116 @@
+"""Small composable responders for tests: fixed answers, refusals, errors, and routing by key or predicate.
+
+Each function returns a responder (a callable taking a `ResponderRequest`). Usage metadata stays
+realistic (prompt tokens counted, thinking tokens spent by thinking models), and every responder here
+answers whole batches with one tokenizer call, so they stay fast on 100k-request jobs.
+
+    >>> from polars_gemini.emulator import Emulator, responses
+    >>> failing = responses.error(500, "boom")
+    >>> responder = responses.when(lambda r: "FAIL" in r.text, failing, responses.text("ok"))
+    >>> with Emulator(responder=responder) as emu:
+    ...     client = emu.client()  # keep a reference: a collected Client closes its connections
+    ...     client.models.generate_content(model="gemini-2.0-flash", contents="hi").text
+    'ok'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from polars_gemini.emulator._drafts import Drafting, plain_draft
+from polars_gemini.emulator._responder import default_responder
+from polars_gemini.emulator._status import EmulatedError
+from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, ResponderRequest
+
+Answer = Responder | dict[str, Any]
+"""A responder, or a fixed `GenerateContentResponse` dict returned as is."""
+
+__all__ = ["Answer", "blocked", "by_key", "error", "finish", "json_value", "text", "when", "with_thought"]
+
+
+def text(answer: str, *, finish_reason: str = "STOP") -> Responder:
+    """Always answer `answer` (no part at all when it is empty)."""
+    return Drafting(lambda request: plain_draft(request, answer, finish_reason=finish_reason))
+
+
+def json_value(value: Any) -> Responder:
+    """Always answer `value` encoded as JSON, whatever the schema says (for invalid-output tests)."""
+    return text(json.dumps(value))
+
+
+def finish(reason: str, answer: str = "") -> Responder:
+    """Stop with `finishReason` `reason` (SAFETY, RECITATION, MAX_TOKENS, OTHER) after `answer`."""
+    return text(answer, finish_reason=reason)
+
+
+def with_thought(
+    answer: str, thought: str = "**Thinking**\n\nWorking it out.", thoughts_tokens: int = 100
+) -> Responder:
+    """Answer `answer` after a `{"thought": true}` summary part, spending `thoughts_tokens`."""
+    return Drafting(lambda request: plain_draft(request, answer, thought=thought, thoughts=thoughts_tokens))
+
+
+def blocked(reason: str = "SAFETY") -> Responder:
+    """Refuse the prompt: `promptFeedback.blockReason` and no candidates."""
+    return Drafting(lambda request: plain_draft(request, "", block_reason=reason, thoughts=0))
+
+
+def error(code: int = 500, message: str = "Internal error encountered.", status: str | None = None) -> Responder:
+    """Fail every request with `EmulatedError(code, message, status)`."""
+
+    def respond(request: ResponderRequest) -> dict[str, Any]:
+        raise EmulatedError(code, message, status)
+
+    return respond
+
+
+def when(
+    predicate: Callable[[ResponderRequest], bool], then: Answer, otherwise: Answer = default_responder
+) -> Responder:
+    """Answer with `then` where `predicate(request)` holds, else with `otherwise`."""
+    return _Router(lambda request: then if predicate(request) else otherwise)
+
+
+def by_key(answers: Mapping[str, Answer], default: Answer = default_responder) -> Responder:
+    """Answer each batch key with its own responder or fixed response (e.g. replay a real results file)."""
+    return _Router(lambda request: answers.get(request.key or "", default))
+
+
+class _Router:
+    """Sends each request to the answer `choose` picks; batches go to each answer as sub-batches."""
+
+    def __init__(self, choose: Callable[[ResponderRequest], Answer]) -> None:
+        self._choose = choose
+
+    def __call__(self, request: ResponderRequest) -> dict[str, Any]:
+        answer = self._choose(request)
+        return answer if isinstance(answer, dict) else answer(request)
+
+    def respond_many(self, requests: Sequence[ResponderRequest]) -> list[Outcome]:
+        groups: dict[int, tuple[Answer, list[int]]] = {}
+        for i, request in enumerate(requests):
+            answer = self._choose(request)
+            groups.setdefault(id(answer), (answer, []))[1].append(i)
+        outcomes: list[Outcome] = [EmulatedError(13, "unanswered")] * len(requests)
+        for answer, positions in groups.values():
+            answered = _many(answer, [requests[i] for i in positions])
+            for i, outcome in zip(positions, answered, strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+
+def _many(answer: Answer, requests: list[ResponderRequest]) -> list[Outcome]:
+    if isinstance(answer, dict):
+        return [answer] * len(requests)
+    if isinstance(answer, BatchResponder):
+        return list(answer.respond_many(requests))
+    return [_one(answer, request) for request in requests]
+
+
+def _one(answer: Responder, request: ResponderRequest) -> Outcome:
+    try:
+        return answer(request)
+    except EmulatedError as exc:
+        return exc
