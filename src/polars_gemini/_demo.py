@@ -89,18 +89,18 @@ def run(*, rows: int = 2_000, live: bool = False) -> pl.DataFrame:
             client, where, poll = emu.client(), f"the local emulator at {emu.url}", 0.2
         print(f"polars-gemini demo: {df.height:,} reviews -> typed labels through {where}\n")
         print(df.head(3), "\n")
+        config = {"temperature": 0.0, "max_output_tokens": 2_048}
+        estimate = polars_gemini.estimate(df, TEMPLATE, model="gemini-2.5-flash", schema=SCHEMA, config=config)
+        print(estimate, "\n")
         start = time.perf_counter()
-        out = polars_gemini.batch(
-            df,
-            TEMPLATE,
-            model="gemini-2.5-flash",
-            schema=SCHEMA,
-            client=client,
-            poll_interval=poll,
-            config={"temperature": 0.0},
-        )
+        run = polars_gemini.submit(
+            df, TEMPLATE, model="gemini-2.5-flash", schema=SCHEMA, client=client, poll_interval=poll, config=config,
+            max_cost=(estimate.cost_max or 0.0) * 1.01,
+        )  # fmt: skip
+        out = run.result()
         print(f"\nDone in {time.perf_counter() - start:.1f} s. Head of the typed result:\n")
         print(out.select("review_id", "stars", *SCHEMA, "response_error").head(8))
+        print(f"\n{run.cost()}")
         counts = out.group_by("sentiment").len().sort("sentiment")
         print(
             "\n",
