@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from polars_gemini import _tokenizer as tok
 from polars_gemini._tokenizer import count_tokens, estimate_tokens, exact_tokenizer
 

@@ -12,20 +12,21 @@ from polars_gemini._results import ERROR, TEXT
 JOB_ERROR = "job_error"
 
 
-def per_request(plan: Plan, results: pl.DataFrame, job_errors: pl.DataFrame) -> pl.DataFrame:
-    """One row per planned request: its result, or why it has none (job ended badly, key missing from results).
+def per_request(plan: Plan, results: pl.DataFrame, job_errors: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per planned request: its result, or why it has none (key missing from the results).
 
-    `job_errors` has columns `key` and `job_error` for requests whose job ended without results. Results are
-    matched by key, never by position; a key reported twice keeps its first answer.
+    Results are matched by key, never by position; a key reported twice keeps its first answer. `job_errors`
+    (columns `key`, `job_error`) can name a reason for requests without a result line.
     """
     first = results.unique(subset=KEY, keep="first", maintain_order=True)
-    joined = (
-        plan.requests.select(KEY)
-        .join(first, on=KEY, how="left", maintain_order="left")
-        .join(job_errors, on=KEY, how="left", maintain_order="left")
-    )
+    joined = plan.requests.select(KEY).join(first, on=KEY, how="left", maintain_order="left")
+    reasons = [pl.col(ERROR)]
+    if job_errors is not None:
+        joined = joined.join(job_errors, on=KEY, how="left", maintain_order="left")
+        reasons.append(pl.col(JOB_ERROR))
     missing = pl.when(pl.col("line").is_null()).then(pl.lit("no result was returned for this request"))
-    return joined.with_columns(pl.coalesce(pl.col(ERROR), pl.col(JOB_ERROR), missing).alias(ERROR)).drop(JOB_ERROR)
+    out = joined.with_columns(pl.coalesce(*reasons, missing).alias(ERROR))
+    return out.drop(JOB_ERROR) if job_errors is not None else out
 
 
 def answer_columns(plan: Plan, by_request: pl.DataFrame, output: str, prefix: str) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import polars as pl
 from google import genai
 
 from polars_gemini import _client
-from polars_gemini._assemble import answer_columns, join_rows
+from polars_gemini._assemble import answer_columns, join_rows, per_request
 from polars_gemini._checkpoint import Store
 from polars_gemini._errors import RunTimeoutError
 from polars_gemini._estimate import Estimate, actual_cost, usage_columns
@@ -256,9 +256,7 @@ class Run:
         """The input frame with the answer and error columns; waits for the jobs first."""
         if not self.done:
             self.wait(timeout)
-        by_request = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="left", maintain_order="left")
-        missing = pl.when(pl.col("line").is_null()).then(pl.lit("no result was returned for this request"))
-        by_request = by_request.with_columns(pl.coalesce(ERROR, missing).alias(ERROR))
+        by_request = per_request(self.plan, self.store.latest())
         answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
         if self.options.usage:
             answers = answers.hstack(by_request.select(usage_columns(self.options.output)))

@@ -6,9 +6,9 @@ import random
 from typing import Any
 
 from emulator_support import conforms
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from polars_gemini.emulator._normalize import camel, normalize
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._schema import fake_value

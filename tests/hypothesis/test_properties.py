@@ -7,10 +7,10 @@ from typing import Any
 
 import polars as pl
 import pytest
-
-import polars_gemini  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import polars_gemini  # noqa: F401
 from polars_gemini._requests import build_spec, request_keys
 from polars_gemini.emulator import Emulator, ResponderRequest, responses
 
