@@ -14,6 +14,7 @@ from polars_gemini._results import empty_results
 from polars_gemini._store import JobRecord, jobs_frame, jobs_from_frame, read_parquet, write_parquet
 
 ATTEMPT = "attempt"
+ANSWER = "answer"
 JOB = "job"
 
 
@@ -38,7 +39,7 @@ class Store:
         for job in self.jobs:
             results = self.root / "results" / f"{job.display_name}.parquet"
             if results.exists():  # a crash after writing results but before updating jobs.parquet
-                self._results.append(read_parquet(results))
+                self._results.append(read_parquet(results).drop(ANSWER, strict=False))
                 job.collected = True
 
     def close(self) -> None:
@@ -83,11 +84,15 @@ class Store:
 
     # -- results ----------------------------------------------------------------------------------------------
 
-    def add_results(self, job: JobRecord, results: pl.DataFrame) -> None:
-        """Store a finished job's results, then mark it collected (in that order: crash-safe)."""
+    def add_results(self, job: JobRecord, results: pl.DataFrame, answer: pl.Series | None = None) -> None:
+        """Store a finished job's results, then mark it collected (in that order: crash-safe).
+
+        `answer` (the decoded, typed answers) goes to the file only: its dtype differs from one schema to another.
+        """
         frame = results.with_columns(pl.lit(job.attempt, pl.Int32).alias(ATTEMPT), pl.lit(job.display_name).alias(JOB))
         if self.root is not None:
-            write_parquet(self.root / "results" / f"{job.display_name}.parquet", frame)
+            saved = frame if answer is None else frame.with_columns(answer.alias(ANSWER))
+            write_parquet(self.root / "results" / f"{job.display_name}.parquet", saved)
         with self._lock:
             self._results.append(frame)
         self.update(job, collected=True)

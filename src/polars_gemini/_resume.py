@@ -17,12 +17,14 @@ from polars_gemini._checkpoint import Store
 from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
 from polars_gemini._estimate import Estimate
 from polars_gemini._plan import Limits, Plan
-from polars_gemini._requests import KEY, RequestSpec, build_spec_from_config
+from polars_gemini._requests import KEY, PROMPT, RequestSpec, build_spec_from_config
 from polars_gemini._run import Run, RunOptions
 from polars_gemini._schema import Field, from_dtype
 from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, write_json, write_parquet
+from polars_gemini._tokenizer import estimate_tokens
 
 MANIFEST = "manifest.json"
+ROWS_ASKING = "rows"
 
 
 def plan_fingerprint(plan: Plan) -> str:
@@ -62,7 +64,7 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         write_parquet(root / "schema.parquet", pl.DataFrame(schema={"value": field.dtype}))
     write_parquet(root / "input.parquet", run.frame)
     write_parquet(root / "rows.parquet", run.plan.rows)
-    write_parquet(root / "requests.parquet", run.plan.requests)
+    write_parquet(root / "requests.parquet", _requests_table(run.plan))
     from polars_gemini import __version__
 
     manifest = {
@@ -78,6 +80,19 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
                     "limits": dataclasses.asdict(run.options.limits)},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
+
+
+def _requests_table(plan: Plan) -> pl.DataFrame:
+    """Requests as saved: key, prompt, size, which input rows asked for it, and its estimated input tokens."""
+    asked = (
+        plan.rows.with_row_index(ROWS_ASKING)
+        .filter(pl.col(KEY).is_not_null())
+        .group_by(KEY, maintain_order=True)
+        .agg(pl.col(ROWS_ASKING))
+    )
+    return plan.requests.join(asked, on=KEY, how="left", maintain_order="left").with_columns(
+        estimate_tokens(pl.col(PROMPT)).alias("estimated_input_tokens")
+    )
 
 
 def _nullable_paths(field: Field, path: str = "") -> list[str]:
@@ -112,7 +127,8 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
         )
     manifest = read_json(root / MANIFEST)
     spec = _spec(root, manifest)
-    rows, requests = read_parquet(root / "rows.parquet"), read_parquet(root / "requests.parquet")
+    rows = read_parquet(root / "rows.parquet")
+    requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, "estimated_input_tokens", strict=False)
     plan = Plan(spec, rows, requests, ())
     saved = manifest["options"]
     run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],

@@ -16,6 +16,7 @@ from google import genai
 from polars_gemini import _client
 from polars_gemini._assemble import answer_columns, join_rows, per_request
 from polars_gemini._checkpoint import Store
+from polars_gemini._decode import decode_answers
 from polars_gemini._errors import RunTimeoutError
 from polars_gemini._estimate import Estimate, actual_cost, usage_columns
 from polars_gemini._plan import Limits, Plan, shard
@@ -27,6 +28,7 @@ from polars_gemini._results import (
     JOB_STATE_CODES,
     MISSING_CODE,
     RETRYABLE_CODES,
+    TEXT,
     inline_lines,
     parse_lines,
     split_lines,
@@ -189,9 +191,17 @@ class Run:
             missing = keys.filter(~keys.is_in(results.get_column(KEY).implode()))
             message = f"no result was returned for this request by job {job.name}"
             results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)])
-        self.store.add_results(job, results)
+        self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
         if job.input_file and not self.options.keep_files:
             _client.delete_file(self._api(), job.input_file)
+
+    def _decoded(self, results: pl.DataFrame) -> pl.Series:
+        """The answers as the caller will get them: typed values in schema mode (null where invalid), else text."""
+        text = results.get_column(TEXT)
+        if self.plan.spec.field is None:
+            return text
+        decoded = decode_answers(text, self.plan.spec.field)
+        return decoded.select(pl.when(pl.col("problem").is_null()).then(pl.col("value"))).to_series()
 
     def _download(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
         if snap.inlined is not None:

@@ -146,3 +146,22 @@ def test_the_api_key_never_reaches_the_checkpoint(emu: Emulator, tmp_path: Path)
 def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"no manifest\.json"):
         polars_gemini.resume(tmp_path)
+
+
+def test_checkpoint_files_hold_what_the_docs_promise(emu: Emulator, tmp_path: Path) -> None:
+    from polars_gemini.emulator import default_responder
+
+    emu.settings.responder = default_responder
+    df = pl.DataFrame({"t": ["a", "b", "a"]})
+    run(emu, df, tmp_path, schema={"label": pl.Enum(["x", "y"]), "n": pl.Int8}, inline_limit_bytes=1)
+    requests = pl.read_parquet(tmp_path / "requests.parquet")
+    assert requests.get_column("rows").to_list() == [[0, 2], [1]]
+    assert requests.get_column("estimated_input_tokens").min() > 0  # type: ignore[operator]
+    jobs = pl.read_parquet(tmp_path / "jobs.parquet")
+    assert set(jobs.columns) >= {"name", "display_name", "shard", "state", "created_at", "input_file", "result_file"}
+    assert jobs.get_column("result_file").str.starts_with("files/batch-").all()
+    results = pl.read_parquet(next((tmp_path / "results").glob("*.parquet")))
+    assert set(results.columns) >= {"key", "line", "answer", "usage", "error", "attempt"}
+    assert results.schema["answer"] == pl.Struct({"label": pl.Enum(["x", "y"]), "n": pl.Int8})
+    manifest = (tmp_path / "manifest.json").read_text()
+    assert '"model": "gemini-2.0-flash"' in manifest and '"library_version"' in manifest
