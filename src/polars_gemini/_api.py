@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -15,13 +16,14 @@ from polars_gemini import _client
 from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError
 from polars_gemini._estimate import Estimate, estimate_requests
 from polars_gemini._estimating import PricesLike
-from polars_gemini._plan import Limits, check_clash, make_plan, output_columns
+from polars_gemini._plan import Limits, Plan, check_clash, make_plan, output_columns
 from polars_gemini._prices import as_price_table
-from polars_gemini._requests import build_spec
+from polars_gemini._requests import RequestSpec, build_spec
 from polars_gemini._resume import open_run
 from polars_gemini._run import Run, RunOptions
 from polars_gemini._schema import SchemaLike
 from polars_gemini._store import JobRecord
+from polars_gemini._stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini._sync import run_sync
 
 FrameLike = pl.DataFrame | pl.LazyFrame
@@ -54,17 +56,19 @@ def submit(
     max_cost: float | None = None,
     prices: PricesLike = None,
     usage: bool = False,
+    memory_budget: int | None = None,
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
     Everything that can be checked locally (template, columns, model, schema, sizes) is checked before the first call.
     With `checkpoint=`, all state lives in that directory: calling again (or `polars_gemini.resume(dir)` from another
     process) re-attaches to the jobs, and only requests without a stored result are ever sent.
+    With a LazyFrame and `memory_budget=` (bytes), requests are rendered in streamed chunks straight into sharded
+    request files (under the checkpoint, else a temporary directory) instead of all at once in memory.
 
     >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> run.status(); out = run.result()  # doctest: +SKIP
     """
-    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     if mode not in ("batch", "sync"):
         raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
     if mode == "sync" and checkpoint is not None:
@@ -74,27 +78,49 @@ def submit(
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
-    check_clash(df.columns, output_columns(spec, output, prefix))
+    check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix))
     limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
-    plan = make_plan(df, template, spec, limits)
+    data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint)
     table = as_price_table(prices)
-    est = estimate_requests(plan.requests, df.height, spec, table)
+    est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan))
     _check_budget(est, max_cost)
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
         usage, table,
     )  # fmt: skip
     if client is None and plan.requests.height == 0 and checkpoint is None:
-        return Run(df, plan, None, options, estimate=est)  # nothing to send: no client needed
+        return Run(data, plan, None, options, estimate=est)  # nothing to send: no client needed
     client = client or _client.client_from_env()
     if checkpoint is not None:
-        run = open_run(Path(checkpoint), df, plan, template, client, options, est)
+        run = open_run(Path(checkpoint), data, plan, template, client, options, est)
     else:
-        run = Run(df, plan, client, options, estimate=est)
+        run = Run(data, plan, client, options, estimate=est)
     if mode == "sync":
         run.store.add_results(_sync_job(run), run_sync(plan, client, max_concurrency, progress))
         return run
     return _submit_or_explain(run)
+
+
+def _plan(
+    frame: FrameLike, template: str | pl.Expr, spec: RequestSpec, limits: Limits, memory_budget: int | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> tuple[FrameLike, Plan]:  # fmt: skip
+    """The plan, in memory, or streamed into request files for a LazyFrame with a memory budget."""
+    if not isinstance(frame, pl.LazyFrame) or memory_budget is None:
+        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        return df, make_plan(df, template, spec, limits)
+    if memory_budget <= 0:
+        raise ConfigurationError(f"memory_budget is a number of bytes > 0, got {memory_budget}.")
+    if checkpoint is not None:
+        directory = Path(checkpoint) / "inputs" / spec.fingerprint[:16]
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="polars-gemini-requests-"))
+    chunk = chunk_rows(frame, template, memory_budget)
+    return frame, stream_plan(frame, template, spec, limits, directory, chunk)
+
+
+def _streamed_tokens(plan: Plan) -> pl.Series | None:
+    return plan.requests.get_column(TOKENS) if plan.files else None
 
 
 def _check_budget(est: Estimate, max_cost: float | None) -> None:

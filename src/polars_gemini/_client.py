@@ -10,6 +10,7 @@ import io
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from google import genai
@@ -86,10 +87,11 @@ def _snapshot(job: types.BatchJob) -> JobSnapshot:
     )
 
 
-def upload_jsonl(client: genai.Client, data: bytes, display_name: str) -> str:
-    """Upload a JSONL request file; returns its name (`files/...`)."""
+def upload_jsonl(client: genai.Client, data: bytes | Path, display_name: str) -> str:
+    """Upload a JSONL request file (bytes, or a path streamed from disk); returns its name (`files/...`)."""
     config = types.UploadFileConfig(mime_type="application/jsonl", display_name=display_name, http_options=_HTTP)
-    file = _call(f"Uploading {display_name}", lambda: client.files.upload(file=io.BytesIO(data), config=config))
+    source = str(data) if isinstance(data, Path) else io.BytesIO(data)
+    file = _call(f"Uploading {display_name}", lambda: client.files.upload(file=source, config=config))
     return file.name or ""
 
 

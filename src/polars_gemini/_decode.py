@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from polars_gemini._results import spread
 from polars_gemini._schema import Field
 
 # Rows decoded one at a time once a failing chunk is this small: below it, bisecting costs more than it saves.
@@ -30,14 +31,19 @@ def json_decode_tolerant(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Serie
     One undecodable row makes `str.json_decode` fail for the whole column, so failing chunks are bisected to find the
     culprits; the common case (everything decodes) costs a single vectorized call.
     """
-    values, errors = _decode_chunk(texts, dtype)
+    values, errors = _decode_chunk(spread(texts), dtype)
     # Bisection appends chunks; list.eval over a multi-chunk column panics in Polars 2.1, so rechunk.
     return values.alias(texts.name).rechunk(), errors.rechunk()
 
 
+def _json_decode(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
+    # In a frame query, not `Series.str.json_decode`: see `_results.parse_lines`.
+    return pl.DataFrame({"t": texts}).select(pl.col("t").str.json_decode(dtype)).to_series().alias(texts.name)
+
+
 def _decode_chunk(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
     try:
-        return texts.str.json_decode(dtype), pl.Series(values=[None] * len(texts), dtype=pl.String)
+        return _json_decode(texts, dtype), pl.Series(values=[None] * len(texts), dtype=pl.String)
     except pl.exceptions.PolarsError as exc:
         if len(texts) > _BISECT_FLOOR:
             mid = len(texts) // 2
@@ -128,9 +134,11 @@ def _datetime(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
 
 def decode_answers(texts: pl.Series, field: Field) -> pl.DataFrame:
     """Decode JSON answers into a frame with the struct column `value` and the String column `problem`."""
-    stripped = texts.str.strip_chars()
-    is_object = stripped.str.starts_with("{") & stripped.str.json_path_match("$").is_not_null()
-    candidates = pl.Series(texts.name, stripped).zip_with(
+    s = pl.col("s")
+    stripped = pl.DataFrame({"s": spread(texts)}).select(s.str.strip_chars())  # frame queries: see `_json_decode`
+    checked = stripped.select(s, (s.str.starts_with("{") & s.str.json_path_match("$").is_not_null()).alias("o"))
+    is_object = checked.get_column("o")
+    candidates = pl.Series(texts.name, checked.get_column("s")).zip_with(
         is_object.fill_null(False), pl.Series([None], dtype=pl.String)
     )
     loose, decode_errors = json_decode_tolerant(candidates, loose_dtype(field))

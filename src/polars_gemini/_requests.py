@@ -29,8 +29,10 @@ NBYTES = "request_bytes"
 _REQUEST_LEVEL = ("system_instruction", "safety_settings", "tools", "tool_config", "cached_content")
 # Client-side options that never reach the wire.
 _CLIENT_ONLY = ("http_options", "automatic_function_calling", "should_return_http_response", "labels")
-# Bytes a request line needs beyond its escaped prompt: '{"key":"<32 hex>","request":{"contents":[...' and newline.
-_LINE_OVERHEAD = 96
+# Rows per batch where work goes batch by batch: a batch's temporaries (tens of MB) are freed and their memory
+# reused by the next one. Whole-column temporaries of a million prompts cost more in first-touch page faults than
+# the work itself (measured: a fresh 1.4 GB buffer takes ~0.8 s to fault in on a 2-core VM).
+_BATCH_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,18 @@ def request_keys(prompts: pl.Series, spec: RequestSpec) -> pl.Series:
     A Python loop, deliberately: Polars' own `hash` is documented as unstable across versions, and keys must survive
     upgrades so a checkpoint never pays twice. Callers pass distinct prompts only.
     """
-    prefix = (spec.fingerprint + "\x00").encode()
-    keys = [hashlib.sha256(prefix + p.encode()).hexdigest()[:32] for p in prompts.to_list()]
-    return pl.Series(KEY, keys, dtype=pl.String)
+    base = hashlib.sha256((spec.fingerprint + "\x00").encode())
+    digests = []
+    # UTF-8 bytes straight from Polars (no str objects to encode again), the shared prefix hashed once, the hex
+    # conversion vectorized, and prompts taken in batches (see _BATCH_ROWS): about half the time of
+    # `sha256(prefix + p.encode()).hexdigest()` per prompt.
+    for start in range(0, len(prompts), _BATCH_ROWS):
+        for prompt in prompts.slice(start, _BATCH_ROWS).cast(pl.Binary).to_list():
+            h = base.copy()
+            h.update(prompt)
+            digests.append(h.digest()[:16])
+    keys: pl.Series = pl.Series(KEY, digests, dtype=pl.Binary).bin.encode("hex").cast(pl.String)
+    return keys
 
 
 def escaped_size(prompt: pl.Expr) -> pl.Expr:
@@ -140,23 +151,24 @@ def escaped_size(prompt: pl.Expr) -> pl.Expr:
 def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec) -> bytes:
     """JSONL file lines `{"key":..,"request":{"contents":[..],<tail>}}` for a frame with `key` and `prompt`.
 
-    Polars writes the per-row part; the shared tail is spliced in before each line's closing `}}`. A raw newline byte
-    only ever ends a line (JSON escapes newlines inside strings), so `]}}\n` marks exactly the line ends.
+    Polars JSON-escapes each prompt (`struct.json_encode`) and its CSV writer lays out the lines: four unquoted
+    columns joined by the separator `,`, which is exactly the comma the JSON needs between them. The shared tail is
+    a literal column, so no line is ever searched or copied again (a `bytes.replace` splice of a 1.4 GB file took
+    longer than writing it).
     """
-    body = requests.select(
-        pl.col(KEY),
-        pl.struct(
-            contents=pl.concat_list(
-                pl.struct(parts=pl.concat_list(pl.struct(text=pl.col(PROMPT))), role=pl.lit("user"))
-            )
-        ).alias("request"),
-    )
+    text = pl.struct(pl.col(PROMPT).alias("text")).struct.json_encode()
+    tail = spec.tail_json[1:-1]
+    columns = [
+        pl.concat_str(pl.lit('{"key":"'), pl.col(KEY), pl.lit('"')).alias("k"),
+        pl.concat_str(pl.lit('"request":{"contents":[{"parts":['), text, pl.lit("]")).alias("p"),
+        pl.lit('"role":"user"}]' + ("" if tail else "}}")).alias("r"),
+        *([pl.lit(tail + "}}").alias("t")] if tail else []),
+    ]
     buf = io.BytesIO()
-    body.write_ndjson(buf)
-    tail = spec.tail_json
-    if tail == "{}":
-        return buf.getvalue()
-    return buf.getvalue().replace(b"]}}\n", b"]," + tail[1:-1].encode() + b"}}\n")
+    for start in range(0, requests.height, _BATCH_ROWS):  # batches, not rows: see _BATCH_ROWS
+        batch = requests.slice(start, _BATCH_ROWS).select(columns)
+        batch.write_csv(buf, include_header=False, separator=",", quote_style="never")
+    return buf.getvalue()
 
 
 def inline_requests(requests: pl.DataFrame, spec: RequestSpec) -> list[types.InlinedRequest]:
@@ -176,8 +188,8 @@ def inline_requests(requests: pl.DataFrame, spec: RequestSpec) -> list[types.Inl
 
 
 def line_overhead(spec: RequestSpec) -> int:
-    """Bytes of one file line beyond its escaped prompt."""
-    return _LINE_OVERHEAD + len(spec.tail_json.encode())
+    """Bytes of one file line beyond its escaped prompt, measured on the encoder itself (a 32-character key)."""
+    return len(encode_jsonl(pl.DataFrame({KEY: ["0" * 32], PROMPT: [""]}), spec))
 
 
 def build_spec_from_config(model: str, config: types.GenerateContentConfig, field: Field | None) -> RequestSpec:

@@ -20,7 +20,8 @@ from polars_gemini._plan import Limits, Plan
 from polars_gemini._requests import KEY, PROMPT, RequestSpec, build_spec_from_config
 from polars_gemini._run import Run, RunOptions
 from polars_gemini._schema import Field, from_dtype
-from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, write_json, write_parquet
+from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, sink_parquet, write_json, write_parquet
+from polars_gemini._stream import TOKENS, shards_of
 from polars_gemini._tokenizer import estimate_tokens
 
 MANIFEST = "manifest.json"
@@ -37,7 +38,7 @@ def plan_fingerprint(plan: Plan) -> str:
 
 def open_run(
     root: Path,
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     plan: Plan,
     template: str | pl.Expr,
     client: genai.Client | None,
@@ -62,7 +63,10 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
     spec, field = run.plan.spec, run.plan.spec.field
     if field is not None:
         write_parquet(root / "schema.parquet", pl.DataFrame(schema={"value": field.dtype}))
-    write_parquet(root / "input.parquet", run.frame)
+    if isinstance(run.frame, pl.LazyFrame):
+        sink_parquet(root / "input.parquet", run.frame)
+    else:
+        write_parquet(root / "input.parquet", run.frame)
     write_parquet(root / "rows.parquet", run.plan.rows)
     write_parquet(root / "requests.parquet", _requests_table(run.plan))
     from polars_gemini import __version__
@@ -75,6 +79,7 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "nullable": _nullable_paths(field) if field is not None else None,
         "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
         "estimate": run.estimate.to_dict() if run.estimate else None,
+        "request_files": [str(Path(f).resolve().relative_to(root.resolve())) for f in run.plan.files],
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
                     "keep_files": run.options.keep_files,
                     "limits": dataclasses.asdict(run.options.limits)},
@@ -83,16 +88,18 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
 
 
 def _requests_table(plan: Plan) -> pl.DataFrame:
-    """Requests as saved: key, prompt, size, which input rows asked for it, and its estimated input tokens."""
+    """Requests as saved: key, prompt (unless streamed to request files), size, which input rows asked for it, and
+    its estimated input tokens."""
     asked = (
         plan.rows.with_row_index(ROWS_ASKING)
         .filter(pl.col(KEY).is_not_null())
         .group_by(KEY, maintain_order=True)
         .agg(pl.col(ROWS_ASKING))
     )
-    return plan.requests.join(asked, on=KEY, how="left", maintain_order="left").with_columns(
-        estimate_tokens(pl.col(PROMPT)).alias("estimated_input_tokens")
-    )
+    requests = plan.requests.join(asked, on=KEY, how="left", maintain_order="left")
+    if PROMPT not in requests.columns:
+        return requests
+    return requests.with_columns(estimate_tokens(pl.col(PROMPT)).alias(TOKENS))
 
 
 def _nullable_paths(field: Field, path: str = "") -> list[str]:
@@ -128,8 +135,9 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
     manifest = read_json(root / MANIFEST)
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")
-    requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, "estimated_input_tokens", strict=False)
-    plan = Plan(spec, rows, requests, ())
+    requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, strict=False)
+    files = tuple(root / f for f in manifest.get("request_files") or ())
+    plan = Plan(spec, rows, requests, shards_of(requests) if files else (), files)
     saved = manifest["options"]
     run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],
                              keep_files=saved["keep_files"], limits=Limits(**saved["limits"]), **options)  # fmt: skip

@@ -3,11 +3,13 @@ result collection, and assembly. State lives in a `Store` (in memory, or a check
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -21,7 +23,7 @@ from polars_gemini._errors import RunTimeoutError
 from polars_gemini._estimate import Estimate, actual_cost, usage_columns
 from polars_gemini._plan import Limits, Plan, shard
 from polars_gemini._prices import PriceTable, load_prices
-from polars_gemini._requests import KEY, PROMPT, encode_jsonl, inline_requests
+from polars_gemini._requests import KEY, encode_jsonl, inline_requests
 from polars_gemini._results import (
     ERROR,
     ERROR_CODE,
@@ -36,6 +38,8 @@ from polars_gemini._results import (
 )
 from polars_gemini._store import JobRecord
 
+# At most this many request files are encoded and uploaded at once: each is up to `Limits.file_bytes` in memory.
+_UPLOADS = threading.BoundedSemaphore(2)
 # How often to look for a job whose create call may have landed before a crash, before creating it again.
 _LOOKUPS = 3
 _LOOKUP_PAUSE = 2.0
@@ -82,7 +86,7 @@ class Run:
     >>> out = run.result()  # doctest: +SKIP
     """
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | pl.LazyFrame  # lazy for a streamed plan: collected only when the result is assembled
     plan: Plan
     client: genai.Client | None = field(repr=False)
     options: RunOptions
@@ -132,30 +136,51 @@ class Run:
         if keys.is_empty():
             return
         self.round += 1
+        if self.plan.files and self.round == 1 and keys.len() == self.plan.requests.height:
+            self._submit_streamed()
+            return
         requests = self.plan.requests.join(keys.to_frame(KEY), on=KEY, how="semi", maintain_order="left")
         requests, shards = shard(requests, self.options.limits)
-        prefix = f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}-r{self.round}"
         jobs = []
         for s in shards:
-            job = JobRecord(f"{prefix}-{s.index:04d}", self.run_id, self.round, s.index, s.transport, s.requests)
+            name = f"{self._prefix()}-{s.index:04d}"
+            job = JobRecord(name, self.run_id, self.round, s.index, s.transport, s.requests)
             self.store.add_job(job, requests.filter(pl.col("shard") == s.index).get_column(KEY))
             jobs.append(job)
         self._each(self._create, jobs)
 
+    def _prefix(self) -> str:
+        return f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}-r{self.round}"
+
+    def _submit_streamed(self) -> None:
+        """First round of a streamed plan: its request files are the jobs' input files, uploaded as they are."""
+        jobs = []
+        for s, path in zip(self.plan.shards, self.plan.files, strict=True):
+            job = JobRecord(f"{self._prefix()}-{s.index:04d}", self.run_id, 1, s.index, "file", s.requests,
+                            input_path=str(path))  # fmt: skip
+            self.store.add_job(job, self.plan.shard_requests(s.index).get_column(KEY))
+            jobs.append(job)
+        self._each(self._create, jobs)
+
     def _create(self, job: JobRecord) -> None:
-        keys = self.store.job_keys(job).to_frame(KEY)
-        requests = self.plan.requests.join(keys, on=KEY, how="semi", maintain_order="left")
         src: Any
         if job.transport == "inline":
-            src = inline_requests(requests, self.plan.spec)
+            src = inline_requests(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
         else:
             if job.input_file is None:
-                data = encode_jsonl(requests.select(KEY, PROMPT), self.plan.spec)
-                self.store.update(job, input_file=_client.upload_jsonl(self._api(), data, f"{job.display_name}-input"))
+                with _UPLOADS:  # bounds the request files held in memory at once
+                    self.store.update(job, input_file=self._upload(job))
             src = job.input_file
         self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
         snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name)
         self.store.update(job, name=snap.name, state=snap.state)
+
+    def _upload(self, job: JobRecord) -> str:
+        name = f"{job.display_name}-input"
+        if job.input_path is not None:
+            return _client.upload_jsonl(self._api(), Path(job.input_path), name)
+        data = encode_jsonl(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
+        return _client.upload_jsonl(self._api(), data, name)
 
     def _each(self, fn: Callable[[JobRecord], None], jobs: list[JobRecord]) -> None:
         if len(jobs) <= 1:
@@ -270,7 +295,8 @@ class Run:
         answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
         if self.options.usage:
             answers = answers.hstack(by_request.select(usage_columns(self.options.output)))
-        return join_rows(self.frame, self.plan, answers, self.options.output)
+        frame = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
+        return join_rows(frame, self.plan, answers, self.options.output)
 
     def cost(self) -> RunCost:
         """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""

@@ -50,6 +50,7 @@ class JobRecord:
     name: str | None = None
     error: str | None = None
     input_file: str | None = None
+    input_path: str | None = None
     result_file: str | None = None
     created_at: float | None = None
     updated_at: float | None = None
@@ -59,7 +60,8 @@ class JobRecord:
 _JOB_SCHEMA = {
     "display_name": pl.String, "run_id": pl.String, "attempt": pl.Int32, "shard": pl.Int32, "transport": pl.String,
     "requests": pl.Int64, "state": pl.String, "name": pl.String, "error": pl.String, "input_file": pl.String,
-    "result_file": pl.String, "created_at": pl.Float64, "updated_at": pl.Float64, "collected": pl.Boolean,
+    "input_path": pl.String, "result_file": pl.String, "created_at": pl.Float64, "updated_at": pl.Float64,
+    "collected": pl.Boolean,
 }  # fmt: skip
 
 
@@ -97,6 +99,18 @@ def _atomic(path: Path) -> Iterator[Any]:
 def write_parquet(path: Path, frame: pl.DataFrame) -> None:
     with _atomic(path) as handle:
         frame.write_parquet(handle)
+
+
+def sink_parquet(path: Path, frame: pl.LazyFrame) -> None:
+    """Stream a LazyFrame into `path` atomically, without collecting it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.sink_parquet(tmp)
+    with tmp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    _crash_point(path)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def write_json(path: Path, data: Any) -> None:

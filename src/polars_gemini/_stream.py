@@ -1,0 +1,135 @@
+"""Planning a LazyFrame in bounded memory: prompts are rendered batch by batch (Polars' streaming engine) and
+each new distinct request goes straight into a sharded JSONL request file on disk, so the requests of a frame
+larger than memory are never all held at once. What stays in memory per input row is its key (or why it is
+not sent); per request its key, size, shard and estimated tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from polars_gemini._plan import SKIP, Limits, Plan, Shard, check_sizes
+from polars_gemini._requests import (
+    KEY,
+    NBYTES,
+    PROMPT,
+    RequestSpec,
+    encode_jsonl,
+    escaped_size,
+    line_overhead,
+    request_keys,
+)
+from polars_gemini._shards import shard_ids
+from polars_gemini._template import NULL_COLUMN, prompt_exprs
+from polars_gemini._tokenizer import estimate_tokens
+
+SHARD = "shard"
+TOKENS = "estimated_input_tokens"
+DEFAULT_CHUNK_ROWS = 100_000
+
+
+class ShardWriter:
+    """Appends requests to numbered JSONL files, starting a new file when a job's byte or count limit is reached."""
+
+    def __init__(self, directory: Path, spec: RequestSpec, limits: Limits) -> None:
+        self.directory, self.spec, self.limits = directory, spec, limits
+        directory.mkdir(parents=True, exist_ok=True)
+        self.shard, self.fill_bytes, self.fill_count = 0, 0, 0
+        self.parts: list[pl.DataFrame] = []
+
+    def path(self, shard: int) -> Path:
+        return self.directory / f"requests-{shard:05d}.jsonl"
+
+    def add(self, requests: pl.DataFrame) -> None:
+        """Write `requests` (key, prompt, size, tokens) to the current and following shard files."""
+        if requests.is_empty():
+            return
+        placed = requests.with_columns(self._shard_of(requests).alias(SHARD))
+        for (shard,), part in placed.group_by(SHARD, maintain_order=True):
+            with self.path(int(shard)).open("ab") as handle:
+                handle.write(encode_jsonl(part.select(KEY, PROMPT), self.spec))
+        last = placed.filter(pl.col(SHARD) == placed.get_column(SHARD).max())
+        if int(last.get_column(SHARD)[0]) != self.shard:
+            self.fill_bytes = self.fill_count = 0
+        self.shard = int(last.get_column(SHARD)[0])
+        self.fill_bytes += int(last.get_column(NBYTES).sum())
+        self.fill_count += last.height
+        self.parts.append(placed.drop(PROMPT))
+
+    def _shard_of(self, requests: pl.DataFrame) -> pl.Series:
+        """Shard numbers continuing from the current (partly filled) file."""
+        ids = shard_ids(
+            requests.get_column(NBYTES), self.limits.file_bytes, self.limits.max_requests,
+            fill_bytes=self.fill_bytes, fill_count=self.fill_count,
+        )  # fmt: skip
+        shifted: pl.Series = ids + self.shard
+        return shifted
+
+    def finish(self) -> tuple[pl.DataFrame, tuple[Shard, ...], tuple[Path, ...]]:
+        empty = {KEY: pl.String, NBYTES: pl.Int64, TOKENS: pl.Int64, SHARD: pl.UInt32}
+        requests = pl.concat(self.parts) if self.parts else pl.DataFrame(schema=empty)
+        shards = shards_of(requests)
+        return requests, shards, tuple(self.path(s.index) for s in shards)
+
+
+def chunk_rows(lf: pl.LazyFrame, template: str | pl.Expr, memory_budget: int) -> int:
+    """Rows per streamed chunk so that a chunk, its prompts and their JSON stay well inside `memory_budget`."""
+    prompt, _ = prompt_exprs(template, lf.collect_schema())
+    sample = lf.head(1_000).with_columns(prompt.alias(PROMPT)).collect()
+    per_row = max(sample.estimated_size() / max(sample.height, 1), 1.0)
+    # x4: the chunk, its rendered prompts, their JSON lines and the encoder's buffer are alive together.
+    return max(1_000, int(memory_budget / (per_row * 4)))
+
+
+def shards_of(requests: pl.DataFrame) -> tuple[Shard, ...]:
+    """The file shards recorded in a streamed plan's requests (to rebuild the plan from a checkpoint)."""
+    stats = requests.group_by(SHARD, maintain_order=True).agg(pl.len().alias("n"), pl.col(NBYTES).sum().alias("b"))
+    return tuple(Shard(int(s), "file", int(n), int(b)) for s, n, b in stats.iter_rows())
+
+
+def stream_plan(
+    lf: pl.LazyFrame,
+    template: str | pl.Expr,
+    spec: RequestSpec,
+    limits: Limits,
+    directory: Path,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Plan:
+    """A plan whose requests live in JSONL files under `directory` (file transport), built chunk by chunk."""
+    prompt, null_col = prompt_exprs(template, lf.collect_schema())
+    rendered = lf.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
+    writer = ShardWriter(directory, spec, limits)
+    seen: set[str] = set()
+    rows: list[pl.DataFrame] = []
+    for chunk in rendered.collect_batches(chunk_size=chunk_rows):
+        new, keyed = _chunk_requests(chunk, spec, seen)
+        check_sizes(new, limits)
+        writer.add(new)
+        rows.append(keyed)
+    requests, shards, files = writer.finish()
+    all_rows = pl.concat(rows) if rows else pl.DataFrame(schema={KEY: pl.String, SKIP: pl.String})
+    return Plan(spec, all_rows, requests, shards, files)
+
+
+def _chunk_requests(chunk: pl.DataFrame, spec: RequestSpec, seen: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """This chunk's requests not seen in earlier chunks, and its rows' keys."""
+    distinct = chunk.select(PROMPT).drop_nulls().unique(maintain_order=True)
+    distinct = distinct.with_columns(request_keys(distinct.get_column(PROMPT), spec).alias(KEY))
+    # A Python set across chunks: one membership test per distinct request, where a Polars anti-join would re-hash
+    # every key seen so far for each chunk.
+    fresh = [k not in seen for k in distinct.get_column(KEY).to_list()]
+    new = distinct.filter(pl.Series(fresh, dtype=pl.Boolean))
+    seen.update(new.get_column(KEY).to_list())
+    new = new.select(KEY, PROMPT).with_columns(
+        (escaped_size(pl.col(PROMPT)) + line_overhead(spec)).alias(NBYTES),
+        estimate_tokens(pl.col(PROMPT)).alias(TOKENS),
+    )
+    keyed = chunk.join(distinct.select(PROMPT, KEY), on=PROMPT, how="left", maintain_order="left").select(
+        pl.col(KEY),
+        pl.when(pl.col(NULL_COLUMN).is_not_null())
+        .then(pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN)))
+        .alias(SKIP),
+    )
+    return new, keyed
