@@ -7,9 +7,10 @@ import polars as pl
 from polars_gemini._decode import decode_answers
 from polars_gemini._plan import SKIP, Plan
 from polars_gemini._requests import KEY
-from polars_gemini._results import ERROR, TEXT
+from polars_gemini._results import ERROR, LINE, TEXT
 
 JOB_ERROR = "job_error"
+_FOUND = "__pg_found"
 
 
 def per_request(plan: Plan, results: pl.DataFrame, job_errors: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -18,14 +19,16 @@ def per_request(plan: Plan, results: pl.DataFrame, job_errors: pl.DataFrame | No
     Results are matched by key, never by position; a key reported twice keeps its first answer. `job_errors`
     (columns `key`, `job_error`) can name a reason for requests without a result line.
     """
-    first = results.unique(subset=KEY, keep="first", maintain_order=True)
+    # The raw `line` column is the bulk of the results; only whether a line exists matters here.
+    slim = results.select(pl.exclude(LINE), pl.lit(True).alias(_FOUND))
+    first = slim.unique(subset=KEY, keep="first", maintain_order=True)
     joined = plan.requests.select(KEY).join(first, on=KEY, how="left", maintain_order="left")
     reasons = [pl.col(ERROR)]
     if job_errors is not None:
         joined = joined.join(job_errors, on=KEY, how="left", maintain_order="left")
         reasons.append(pl.col(JOB_ERROR))
-    missing = pl.when(pl.col("line").is_null()).then(pl.lit("no result was returned for this request"))
-    out = joined.with_columns(pl.coalesce(*reasons, missing).alias(ERROR))
+    missing = pl.when(pl.col(_FOUND).is_null()).then(pl.lit("no result was returned for this request"))
+    out = joined.with_columns(pl.coalesce(*reasons, missing).alias(ERROR)).drop(_FOUND)
     return out.drop(JOB_ERROR) if job_errors is not None else out
 
 

@@ -110,7 +110,7 @@ def _leaf_value(expr: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
         return pl.when(expr == "true").then(True).when(expr == "false").then(False), "true or false"
     if isinstance(dtype, pl.Enum):
         cats = dtype.categories
-        return pl.when(expr.is_in(cats)).then(expr).cast(dtype), f"one of {cats.to_list()}"
+        return pl.when(expr.is_in(cats.implode())).then(expr).cast(dtype), f"one of {cats.to_list()}"
     if isinstance(dtype, pl.Date):
         return expr.str.strip_chars().str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False), "a date YYYY-MM-DD"
     if isinstance(dtype, pl.Datetime):
