@@ -19,7 +19,7 @@ from polars_gemini import _client
 from polars_gemini._assemble import answer_columns, join_rows, per_request
 from polars_gemini._checkpoint import Store
 from polars_gemini._decode import decode_answers
-from polars_gemini._errors import RunTimeoutError
+from polars_gemini._errors import MissingAPIKeyError, RunTimeoutError
 from polars_gemini._estimate import Estimate, actual_cost, usage_columns
 from polars_gemini._plan import Limits, Plan, shard
 from polars_gemini._prices import PriceTable, load_prices
@@ -105,7 +105,7 @@ class Run:
 
     def _api(self) -> genai.Client:
         if self.client is None:
-            raise RuntimeError("this run has no client: pass client= to resume it")
+            raise MissingAPIKeyError("This run has no client: pass client= (or set GEMINI_API_KEY) to continue it.")
         return self.client
 
     def _recover(self) -> None:
