@@ -46,3 +46,6 @@ class GeminiLazyFrame:
 
     def estimate(self, template: str | pl.Expr, **kwargs: Any) -> Estimate:
         return _estimating.estimate(self._lf, template, **kwargs)
+
+    def input_tokens(self, template: str | pl.Expr, **kwargs: Any) -> pl.Series:
+        return _estimating.input_tokens(self._lf, template, **kwargs)

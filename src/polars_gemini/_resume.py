@@ -142,8 +142,18 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
     run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],
                              keep_files=saved["keep_files"], limits=Limits(**saved["limits"]), **options)  # fmt: skip
     frame = read_parquet(root / "input.parquet")
-    run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options)
+    run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,
+                   _estimate(manifest.get("estimate")))  # fmt: skip
     return run.submit()
+
+
+def _estimate(saved: dict[str, Any] | None) -> Estimate | None:
+    """The estimate made when the run was submitted, as the manifest recorded it."""
+    if not saved:
+        return None
+    names = {f.name for f in dataclasses.fields(Estimate)}
+    values = {k: v for k, v in saved.items() if k in names}
+    return Estimate(**(values | {"assumptions": tuple(values.get("assumptions", ()))}))
 
 
 def _spec(root: Path, manifest: dict[str, Any]) -> RequestSpec:

@@ -68,6 +68,8 @@ class RunStatus:
     requests: int
     done: int
     failed: int
+    estimated_cost: float | None = None
+    actual_cost: float | None = None
 
     @property
     def pending(self) -> int:
@@ -75,7 +77,8 @@ class RunStatus:
 
     def __repr__(self) -> str:
         states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
-        return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states})"
+        costs = f"; cost {_usd(self.estimated_cost)} estimated, {_usd(self.actual_cost)} so far"
+        return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states}{costs})"
 
 
 @dataclass
@@ -251,12 +254,17 @@ class Run:
         return self.done
 
     def status(self) -> RunStatus:
-        """Job states and request counts, as last seen (`refresh()` or `wait()` poll the service)."""
+        """Job states, request counts and costs as last seen (from the checkpoint alone when resumed from one);
+        `refresh()` or `wait()` ask the service."""
+        counts = self._counts()
+        est = self.estimate.cost if self.estimate else None
+        return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual)
+
+    def _counts(self) -> RunStatus:
         latest = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="inner")
         done = int(latest.get_column(ERROR).is_null().sum())
-        failed = latest.height - done
         jobs = tuple((j.name or j.display_name, j.state) for j in self.store.jobs if j.run_id == self.run_id)
-        return RunStatus(jobs, self.plan.requests.height, done, failed)
+        return RunStatus(jobs, self.plan.requests.height, done, latest.height - done)
 
     def wait(self, timeout: float | None = None) -> Run:
         """Poll with capped exponential backoff until every job has finished and its results are in."""
@@ -268,7 +276,7 @@ class Run:
         with tqdm(total=total, unit="req", desc="gemini batch", disable=not self.options.progress) as bar:
             while True:
                 finished = self.advance()
-                status = self.status()
+                status = self._counts()
                 bar.update(status.done + status.failed - bar.n)
                 bar.set_postfix_str(_states(self.store.jobs, self.run_id), refresh=False)
                 if finished:
@@ -321,7 +329,7 @@ class Run:
         self.store.close()
 
     def __repr__(self) -> str:
-        return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+        return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self._counts()!r})"
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,16 @@ def test_the_api_key_never_reaches_the_checkpoint(emu: Emulator, tmp_path: Path)
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+def test_run_status_reports_from_the_checkpoint_alone(emu: Emulator, tmp_path: Path) -> None:
+    run(emu, pl.DataFrame({"t": ["a", "b", "c"]}), tmp_path)
+    calls = len(emu.requests)
+    resumed = polars_gemini.resume(tmp_path, client=emu.client())  # everything is stored: nothing to poll or send
+    status = resumed.status()
+    assert (status.requests, status.done, status.failed, status.pending) == (3, 3, 0, 0)
+    assert status.estimated_cost is not None and status.actual_cost is not None and status.actual_cost > 0
+    assert "estimated" in repr(status) and len(emu.requests) == calls
+
+
 def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"no manifest\.json"):
         polars_gemini.resume(tmp_path)
