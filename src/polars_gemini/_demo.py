@@ -86,7 +86,7 @@ def run(*, rows: int = 2_000, live: bool = False) -> pl.DataFrame:
             from polars_gemini.emulator import Emulator
 
             if os.environ.get("GEMINI_API_KEY"):
-                print("GEMINI_API_KEY is set, but the demo uses the emulator unless you pass --live (which costs money).")
+                print("GEMINI_API_KEY is set; the demo still uses the emulator unless you pass --live (costs money).")
             emu = stack.enter_context(Emulator(pending_seconds=0.5, running_seconds=1.5))
             client, where, poll = emu.client(), f"the local emulator at {emu.url}", 0.2
         print(f"polars-gemini demo: {df.height:,} reviews -> typed labels through {where}\n")
