@@ -201,4 +201,7 @@ def batch(
         output=output,
         **options,
     )
-    return run.result(timeout=timeout)
+    try:
+        return run.result(timeout=timeout)
+    finally:
+        run.close()  # batch() owns its run: let other processes use the checkpoint once it returns or raises

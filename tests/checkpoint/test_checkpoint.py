@@ -175,3 +175,13 @@ def test_checkpoint_files_hold_what_the_docs_promise(emu: Emulator, tmp_path: Pa
     assert results.schema["answer"] == pl.Struct({"label": pl.Enum(["x", "y"]), "n": pl.Int8})
     manifest = (tmp_path / "manifest.json").read_text()
     assert '"model": "gemini-2.0-flash"' in manifest and '"library_version"' in manifest
+
+
+def test_batch_releases_the_lock_when_it_returns(emu: Emulator, tmp_path: Path) -> None:
+    run(emu, pl.DataFrame({"t": ["a"]}), tmp_path)
+    probe = subprocess.run(
+        [sys.executable, "-c", f"from polars_gemini._checkpoint import Store; import pathlib; "
+         f"Store(pathlib.Path({str(tmp_path)!r})); print('opened')"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "opened", probe.stderr
