@@ -184,7 +184,7 @@ def estimate_requests(
     thinking_tokens: int | None = None,
     input_scale: float = 1.0,
     prompt_tokens: pl.Series | None = None,
-    method: str = "offline estimator (character-class model fitted on real Gemini counts, see README)",
+    method: str = "offline estimator (tiktoken cl100k and character classes, fitted on real Gemini counts; see README)",
 ) -> Estimate:
     """An `Estimate` for distinct requests (a frame with the `prompt` column; `prompt_tokens` if counted exactly)."""
     per_prompt, constant = input_token_exprs(spec)
