@@ -22,7 +22,7 @@ import data
 import polars_gemini
 from polars_gemini._assemble import answer_columns, join_rows, per_request
 from polars_gemini._plan import Limits, Plan, make_plan
-from polars_gemini._requests import KEY, RequestSpec, build_spec, encode_jsonl
+from polars_gemini._requests import RequestSpec, build_spec, encode_jsonl
 from polars_gemini._results import parse_lines, split_lines
 from polars_gemini._template import prompt_exprs
 
@@ -129,8 +129,7 @@ def estimate_polars_io(frame: pl.DataFrame) -> Estimate:
 def ingest_library(results: bytes, frame: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     """split_lines, parse_lines, per_request, answer_columns, join_rows: results file -> typed columns on the frame."""
     parsed = parse_lines(split_lines(results))
-    no_job_errors = pl.DataFrame(schema={KEY: pl.String, "job_error": pl.String})
-    by_request = per_request(plan, parsed, no_job_errors)
+    by_request = per_request(plan, parsed)
     answers = answer_columns(plan, by_request, OUTPUT, "")
     return join_rows(frame, plan, answers, OUTPUT)
 

@@ -9,27 +9,21 @@ from polars_gemini._plan import SKIP, Plan
 from polars_gemini._requests import KEY
 from polars_gemini._results import ERROR, LINE, TEXT
 
-JOB_ERROR = "job_error"
 _FOUND = "__pg_found"
 
 
-def per_request(plan: Plan, results: pl.DataFrame, job_errors: pl.DataFrame | None = None) -> pl.DataFrame:
+def per_request(plan: Plan, results: pl.DataFrame) -> pl.DataFrame:
     """One row per planned request: its result, or why it has none (key missing from the results).
 
-    Results are matched by key, never by position; a key reported twice keeps its first answer. `job_errors`
-    (columns `key`, `job_error`) can name a reason for requests without a result line.
+    Results are matched by key, never by position; a key reported twice keeps its first answer. Jobs that ended
+    badly already left an error result per key (`_results.synthetic_errors`).
     """
     # The raw `line` column is the bulk of the results; only whether a line exists matters here.
     slim = results.select(pl.exclude(LINE), pl.lit(True).alias(_FOUND))
     first = slim.unique(subset=KEY, keep="first", maintain_order=True)
     joined = plan.requests.select(KEY).join(first, on=KEY, how="left", maintain_order="left")
-    reasons = [pl.col(ERROR)]
-    if job_errors is not None:
-        joined = joined.join(job_errors, on=KEY, how="left", maintain_order="left")
-        reasons.append(pl.col(JOB_ERROR))
     missing = pl.when(pl.col(_FOUND).is_null()).then(pl.lit("no result was returned for this request"))
-    out = joined.with_columns(pl.coalesce(*reasons, missing).alias(ERROR)).drop(_FOUND)
-    return out.drop(JOB_ERROR) if job_errors is not None else out
+    return joined.with_columns(pl.coalesce(ERROR, missing).alias(ERROR)).drop(_FOUND)
 
 
 def answer_columns(plan: Plan, by_request: pl.DataFrame, output: str, prefix: str) -> pl.DataFrame:

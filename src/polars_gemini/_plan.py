@@ -24,7 +24,6 @@ from polars_gemini._results import spread
 from polars_gemini._shards import shard_ids
 from polars_gemini._template import NULL_COLUMN, prompt_exprs
 
-ROW = "__pg_row"
 _CONTENTS = pl.List(pl.Struct({"parts": pl.List(pl.Struct({"text": pl.String}))}))
 _LINE_SCHEMA: dict[str, pl.DataType] = {"key": pl.String(), "request": pl.Struct({"contents": _CONTENTS})}
 SKIP = "__pg_skip"
@@ -111,7 +110,7 @@ def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, l
     nbytes = pl.DataFrame({PROMPT: spread(distinct)}).select(escaped_size(pl.col(PROMPT)) + line_overhead(spec))
     requests = pl.DataFrame({KEY: request_keys(distinct, spec), PROMPT: distinct, NBYTES: nbytes.to_series().rechunk()})
     check_sizes(requests, limits)
-    requests, shards = _shard(requests, limits)
+    requests, shards = shard(requests, limits)
     keyed = rendered.join(requests.select(PROMPT, KEY), on=PROMPT, how="left", maintain_order="left")
     rows = keyed.select(
         pl.col(KEY),
@@ -132,19 +131,18 @@ def check_sizes(requests: pl.DataFrame, limits: Limits) -> None:
         )
 
 
-def _shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[Shard, ...]]:
+def shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[Shard, ...]]:
+    """Split `requests` into contiguous job shards under `limits`; adds the `shard` column."""
     if requests.height == 0:
         return requests.with_columns(pl.lit(0, pl.UInt32).alias(SHARD)), ()
     total = int(requests.get_column(NBYTES).sum())
     inline = total <= limits.inline_bytes and requests.height <= limits.inline_requests
     budget = limits.inline_bytes if inline else limits.file_bytes
     sharded = requests.with_columns(shard_ids(requests.get_column(NBYTES), budget, limits.max_requests).alias(SHARD))
-    stats = sharded.group_by(SHARD, maintain_order=True).agg(pl.len().alias("n"), pl.col(NBYTES).sum().alias("b"))
-    transport = "inline" if inline else "file"
-    shards = tuple(Shard(int(s), transport, int(n), int(b)) for s, n, b in stats.iter_rows())
-    return sharded, shards
+    return sharded, shards_of(sharded, "inline" if inline else "file")
 
 
-def shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[Shard, ...]]:
-    """Split `requests` into contiguous job shards under `limits`; adds the `shard` column."""
-    return _shard(requests, limits)
+def shards_of(requests: pl.DataFrame, transport: str) -> tuple[Shard, ...]:
+    """The shards recorded in the `shard` column of `requests`, in order, with their sizes."""
+    stats = requests.group_by(SHARD, maintain_order=True).agg(pl.len().alias("n"), pl.col(NBYTES).sum().alias("b"))
+    return tuple(Shard(int(s), transport, int(n), int(b)) for s, n, b in stats.iter_rows())

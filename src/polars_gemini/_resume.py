@@ -16,12 +16,12 @@ from google.genai import types
 from polars_gemini._checkpoint import Store
 from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
 from polars_gemini._estimate import Estimate
-from polars_gemini._plan import Limits, Plan
+from polars_gemini._plan import Limits, Plan, shards_of
 from polars_gemini._requests import KEY, PROMPT, RequestSpec, build_spec_from_config
 from polars_gemini._run import Run, RunOptions
 from polars_gemini._schema import Field, from_dtype
 from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, sink_parquet, write_json, write_parquet
-from polars_gemini._stream import TOKENS, shards_of
+from polars_gemini._stream import TOKENS
 from polars_gemini._tokenizer import estimate_tokens
 
 MANIFEST = "manifest.json"
@@ -137,7 +137,7 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
     rows = read_parquet(root / "rows.parquet")
     requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, strict=False)
     files = tuple(root / f for f in manifest.get("request_files") or ())
-    plan = Plan(spec, rows, requests, shards_of(requests) if files else (), files)
+    plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files)
     saved = manifest["options"]
     run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],
                              keep_files=saved["keep_files"], limits=Limits(**saved["limits"]), **options)  # fmt: skip

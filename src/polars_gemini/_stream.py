@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polars_gemini._plan import SKIP, Limits, Plan, Shard, check_sizes
+from polars_gemini._plan import SKIP, Limits, Plan, Shard, check_sizes, shards_of
 from polars_gemini._requests import (
     KEY,
     NBYTES,
@@ -71,7 +71,7 @@ class ShardWriter:
     def finish(self) -> tuple[pl.DataFrame, tuple[Shard, ...], tuple[Path, ...]]:
         empty = {KEY: pl.String, NBYTES: pl.Int64, TOKENS: pl.Int64, SHARD: pl.UInt32}
         requests = pl.concat(self.parts) if self.parts else pl.DataFrame(schema=empty)
-        shards = shards_of(requests)
+        shards = shards_of(requests, "file")
         return requests, shards, tuple(self.path(s.index) for s in shards)
 
 
@@ -82,12 +82,6 @@ def chunk_rows(lf: pl.LazyFrame, template: str | pl.Expr, memory_budget: int) ->
     per_row = max(sample.estimated_size() / max(sample.height, 1), 1.0)
     # x4: the chunk, its rendered prompts, their JSON lines and the encoder's buffer are alive together.
     return max(1_000, int(memory_budget / (per_row * 4)))
-
-
-def shards_of(requests: pl.DataFrame) -> tuple[Shard, ...]:
-    """The file shards recorded in a streamed plan's requests (to rebuild the plan from a checkpoint)."""
-    stats = requests.group_by(SHARD, maintain_order=True).agg(pl.len().alias("n"), pl.col(NBYTES).sum().alias("b"))
-    return tuple(Shard(int(s), "file", int(n), int(b)) for s, n, b in stats.iter_rows())
 
 
 def stream_plan(

@@ -93,7 +93,6 @@ _WIDE_PATTERNS: dict[str, str] = {  # only scanned in texts that have a wide cha
     "other_wide": "[\u0800-\u2e7f\ue000-\uf8ff\ufb00-\ufe2f\ufe70-\ufeff\ufff0-\uffff\U00010000-\U0001ffff]",
 }
 _PUNCT_RAW = [f"punct_{name}" for name in _PUNCT]
-_RAW_NAMES = ["chars", "extra_bytes", *_ASCII_PATTERNS, *_NON_ASCII_PATTERNS, *_WIDE_PATTERNS]
 
 # Model features as linear combinations of the raw counts. Every feature is >= 0 by construction, so
 # non-negative weights give an estimate that grows with the text; "single_spaces" is approximate

@@ -26,8 +26,7 @@ def test_missing_duplicate_and_foreign_keys() -> None:
     plan = make_plan(df, "{t}", build_spec("gemini-2.0-flash"), Limits())
     ka, kb, _kc = plan.requests.get_column("key").to_list()
     lines = pl.Series(LINE, [_line(kb, "B"), _line("not-ours", "X"), _line(ka, "A"), _line(ka, "A again")])
-    empty_job_errors = pl.DataFrame(schema={"key": pl.String, "job_error": pl.String})
-    by_request = per_request(plan, parse_lines(lines), empty_job_errors)
+    by_request = per_request(plan, parse_lines(lines))
     out = join_rows(df, plan, answer_columns(plan, by_request, "response", ""), "response")
     assert out.get_column("response").to_list() == ["A", "B", None, "A"]
     assert out.get_column("response_error").to_list() == [
