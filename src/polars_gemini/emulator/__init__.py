@@ -3,7 +3,7 @@
 It speaks the REST API the SDK uses (Batch API, Files API with resumable uploads, generateContent,
 countTokens, models) under /v1, /v1beta and /v1alpha, answers deterministically, and can inject the
 failures the real service produces: HTTP 429/500/503, per-request errors, FAILED/CANCELLED/EXPIRED
-jobs, shuffled or late results, latency, size limits.
+jobs, shuffled or late results, latency, size limits, quotas, lost replies, corrupted result lines.
 
     >>> from polars_gemini.emulator import Emulator, EmulatedError, responses
     >>> with Emulator() as emu:
@@ -21,6 +21,21 @@ Three ways in: this context manager (or `Emulator(...).start()` / `.stop()`); th
 `gemini_emulator` and `gemini_client` (installed as a pytest plugin; parametrize `gemini_emulator`
 indirectly with a dict of `Emulator` arguments); and the command `polars-gemini emulator --port 0`.
 
+Faults for reliability tests (see `Emulator` for the details):
+
+- `emu.fail_http(endpoint, 503, on_call=2, times=3)`: HTTP errors with Google's bodies.
+- `emu.delay_reply(endpoint, seconds, on_call=None, times=1)`: the call is performed, its reply held
+  back; with `emu.client(timeout=300)` (ms) the SDK raises `httpx2.ReadTimeout` while, say, the job it
+  created exists: a lost `batches.create` reply, or a `get`/`list`/`files.download` timeout.
+- `emu.inject(endpoint, fault, times=1)` with `fault` in `FAULTS = ("429", "500", "503", "timeout")`:
+  one switch for a fault matrix, `@pytest.mark.parametrize("fault", FAULTS)` x endpoints x times.
+- `emu.corrupt_results("truncated" | "garbage" | "wrong_shape" | "blank", lines=1, jobs=1)`: broken
+  result lines in the next results file (inline jobs: "wrong_shape" responses the SDK still parses).
+- `Emulator(max_active_jobs=1, enqueued_token_limit=10_000, pending_seconds=0.3)`: creates over a
+  quota get 429 RESOURCE_EXHAUSTED and create nothing.
+- `emu.end_next_job("FAILED", code=3, message="...")`: the Operation carries
+  `"error": {"code": 3, "message": "...", "status": "INVALID_ARGUMENT"}`.
+
 Responders answer each request: `Emulator(responder=...)` takes a callable from `ResponderRequest`
 to a `GenerateContentResponse` dict that may raise `EmulatedError`; `default_responder` and the
 helpers in `responses` cover most tests.
@@ -34,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from polars_gemini.emulator import responses
     from polars_gemini.emulator._emulator import Emulator
+    from polars_gemini.emulator._faults import FAULTS
     from polars_gemini.emulator._responder import default_responder
     from polars_gemini.emulator._routes import ENDPOINTS
     from polars_gemini.emulator._status import EmulatedError
@@ -43,6 +59,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Emulator": "_emulator",
     "EmulatedError": "_status",
+    "FAULTS": "_faults",
     "ENDPOINTS": "_routes",
     "RecordedRequest": "_types",
     "Responder": "_types",
@@ -52,6 +69,7 @@ _LAZY = {
 
 __all__ = [
     "ENDPOINTS",
+    "FAULTS",
     "EmulatedError",
     "Emulator",
     "RecordedRequest",

@@ -1,4 +1,7 @@
-"""The request pipeline: record, count, wait, inject failures, authenticate, dispatch.
+"""The request pipeline: record, count, wait, inject failures, authenticate, dispatch, delay the reply.
+
+Waits (`latency`, `delay_reply`) sleep on `stopping`, an event `Emulator.stop()` sets, so that stopping
+never waits for them; each request has its own thread, so a held-back reply blocks no other request.
 
 API-key errors follow Google: no key at all is 403 PERMISSION_DENIED; a wrong key (only when
 `Emulator(api_key=...)` demands one) is 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
@@ -7,7 +10,6 @@ API-key errors follow Google: no key at all is 403 PERMISSION_DENIED; a wrong ke
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 from polars_gemini.emulator._faults import Faults
@@ -43,12 +45,22 @@ class App:
         self.errors: list[BaseException] = []
         self.calls: Counter[str] = Counter()
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
 
     def __call__(self, request: Request) -> Response:
         route, params = resolve(request)
         call_no = self._record(route.endpoint, request)
-        if self.services.settings.latency > 0:
-            time.sleep(self.services.settings.latency)
+        self._wait(self.services.settings.latency)
+        response = self._answer(route, params, request, call_no)
+        # The call has had its effect (a job exists): only the reply is late, as when a reply is lost.
+        self._wait(self.faults.reply_delay(route.endpoint, call_no))
+        return response
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stopping.wait(seconds)
+
+    def _answer(self, route: Route, params: dict[str, str], request: Request, call_no: int) -> Response:
         try:
             return self._dispatch(route, params, request, call_no)
         except EmulatedError as error:

@@ -9,19 +9,20 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from polars_gemini.emulator import _results
+from polars_gemini.emulator import _quota, _results
 from polars_gemini.emulator._config import Settings
+from polars_gemini.emulator._corrupt import corrupt_file, corrupt_inline
 from polars_gemini.emulator._faults import Faults
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._ids import new_id, now_ns
-from polars_gemini.emulator._jobs import TERMINAL, Ending, Entry, Job, operation
+from polars_gemini.emulator._jobs import ACTIVE, TERMINAL, Ending, Entry, Job, operation
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._results import OnError
-from polars_gemini.emulator._status import EmulatedError, invalid_argument
+from polars_gemini.emulator._status import EmulatedError, invalid_argument, operation_error
 from polars_gemini.emulator._validate import file_entries, inline_entries, require_object
 
 ENDINGS = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
-DEFAULT_FAILURE = {"code": 13, "message": "The batch job failed (emulated failure)."}
+DEFAULT_FAILURE = operation_error(13, "The batch job failed (emulated failure).")
 
 
 def ending(state: str, error: dict[str, Any] | None = None) -> Ending:
@@ -39,7 +40,10 @@ class BatchService:
         self._jobs: dict[str, Job] = {}
 
     def create(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Creates a job from a `batchGenerateContent` body; answers the PENDING operation, as Google does."""
+        """Creates a job from a `batchGenerateContent` body; answers the PENDING operation, as Google does.
+
+        Over a quota (`max_active_jobs`, `enqueued_token_limit`) it answers 429 and creates nothing.
+        """
         batch = require_object(body.get("batch"), "batch")
         input_config = require_object(batch.get("inputConfig"), "batch.input_config")
         file_name = input_config.get("fileName")
@@ -48,11 +52,27 @@ class BatchService:
         with _results.gc_paused():
             entries = self._file_input(str(file_name)) if file_name is not None else inline_entries(input_config)
         job = self._new_job(model, batch.get("displayName"), file_name, entries)
+        if self._settings.enqueued_token_limit is not None:
+            _quota.job_tokens(job)  # counted before taking the lock
         pending = operation(job, "PENDING")
-        job.ending = self._ending_for(pending)
-        with self._lock:
-            self._jobs[job.id] = job
+        queued = self._faults.pop_ending()
+        job.ending = queued or self._rule_ending(pending)
+        refusal = self._admit(job)
+        if refusal is not None:
+            if queued is not None:
+                self._faults.unpop_ending(queued)  # a refused create must not use up `end_next_job`
+            raise refusal
         return pending
+
+    def _admit(self, job: Job) -> EmulatedError | None:
+        """Stores the job unless a quota refuses it; checked and stored under one lock, so that
+        concurrent creates cannot both take the last slot."""
+        with self._lock:
+            active = [other for other in self._jobs.values() if other.state() in ACTIVE]
+            refusal = _quota.refusal(self._settings, active, job)
+            if refusal is None:
+                self._jobs[job.id] = job
+        return refusal
 
     def _file_input(self, file_name: str) -> list[Entry]:
         try:
@@ -67,10 +87,7 @@ class BatchService:
         source = None if file_name is None else str(file_name)
         return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds)
 
-    def _ending_for(self, pending: dict[str, Any]) -> Ending:
-        queued = self._faults.pop_ending()
-        if queued is not None:
-            return queued
+    def _rule_ending(self, pending: dict[str, Any]) -> Ending:
         rule = self._settings.job_outcome
         state = rule(pending) if rule is not None else None
         return ending(state) if state else Ending()
@@ -138,10 +155,14 @@ class BatchService:
         job.failed = sum(isinstance(outcome, EmulatedError) for outcome in outcomes)
         job.succeeded = len(outcomes) - job.failed
         job.hidden_polls = s.results_file_delay_polls
+        corruption = self._faults.pop_corruption(inline=job.input_file is None)
         if job.input_file is None:
-            job.output = _results.inline_output(job.entries, outcomes, order)
+            output = _results.inline_output(job.entries, outcomes, order)
+            job.output = corrupt_inline(output, corruption) if corruption else output
             return
         data = _results.result_lines(job.entries, outcomes, order)
+        if corruption is not None:
+            data = corrupt_file(data, corruption)
         name = f"files/batch-{job.id}"
         self._files.put(name, data, mime_type="application/jsonl", display_name=None, source="GENERATED")
         job.output = {"responsesFile": name}

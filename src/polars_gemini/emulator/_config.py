@@ -35,6 +35,8 @@ class Settings:
     inline_limit_bytes: int = INLINE_LIMIT_BYTES
     file_limit_bytes: int = FILE_LIMIT_BYTES
     job_outcome: JobOutcome | None = None
+    max_active_jobs: int | None = None
+    enqueued_token_limit: int | None = None
     models: dict[str, ModelInfo] = field(default_factory=lambda: dict(MODELS))
 
     def add_models(self, names: Iterable[str]) -> None:

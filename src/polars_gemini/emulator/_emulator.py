@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 from polars_gemini.emulator._app import App
 from polars_gemini.emulator._batches import BatchService, ending
 from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
-from polars_gemini.emulator._faults import Faults, KeyFailure
+from polars_gemini.emulator._corrupt import corruption
+from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._http import Services
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._routes import ENDPOINTS
 from polars_gemini.emulator._server import ServerThread
+from polars_gemini.emulator._status import operation_error
 from polars_gemini.emulator._types import RecordedRequest, Responder
 
 if TYPE_CHECKING:
@@ -33,7 +35,19 @@ class Emulator:
     `results_file_delay_polls=N` hides a SUCCEEDED job's output for its first N `get`s;
     `api_key` demands that key (default: any key); `models` adds model names to the known ones;
     `inline_limit_bytes` / `file_limit_bytes` set the 20 MB / 2 GB limits; `job_outcome(job_json)`
-    may return the state ("FAILED", "CANCELLED", "EXPIRED") a new job ends in.
+    may return the state ("FAILED", "CANCELLED", "EXPIRED") a new job ends in; `max_active_jobs` and
+    `enqueued_token_limit` are service quotas: a `batches.create` is refused with 429 RESOURCE_EXHAUSTED
+    (and creates nothing) while that many jobs are PENDING or RUNNING, or when the input tokens of the
+    model's active jobs plus the new job's would exceed the limit (tokens counted as `countTokens` does;
+    jobs need `pending_seconds`/`running_seconds` > 0 to stay active).
+
+    Faults, all counted per endpoint with 1-based call numbers since start (`on_call`, default: the next
+    call; `times`: how many calls from there): `fail_http` answers an HTTP error; `delay_reply` performs
+    the call, then holds its reply back (with `client(timeout=...)` shorter than the delay the SDK times
+    out while the effect, e.g. a created job, stays: a lost reply); `inject(endpoint, fault)` maps each
+    of `FAULTS` ("429", "500", "503", "timeout") onto those two; `fail_keys` fails single requests;
+    `end_next_job` ends jobs FAILED (with an `error` in the Operation), CANCELLED or EXPIRED;
+    `corrupt_results(kind)` corrupts result lines ("truncated", "garbage", "wrong_shape", "blank").
 
         >>> with Emulator() as emu:
         ...     client = emu.client()
@@ -56,6 +70,8 @@ class Emulator:
         inline_limit_bytes: int = INLINE_LIMIT_BYTES,
         file_limit_bytes: int = FILE_LIMIT_BYTES,
         job_outcome: JobOutcome | None = None,
+        max_active_jobs: int | None = None,
+        enqueued_token_limit: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -64,6 +80,7 @@ class Emulator:
             running_seconds=running_seconds, latency=latency, shuffle_results=shuffle_results,
             results_file_delay_polls=results_file_delay_polls, api_key=api_key,
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, job_outcome=job_outcome,
+            max_active_jobs=max_active_jobs, enqueued_token_limit=enqueued_token_limit,
         )  # fmt: skip
         self.settings.add_models(models)
         self._faults = Faults()
@@ -80,12 +97,15 @@ class Emulator:
     def start(self) -> Emulator:
         """Binds the port and starts serving; returns `self`."""
         if self._server is None:
+            self._app.stopping.clear()
             self._server = ServerThread(self._host, self._port, self._app)
             self._server.start()
         return self
 
     def stop(self) -> None:
+        """Stops serving; replies held back by `delay_reply` or `latency` are sent at once."""
         if self._server is not None:
+            self._app.stopping.set()
             self._server.stop()
             self._server = None
 
@@ -104,13 +124,23 @@ class Emulator:
         return f"http://{host}:{self._server.port}"
 
     def client(
-        self, api_version: str | None = None, *, retry_options: types.HttpRetryOptions | None = None
+        self,
+        api_version: str | None = None,
+        *,
+        retry_options: types.HttpRetryOptions | None = None,
+        timeout: int | None = None,
     ) -> genai.Client:
-        """A `google.genai.Client` pointed at this emulator (API version: the SDK's default unless given)."""
+        """A `google.genai.Client` pointed at this emulator (API version: the SDK's default unless given).
+
+        `timeout` is the SDK's `HttpOptions.timeout`, in milliseconds: a reply later than that (see
+        `delay_reply`) raises `httpx2.TimeoutException` (`ReadTimeout`) from the SDK call.
+        """
         from google import genai
         from google.genai import types
 
-        options = types.HttpOptions(base_url=self.url, api_version=api_version, retry_options=retry_options)
+        options = types.HttpOptions(
+            base_url=self.url, api_version=api_version, retry_options=retry_options, timeout=timeout
+        )
         return genai.Client(api_key=self.settings.api_key or "emulator-key", http_options=options)
 
     # -- observation ---------------------------------------------------------------------------------
@@ -168,6 +198,58 @@ class Emulator:
         first = on_call if on_call is not None else self.calls(endpoint) + 1
         self._faults.add_http(endpoint, status, first, times, message)
 
+    def delay_reply(self, endpoint: str, seconds: float, *, on_call: int | None = None, times: int = 1) -> None:
+        """Perform call number `on_call` (1-based, like `fail_http`; default: the next call) of `endpoint`
+        and the `times - 1` after it, then wait `seconds` before replying.
+
+        With `emu.client(timeout=300)` and `seconds=1`, the SDK raises a timeout although the server did
+        the work: a `batches.create` whose reply is lost (the job exists), a `get`/`list`/`download` that
+        times out. Other requests are served meanwhile, and `stop()` does not wait for the delay.
+
+            >>> with Emulator() as emu:
+            ...     client = emu.client(timeout=300)  # keep a reference: a collected Client closes its connections
+            ...     emu.delay_reply("batches.create", 1.0)
+            ...     try:
+            ...         client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
+            ...     except Exception as exc:
+            ...         print(type(exc).__name__, len(emu.jobs))
+            ReadTimeout 1
+        """
+        _check_endpoint(endpoint)
+        if seconds <= 0 or times < 1:
+            raise ValueError(f"delay_reply needs seconds > 0 and times >= 1, got seconds={seconds}, times={times}.")
+        first = on_call if on_call is not None else self.calls(endpoint) + 1
+        self._faults.add_delay(endpoint, seconds, first, times)
+
+    def inject(
+        self,
+        endpoint: str,
+        fault: str,
+        *,
+        on_call: int | None = None,
+        times: int = 1,
+        timeout_seconds: float = TIMEOUT_SECONDS,
+    ) -> None:
+        """Inject one of `FAULTS` on `endpoint`: "429", "500", "503" go to `fail_http`, "timeout" to
+        `delay_reply(endpoint, timeout_seconds)` (give the client a shorter `timeout`, e.g. 300 ms).
+
+        A fault matrix for reliability tests, endpoint x fault x (once, repeatedly):
+
+            @pytest.mark.parametrize("endpoint", ["batches.create", "batches.get", "files.download"])
+            @pytest.mark.parametrize("fault", FAULTS)
+            @pytest.mark.parametrize("times", [1, 3])
+            def test_survives(gemini_emulator, endpoint, fault, times):
+                gemini_emulator.inject(endpoint, fault, times=times)
+                client = gemini_emulator.client(timeout=300)
+                ...
+        """
+        if fault not in FAULTS:
+            raise ValueError(f"Unknown fault {fault!r}; expected one of {', '.join(FAULTS)}.")
+        if fault == "timeout":
+            self.delay_reply(endpoint, timeout_seconds, on_call=on_call, times=times)
+        else:
+            self.fail_http(endpoint, int(fault), on_call=on_call, times=times)
+
     def fail_keys(self, failures: Mapping[str, KeyFailure]) -> None:
         """Fail batch requests by key: `{"row-3": (13, "boom")}` or `{"row-3": EmulatedError(..)}`."""
         self._faults.add_keys(failures)
@@ -175,9 +257,25 @@ class Emulator:
     def end_next_job(
         self, state: str = "FAILED", *, count: int = 1, code: int = 13, message: str | None = None
     ) -> None:
-        """The next `count` jobs created end in `state` (FAILED, CANCELLED or EXPIRED), not SUCCEEDED."""
-        error = {"code": code, "message": message} if message else None
+        """The next `count` jobs created end in `state` (FAILED, CANCELLED or EXPIRED), not SUCCEEDED.
+
+        A FAILED job's Operation (in `get` and `list`) carries a top-level
+        `"error": {"code": <gRPC code>, "message": ..., "status": <its name>}`; without `message`,
+        code 13 INTERNAL with a generic message. (The SDK's `BatchJob.error` stays None in Gemini mode.)
+        """
+        error = operation_error(code, message) if message else None
         self._faults.push_endings(ending(state, error), count)
+
+    def corrupt_results(self, kind: str, *, lines: int = 1, jobs: int = 1) -> None:
+        """The next `jobs` jobs whose results are computed (on the first `get`, `list` or `emu.jobs` that
+        sees them SUCCEEDED) get their first `lines` results corrupted, in the order they are served.
+
+        `kind`: "truncated" (a results-file line cut in the middle), "garbage" (a line that is not JSON),
+        "blank" (an empty line after each such line), "wrong_shape" (valid JSON, right key, wrong
+        structure; the only kind inline jobs take, as responses the SDK still parses: see `_corrupt`).
+        A file-only kind skips inline jobs and waits for the next job with a results file.
+        """
+        self._faults.push_corruptions(corruption(kind, lines), jobs)
 
     def put_file(
         self,

@@ -17,6 +17,7 @@ from polars_gemini.emulator._ids import rfc3339
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
 OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
+ACTIVE = frozenset({"PENDING", "RUNNING"})
 _NS = 1_000_000_000
 
 
@@ -54,6 +55,7 @@ class Job:
     succeeded: int = 0
     failed: int = 0
     hidden_polls: int = 0
+    input_tokens: int | None = None  # counted when a quota needs it (`enqueued_token_limit`)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property

@@ -65,10 +65,17 @@ class EmulatedError(Exception):
         ('UNAVAILABLE', 14, 503)
     """
 
-    def __init__(self, code: int = 500, message: str = "Internal error encountered.", status: str | None = None):
+    def __init__(
+        self,
+        code: int = 500,
+        message: str = "Internal error encountered.",
+        status: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ):
         self.code = code
         self.message = message
         self.status = status or status_for(code)
+        self.details = details
         super().__init__(f"{self.http_code} {self.status}: {message}")
 
     @property
@@ -84,8 +91,51 @@ class EmulatedError(Exception):
         return {"code": self.grpc_code, "message": self.message}
 
     def body(self) -> dict[str, Any]:
-        """The JSON body of an HTTP error reply, as Google's front end sends it."""
-        return {"error": {"code": self.http_code, "message": self.message, "status": self.status}}
+        """The JSON body of an HTTP error reply, as Google's front end sends it (`details` only if given)."""
+        error: dict[str, Any] = {"code": self.http_code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def operation_error(code: int, message: str) -> dict[str, Any]:
+    """The top-level `error` of a FAILED job's Operation: gRPC code, message, and the code's status name.
+
+    A `google.rpc.Status` proper has no `status` field; the name rides along so that readers of the
+    raw JSON need no code table (clients should key on `code`).
+    """
+    return {"code": code, "message": message, "status": status_for(code)}
+
+
+# Batch creates refused for quota get the service's generic wording: the real reply does not say which
+# batch limit was hit (discuss.ai.google.dev/t/107091, a refused batch create; python-genai #1901).
+QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more information on "
+    "this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current usage, "
+    "head to: https://ai.dev/rate-limit. "
+)
+_QUOTA_HELP = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [
+        {
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+        }
+    ],
+}
+
+
+def quota_exceeded(metric: str, limit: int, model: str) -> EmulatedError:
+    """429 RESOURCE_EXHAUSTED for a batch quota, shaped like Google's per-minute quota replies.
+
+    The metric names (`batch_active_jobs`, `batch_enqueued_tokens`) are the emulator's own: the real
+    ones are unpublished. They appear in the message's `* Quota exceeded` line and a `QuotaFailure` detail.
+    """
+    full = f"generativelanguage.googleapis.com/{metric}"
+    message = f"{QUOTA_MESSAGE}\n* Quota exceeded for metric: {full}, limit: {limit}, model: {model}"
+    violation = {"quotaMetric": full, "quotaDimensions": {"model": model}, "quotaValue": str(limit)}
+    failure = {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]}
+    return EmulatedError(429, message, "RESOURCE_EXHAUSTED", [_QUOTA_HELP, failure])
 
 
 def invalid_argument(message: str) -> EmulatedError:
