@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -16,11 +18,11 @@ from polars_gemini import _client
 from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError
 from polars_gemini._estimate import Estimate, estimate_requests
 from polars_gemini._estimating import PricesLike
-from polars_gemini._plan import Limits, Plan, check_clash, make_plan, output_columns
+from polars_gemini._plan import Limits, Plan, check_clash, make_plan, output_columns, run_id_for
 from polars_gemini._prices import as_price_table
 from polars_gemini._requests import RequestSpec, build_spec
 from polars_gemini._resume import open_run
-from polars_gemini._run import Run, RunOptions
+from polars_gemini._run import MAX_ACTIVE_JOBS, Run, RunOptions
 from polars_gemini._schema import SchemaLike
 from polars_gemini._store import JobRecord
 from polars_gemini._stream import TOKENS, chunk_rows, stream_plan
@@ -57,24 +59,36 @@ def submit(
     prices: PricesLike = None,
     usage: bool = False,
     memory_budget: int | None = None,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
-    Everything that can be checked locally (template, columns, model, schema, sizes) is checked before the first call.
-    With `checkpoint=`, all state lives in that directory: calling again (or `polars_gemini.resume(dir)` from another
-    process) re-attaches to the jobs, and only requests without a stored result are ever sent.
+    Everything that can be checked locally (template, columns, model, schema, sizes, options) is checked before the
+    first call. With `checkpoint=`, all state lives in that directory: calling again (or `polars_gemini.resume(dir)`
+    from another process) re-attaches to the jobs, and only requests without a stored result are ever sent.
+    Without one, the same work submitted again finds its jobs on the service (they are named after it) and
+    re-attaches to them instead of paying twice (`reuse_jobs=False` to submit anew).
     With a LazyFrame and `memory_budget=` (bytes), requests are rendered in streamed chunks straight into sharded
     request files (under the checkpoint, else a temporary directory) instead of all at once in memory.
+
+    Service limits: at most `max_active_jobs` jobs run at once (the service allows 100 per project), and with
+    `max_enqueued_tokens=` (your tier's enqueued-token limit) jobs are split to fit and queued so the running ones
+    stay under it; a create the service refuses for quota (429) waits for running jobs to finish. Idempotent calls
+    are retried under `retry` (the SDK's `HttpRetryOptions`; default 6 attempts from 1 s, capped at 60 s); job
+    creation never is, blindly: it is looked up by name first.
 
     >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> run.status(); out = run.result()  # doctest: +SKIP
     """
-    if mode not in ("batch", "sync"):
-        raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
-    if mode == "sync" and checkpoint is not None:
-        raise ConfigurationError("checkpoint= applies to batch runs; sync mode is for quick iterations on few rows.")
-    if max_retries < 0:
-        raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}.")
+    _check_options(
+        mode=mode, checkpoint=checkpoint, max_retries=max_retries, max_concurrency=max_concurrency,
+        poll_interval=poll_interval, max_poll_interval=max_poll_interval, max_cost=max_cost,
+        max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, output=output, prefix=prefix,
+    )  # fmt: skip
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
@@ -86,19 +100,69 @@ def submit(
     _check_budget(est, max_cost)
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
-        usage, table,
+        usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost,
     )  # fmt: skip
     if client is None and plan.requests.height == 0 and checkpoint is None:
         return Run(data, plan, None, options, estimate=est)  # nothing to send: no client needed
     client = client or _client.client_from_env()
+    run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
     if checkpoint is not None:
         run = open_run(Path(checkpoint), data, plan, template, client, options, est)
     else:
-        run = Run(data, plan, client, options, estimate=est)
-    if mode == "sync":
-        run.store.add_results(_sync_job(run), run_sync(plan, client, max_concurrency, progress))
-        return run
-    return _submit_or_explain(run)
+        run = Run(data, plan, client, options, run_id=run_id, estimate=est)
+    if resubmit_lost:
+        run.extra_rounds = 1
+    try:
+        if mode == "sync":
+            run.store.add_results(_sync_job(run), run_sync(plan, client, max_concurrency, progress, retry))
+            return run
+        return _submit_or_explain(run)
+    except BaseException:
+        run.close()  # a failed submit never keeps the checkpoint locked: resume() must work from anywhere
+        raise
+    finally:
+        run.store.opened()
+
+
+def _check_options(
+    *, mode: str, checkpoint: object, max_retries: object, max_concurrency: object, poll_interval: object,
+    max_poll_interval: object, max_cost: object, max_active_jobs: object, max_enqueued_tokens: object, output: object,
+    prefix: object,
+) -> None:  # fmt: skip
+    """Every option checked before anything is planned or sent: a `ConfigurationError` naming it and its fix."""
+    if mode not in ("batch", "sync"):
+        raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
+    if mode == "sync" and checkpoint is not None:
+        raise ConfigurationError("checkpoint= applies to batch runs; sync mode is for quick iterations on few rows.")
+    _int_at_least("max_retries", max_retries, 0, "0 disables retry rounds")
+    _int_at_least("max_concurrency", max_concurrency, 1, "the number of jobs handled at once, e.g. 8")
+    _int_at_least("max_active_jobs", max_active_jobs, 1, "the service allows 100 concurrent batch jobs")
+    if max_enqueued_tokens is not None:
+        _int_at_least("max_enqueued_tokens", max_enqueued_tokens, 1, "your tier's limit, e.g. 3_000_000 on Tier 1")
+    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
+        if not _finite_at_least(value, 0.0) or value == 0:
+            raise ConfigurationError(f"{name} is a number of seconds > 0, got {value!r}.")
+    if max_cost is not None and not _finite_at_least(max_cost, 0.0):
+        raise ConfigurationError(
+            f"max_cost is a finite number of US dollars >= 0, or None for no limit; got {max_cost!r}. "
+            "Example: max_cost=25.0."
+        )
+    for name, value in (("output", output), ("prefix", prefix)):
+        if not isinstance(value, str) or (name == "output" and not value):
+            what = "a non-empty string" if name == "output" else "a string"
+            raise ConfigurationError(f"{name} must be {what}, got {value!r}.")
+
+
+def _finite_at_least(value: object, least: float) -> bool:
+    """`value` is a real number (not a bool, a string or NaN), finite and >= `least`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= least
+
+
+def _int_at_least(name: str, value: object, least: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{name} must be an integer >= {least} ({hint}), got {value!r}.")
 
 
 def _plan(
@@ -181,27 +245,52 @@ def batch(
     system_instruction: str | None = None,
     config: ConfigLike | None = None,
     output: str = "response",
+    prefix: str = "",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: PricesLike = None,
+    usage: bool = False,
+    memory_budget: int | None = None,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
     timeout: float | None = None,
-    **options: Any,
 ) -> pl.DataFrame:
     """Run `template` over every row at batch price and return the frame with typed answer columns.
 
-    Every input row comes back exactly once, in order, with its answer or a value in `{output}_error`.
+    Every input row comes back exactly once, in order, with its answer or a value in `{output}_error`. The options
+    are `submit`'s (see there); `timeout` (seconds) bounds the wait, after which `RunTimeoutError` says how to pick
+    the run up again.
 
     >>> out = polars_gemini.batch(df, "Classify: {review}", model="gemini-2.5-flash",
     ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
     """
     run = submit(
-        frame,
-        template,
-        model=model,
-        schema=schema,
-        system_instruction=system_instruction,
-        config=config,
-        output=output,
-        **options,
-    )
+        frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+        output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
+        inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+        check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+        max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
+        max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+        resubmit_lost=resubmit_lost,
+    )  # fmt: skip
     try:
-        return run.result(timeout=timeout)
+        with run.store.operation():  # the whole call is one unit of work: no other thread takes the checkpoint
+            return run.result(timeout=timeout)
     finally:
         run.close()  # batch() owns its run: let other processes use the checkpoint once it returns or raises

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import polars as pl
@@ -29,8 +30,12 @@ class Store:
         self._lock = threading.RLock()  # jobs are collected from several threads
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
-            _lock.acquire(root)
-            self._load()
+            _lock.claim(root, self)  # busy from here until `opened()`
+            try:
+                self._load()
+            except BaseException:
+                _lock.release(root, self)
+                raise
 
     def _load(self) -> None:
         assert self.root is not None
@@ -41,10 +46,21 @@ class Store:
             if results.exists():  # a crash after writing results but before updating jobs.parquet
                 self._results.append(read_parquet(results).drop(ANSWER, strict=False))
                 job.collected = True
+            elif job.collected:  # the results file was deleted: collect the job again (by name), never re-create it
+                job.collected = False
+
+    def opened(self) -> None:
+        """The run is set up: another run in this process may now take the directory over while this one idles."""
+        if self.root is not None:
+            _lock.end(self.root, self)
+
+    def operation(self) -> AbstractContextManager[None]:
+        """Context of one unit of work (submit, poll, collect): refused once a newer run took the directory."""
+        return _lock.operation(self.root, self) if self.root is not None else nullcontext()
 
     def close(self) -> None:
         if self.root is not None:
-            _lock.release(self.root)
+            _lock.release(self.root, self)
 
     # -- jobs -----------------------------------------------------------------------------------------------
 

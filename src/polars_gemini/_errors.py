@@ -15,6 +15,9 @@
         ├── CheckpointLockedError
         └── CheckpointCorruptedError
 
+    GeminiBatchWarning (UserWarning)  something the caller should know that lost nothing: jobs re-attached instead
+                                      of paid for again, unreadable result lines (their requests are retried)
+
 Row-level failures are never exceptions: they are values in the `{output}_error` column.
 Messages say what was wrong, where, and how to fix it. They never contain the API key.
 """
@@ -82,6 +85,10 @@ class CheckpointCorruptedError(CheckpointError):
     """A checkpoint file is truncated or unreadable; its path is in the message."""
 
 
+class GeminiBatchWarning(UserWarning):
+    """Something worth knowing that lost nothing (re-attached jobs, unreadable result lines that are retried)."""
+
+
 __all__ = [
     "APIError",
     "BudgetExceededError",
@@ -91,6 +98,7 @@ __all__ = [
     "ColumnClashError",
     "ConfigurationError",
     "GeminiBatchError",
+    "GeminiBatchWarning",
     "MissingAPIKeyError",
     "ModelError",
     "RequestTooLargeError",

@@ -5,7 +5,8 @@ Nothing here touches the network, so every error a plan can find is raised befor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
@@ -85,6 +86,22 @@ class Plan:
         return found.collect()
 
 
+def plan_fingerprint(plan: Plan) -> str:
+    """What makes two calls the same work: the same requests for the same rows (keys hash model, config, schema and
+    prompt). Equal to hashing the keys one after the other, in one call: the keys joined into one string."""
+    digest = hashlib.sha256(plan.spec.fingerprint.encode())
+    digest.update(plan.rows.get_column(KEY).fill_null("-").str.join("").item().encode())
+    return digest.hexdigest()
+
+
+def run_id_for(plan: Plan, limits: Limits) -> str:
+    """A run's id, from its work alone: the same work (same requests, split the same way) gets the same job display
+    names, so a second call finds the jobs of the first one on the service instead of paying for them again."""
+    digest = hashlib.sha256(plan_fingerprint(plan).encode())
+    digest.update(repr(sorted(asdict(limits).items())).encode())
+    return digest.hexdigest()[:12]
+
+
 def output_columns(spec: RequestSpec, output: str, prefix: str) -> list[str]:
     """Names of the columns a call adds: the answer (text mode) or one per schema field, plus the error column."""
     if spec.field is None:
@@ -135,11 +152,25 @@ def shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[S
     """Split `requests` into contiguous job shards under `limits`; adds the `shard` column."""
     if requests.height == 0:
         return requests.with_columns(pl.lit(0, pl.UInt32).alias(SHARD)), ()
-    total = int(requests.get_column(NBYTES).sum())
-    inline = total <= limits.inline_bytes and requests.height <= limits.inline_requests
+    inline = requests.height <= limits.inline_requests and inline_wire_bytes(requests) <= limits.inline_bytes
     budget = limits.inline_bytes if inline else limits.file_bytes
     sharded = requests.with_columns(shard_ids(requests.get_column(NBYTES), budget, limits.max_requests).alias(SHARD))
     return sharded, shards_of(sharded, "inline" if inline else "file")
+
+
+def inline_wire_bytes(requests: pl.DataFrame) -> int:
+    """The size of `requests` as the SDK sends them inline: its JSON escapes every non-ASCII character (`\\uXXXX`,
+    6 bytes; 12 for a character outside the BMP), where a file line carries it as UTF-8 (`NBYTES`)."""
+    total = int(requests.get_column(NBYTES).sum())
+    if PROMPT not in requests.columns:
+        return total
+    p = pl.col(PROMPT)
+    ascii_chars = p.str.count_matches(r"[\x00-\x7f]")
+    non_ascii = p.str.len_chars() - ascii_chars
+    astral = p.str.count_matches(r"[\x{10000}-\x{10FFFF}]")
+    # Each non-ASCII character's UTF-8 bytes (counted in NBYTES) become 6 bytes on the wire, 12 outside the BMP.
+    extra = requests.select((6 * non_ascii + 6 * astral - (p.str.len_bytes() - ascii_chars)).sum()).item()
+    return total + int(extra or 0)
 
 
 def shards_of(requests: pl.DataFrame, transport: str) -> tuple[Shard, ...]:

@@ -13,6 +13,7 @@ derived or assumed rather than read off the pricing page say so (`batch_source`,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -48,11 +49,23 @@ class Rates:
             raise ConfigurationError(msg)
         audio = data.get("audio_input")
         cached = data.get("cached_input", data["input"])  # no discount unless one is stated
-        return cls(float(data["input"]), float(data["output"]), float(cached), None if audio is None else float(audio))
+        values = {name: _usd_rate(data[name] if name != "cached_input" else cached, f"{where}.{name}")
+                  for name in ("input", "output", "cached_input")}  # fmt: skip
+        return cls(**values, audio_input=None if audio is None else _usd_rate(audio, f"{where}.audio_input"))
 
     def scaled(self, factor: float) -> Rates:
         audio = None if self.audio_input is None else self.audio_input * factor
         return Rates(self.input * factor, self.output * factor, self.cached_input * factor, audio)
+
+
+def _usd_rate(value: Any, where: str) -> float:
+    """A price as a finite number >= 0 (USD per 1M tokens), or a `ConfigurationError` saying which one is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigurationError(
+            f"price {where} must be a finite number >= 0 (USD per 1M tokens), got {value!r}. "
+            'Example: prices={"gemini-2.5-flash": {"input": 0.30, "output": 2.50}}.'
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ _SDK_EXTRAS = {"sdk_http_response", "automatic_function_calling_history", "parse
 # HTTP forms. CANCELLED (1) is deliberately absent: a job the user cancelled is not resubmitted behind their back.
 RETRYABLE_CODES = (2, 4, 8, 10, 13, 14, 408, 429, 500, 502, 503, 504)
 MISSING_CODE = 2  # a key absent from a finished job's results
+UNREADABLE_CODE = 13  # a result line with the request's key but a shape no response has: the service's fault
+GONE_CODE = 404  # the job or its results file is no longer on the service: re-sent only when the caller asks
 JOB_STATE_CODES = {"FAILED": 13, "EXPIRED": 4, "CANCELLED": 1, "PARTIALLY_SUCCEEDED": 2}
 
 
@@ -138,15 +140,52 @@ def parse_lines(lines: pl.Series) -> pl.DataFrame:
     status = pl.coalesce(p.struct.field("error"), p.struct.field("status"))
     block = p.struct.field("response").struct.field("promptFeedback").struct.field("blockReason")
     finish = cand.struct.field("finishReason")
+    error = _error_message(status, block, finish, p.struct.field("response"))
+    # A candidate without text and without an error is an answer, the empty one (text mode: ""; schema mode: an
+    # invalid JSON object), never a row with neither an answer nor an error.
+    answer = pl.when(text.list.len() > 0).then(text.list.join("")).when(error.is_null()).then(pl.lit(""))
     return frame.select(
         pl.coalesce(p.struct.field("key"), p.struct.field("metadata").struct.field("key")).alias(KEY),
-        pl.when(text.list.len() > 0).then(text.list.join("")).alias(TEXT),
-        _error_message(status, block, finish, p.struct.field("response")).alias(ERROR),
+        answer.alias(TEXT),
+        error.alias(ERROR),
         pl.coalesce(status.struct.field("code"), pl.when(block.is_not_null()).then(pl.lit(3))).alias(ERROR_CODE),
         finish.alias(FINISH),
         p.struct.field("response").struct.field("usageMetadata").alias(USAGE),
         pl.col(LINE),
     )
+
+
+def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
+    """`parse_lines`, tolerant of bad lines: (results, number of lines that could not be read at all).
+
+    A line with the shape of no response but a readable key becomes an error for that key; a line with no readable
+    key (truncated, not JSON) is counted and left out, so its key is missing and retried as such. The common case, a
+    clean file, costs one vectorized parse; failing chunks are bisected down to their bad lines.
+    """
+    bad = _bad_lines(lines)
+    if not bad.any():
+        return parse_lines(lines), 0
+    broken = lines.filter(bad)
+    keys = pl.DataFrame({LINE: broken}).select(
+        pl.coalesce(pl.col(LINE).str.json_path_match("$.key"), pl.col(LINE).str.json_path_match("$.metadata.key"))
+    ).to_series()
+    message = f"the result line for this request from {where} could not be read (it has no response's shape)"
+    shaped = synthetic_errors(keys.drop_nulls().unique(maintain_order=True), UNREADABLE_CODE, message)
+    return pl.concat([parse_lines(lines.filter(~bad)), shaped]), int(keys.null_count())
+
+
+def _bad_lines(lines: pl.Series, floor: int = 16) -> pl.Series:
+    """A mask of the lines `parse_lines` cannot decode, found by bisecting failing chunks down to `floor` lines."""
+    try:
+        parse_lines(lines)
+        return pl.Series([False] * len(lines), dtype=pl.Boolean)
+    except pl.exceptions.PolarsError:
+        if len(lines) == 1:
+            return pl.Series([True], dtype=pl.Boolean)
+    if len(lines) <= floor:  # a small failing chunk: line by line (at most `floor` parses)
+        return pl.concat([_bad_lines(lines.slice(i, 1)) for i in range(len(lines))])
+    mid = len(lines) // 2
+    return pl.concat([_bad_lines(lines.slice(0, mid), floor), _bad_lines(lines.slice(mid), floor)])
 
 
 def _error_message(status: pl.Expr, block: pl.Expr, finish: pl.Expr, response: pl.Expr) -> pl.Expr:

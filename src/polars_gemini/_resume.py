@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,11 @@ from google import genai
 from google.genai import types
 
 from polars_gemini._checkpoint import Store
-from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
+from polars_gemini._errors import CheckpointCorruptedError, CheckpointError, ConfigurationError
 from polars_gemini._estimate import Estimate
-from polars_gemini._plan import Limits, Plan, shards_of
+from polars_gemini._plan import Limits, Plan, plan_fingerprint, run_id_for, shards_of
 from polars_gemini._requests import KEY, PROMPT, RequestSpec, build_spec_from_config
-from polars_gemini._run import Run, RunOptions
+from polars_gemini._run import MAX_ACTIVE_JOBS, Run, RunOptions
 from polars_gemini._schema import Field, from_dtype
 from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, sink_parquet, write_json, write_parquet
 from polars_gemini._stream import TOKENS
@@ -26,14 +26,6 @@ from polars_gemini._tokenizer import estimate_tokens
 
 MANIFEST = "manifest.json"
 ROWS_ASKING = "rows"
-
-
-def plan_fingerprint(plan: Plan) -> str:
-    """What makes two calls the same run: the same requests (keys hash model, config, schema and prompt)."""
-    digest = hashlib.sha256(plan.spec.fingerprint.encode())
-    for key in plan.rows.get_column(KEY).fill_null("-").to_list():
-        digest.update(key.encode())
-    return digest.hexdigest()
 
 
 def open_run(
@@ -48,15 +40,21 @@ def open_run(
     """The run for this call in `root`: the same run again if the manifest matches, else a new run (results of
     earlier runs are reused by key, so only requests without a stored result are sent)."""
     store = Store(root)
-    fingerprint = plan_fingerprint(plan)
-    manifest = read_json(root / MANIFEST) if (root / MANIFEST).exists() else None
-    if manifest is not None and manifest.get("plan_fingerprint") == fingerprint:
-        run = Run(frame, plan, client, options, store, manifest["run_id"], estimate=estimate)
-        run.round = max((j.attempt for j in store.jobs if j.run_id == run.run_id), default=0)
+    try:
+        fingerprint = plan_fingerprint(plan)
+        manifest = read_json(root / MANIFEST) if (root / MANIFEST).exists() else None
+        if manifest is not None and manifest.get("plan_fingerprint") == fingerprint:
+            run = Run(frame, plan, client, options, store, manifest["run_id"], estimate=estimate)
+            run.round = max((j.attempt for j in store.jobs if j.run_id == run.run_id), default=0)
+            return run
+        # The run id comes from the work, so a lost jobs.parquet still finds its jobs on the service by name.
+        run_id = run_id_for(plan, options.limits) if options.reuse_jobs else uuid.uuid4().hex[:12]
+        run = Run(frame, plan, client, options, store, run_id, estimate=estimate)
+        _save(root, run, template, fingerprint)
         return run
-    run = Run(frame, plan, client, options, store, estimate=estimate)
-    _save(root, run, template, fingerprint)
-    return run
+    except BaseException:
+        store.close()
+        raise
 
 
 def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> None:
@@ -119,8 +117,29 @@ def _field(dtype: Any, nullable: set[str], path: str = "") -> Field:
     return Field(base.dtype, path in nullable)
 
 
-def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = None, **options: Any) -> Run:
+def resume(
+    checkpoint: str | os.PathLike[str],
+    *,
+    client: genai.Client | None = None,
+    output: str | None = None,
+    prefix: str | None = None,
+    max_retries: int | None = None,
+    keep_files: bool | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    usage: bool = False,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    resubmit_lost: bool = False,
+) -> Run:
     """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
+
+    `output`, `prefix`, `max_retries` and `keep_files` default to what the run was started with. Requests whose job
+    or results the service no longer has (jobs are kept 48 hours) get an error saying so; `resubmit_lost=True` pays
+    for them again.
 
     >>> run = polars_gemini.resume("runs/reviews", client=client)  # doctest: +SKIP
     >>> out = run.result()  # doctest: +SKIP
@@ -133,18 +152,41 @@ def resume(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = 
             f"{root} holds no run (no {MANIFEST}). Start it with batch(..., checkpoint={str(root)!r})."
         )
     manifest = read_json(root / MANIFEST)
+    saved = manifest["options"]
+    run_options = RunOptions(
+        output=saved["output"] if output is None else output, prefix=saved["prefix"] if prefix is None else prefix,
+        max_retries=saved["max_retries"] if max_retries is None else max_retries,
+        keep_files=saved["keep_files"] if keep_files is None else keep_files, limits=Limits(**saved["limits"]),
+        poll_interval=poll_interval, max_poll_interval=max_poll_interval, max_concurrency=max_concurrency,
+        progress=progress, usage=usage, retry=retry, max_active_jobs=max_active_jobs,
+        max_enqueued_tokens=max_enqueued_tokens, resubmit_lost=resubmit_lost,
+    )  # fmt: skip
+    _check_resume_options(run_options)
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")
     requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, strict=False)
     files = tuple(root / f for f in manifest.get("request_files") or ())
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files)
-    saved = manifest["options"]
-    run_options = RunOptions(output=saved["output"], prefix=saved["prefix"], max_retries=saved["max_retries"],
-                             keep_files=saved["keep_files"], limits=Limits(**saved["limits"]), **options)  # fmt: skip
     frame = read_parquet(root / "input.parquet")
     run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,
                    _estimate(manifest.get("estimate")))  # fmt: skip
-    return run.submit()
+    run.extra_rounds = 1 if resubmit_lost else 0
+    try:
+        return run.submit()
+    except BaseException:
+        run.close()
+        raise
+    finally:
+        run.store.opened()
+
+
+def _check_resume_options(options: RunOptions) -> None:
+    if isinstance(options.max_retries, bool) or not isinstance(options.max_retries, int) or options.max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an integer >= 0, got {options.max_retries!r}.")
+    if not isinstance(options.output, str) or not options.output:
+        raise ConfigurationError(f"output must be a non-empty string, got {options.output!r}.")
+    if options.max_concurrency < 1 or options.max_active_jobs < 1:
+        raise ConfigurationError("max_concurrency and max_active_jobs must be integers >= 1.")
 
 
 def _estimate(saved: dict[str, Any] | None) -> Estimate | None:

@@ -3,9 +3,11 @@ result collection, and assembly. State lives in a `Store` (in memory, or a check
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,25 +16,27 @@ from typing import Any
 
 import polars as pl
 from google import genai
+from google.genai import types
 
 from polars_gemini import _client
 from polars_gemini._assemble import answer_columns, join_rows, per_request
 from polars_gemini._checkpoint import Store
 from polars_gemini._decode import decode_answers
-from polars_gemini._errors import MissingAPIKeyError, RunTimeoutError
+from polars_gemini._errors import APIError, GeminiBatchWarning, MissingAPIKeyError, RunTimeoutError
 from polars_gemini._estimate import Estimate, actual_cost, usage_columns
 from polars_gemini._plan import Limits, Plan, shard
 from polars_gemini._prices import PriceTable, load_prices
-from polars_gemini._requests import KEY, encode_jsonl, inline_requests
+from polars_gemini._requests import KEY, NBYTES, encode_jsonl, inline_requests
 from polars_gemini._results import (
     ERROR,
     ERROR_CODE,
+    GONE_CODE,
     JOB_STATE_CODES,
     MISSING_CODE,
     RETRYABLE_CODES,
     TEXT,
     inline_lines,
-    parse_lines,
+    parse_results,
     split_lines,
     synthetic_errors,
 )
@@ -43,6 +47,10 @@ _UPLOADS = threading.BoundedSemaphore(2)
 # How often to look for a job whose create call may have landed before a crash, before creating it again.
 _LOOKUPS = 3
 _LOOKUP_PAUSE = 2.0
+# The first poll waits at most this long (the job may be done at once); later polls back off to the cap.
+_FIRST_POLL = 0.5
+MAX_ACTIVE_JOBS = 100  # the service's limit on concurrent batch jobs per project
+_PAYLOAD_TOO_LARGE = ("payload size", "too large", "exceeds the limit")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,11 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)
     usage: bool = False
     prices: PriceTable = field(default_factory=load_prices)
+    retry: types.HttpRetryOptions | None = None  # None: `_client.RETRY`
+    max_active_jobs: int = MAX_ACTIVE_JOBS
+    max_enqueued_tokens: int | None = None
+    reuse_jobs: bool = True
+    resubmit_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,15 +83,22 @@ class RunStatus:
     failed: int
     estimated_cost: float | None = None
     actual_cost: float | None = None
+    unreadable_lines: int = 0
 
     @property
     def pending(self) -> int:
         return self.requests - self.done - self.failed
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for room under the service's limits (concurrent jobs, enqueued tokens) to be created."""
+        return sum(state == "QUEUED" for _, state in self.jobs)
+
     def __repr__(self) -> str:
         states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
         costs = f"; cost {_usd(self.estimated_cost)} estimated, {_usd(self.actual_cost)} so far"
-        return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states}{costs})"
+        unread = f"; {self.unreadable_lines} result line(s) unreadable" if self.unreadable_lines else ""
+        return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states}{costs}{unread})"
 
 
 @dataclass
@@ -97,13 +117,16 @@ class Run:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     round: int = 0
     estimate: Estimate | None = None
+    extra_rounds: int = 0  # rounds allowed beyond max_retries (re-submitting requests whose jobs were lost)
+    _refusals: int = field(default=0, repr=False)  # consecutive creates refused for quota while none of ours ran
 
     # -- submission -------------------------------------------------------------------------------------------
 
     def submit(self) -> Run:
         """Recover jobs a crash interrupted, then create jobs for every request without a usable result."""
-        self._recover()
-        self._submit_round()
+        with self.store.operation():
+            self._recover()
+            self._submit_round()
         return self
 
     def _api(self) -> genai.Client:
@@ -116,19 +139,28 @@ class Run:
         orphans = [j for j in self.store.active_jobs() if j.name is None]
         creating = [j for j in orphans if j.state == "CREATING"]
         for attempt in range(_LOOKUPS if creating else 0):
-            found = {s.display_name: s for s in _client.find_jobs(self._api(), "polars-gemini-")}
+            found = self._on_service()
             for job in [j for j in creating if j.display_name in found]:  # created before the crash: attach
                 self.store.update(job, name=found[job.display_name].name, state=found[job.display_name].state)
             creating = [j for j in creating if j.name is None]
             if not creating or attempt == _LOOKUPS - 1:
                 break
             time.sleep(_LOOKUP_PAUSE)  # a create sent just before the crash may still be landing
-        self._each(self._create, [j for j in orphans if j.name is None])
+        self._launch([j for j in orphans if j.name is None])
+
+    def _on_service(self, prefix: str | None = None) -> dict[str, _client.JobSnapshot]:
+        """This run's jobs on the service by display name (one `list`), the usable one where a name repeats."""
+        jobs = _client.find_jobs(self._api(), prefix or f"{self._prefix_base()}-", self.options.retry)
+        by_name: dict[str, list[_client.JobSnapshot]] = {}
+        for snap in jobs:
+            by_name.setdefault(snap.display_name or "", []).append(snap)
+        return {name: _client.best_match(snaps) for name, snaps in by_name.items()}
 
     def _todo(self) -> pl.Series:
         """Keys of this plan that are neither settled (answered, or failed for good) nor in a job still running."""
         latest = self.store.latest()
-        settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(RETRYABLE_CODES))
+        codes = list(RETRYABLE_CODES) + ([GONE_CODE] if self.options.resubmit_lost else [])
+        settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(codes))
         busy = [settled.get_column(KEY)] + [self.store.job_keys(j) for j in self.store.active_jobs()]
         keys = self.plan.requests.get_column(KEY)
         todo: pl.Series = keys.filter(~keys.is_in(pl.concat(busy).implode()))
@@ -143,27 +175,107 @@ class Run:
             self._submit_streamed()
             return
         requests = self.plan.requests.join(keys.to_frame(KEY), on=KEY, how="semi", maintain_order="left")
-        requests, shards = shard(requests, self.options.limits)
+        requests, shards = shard(requests, self._limits())
         jobs = []
         for s in shards:
             name = f"{self._prefix()}-{s.index:04d}"
             job = JobRecord(name, self.run_id, self.round, s.index, s.transport, s.requests)
             self.store.add_job(job, requests.filter(pl.col("shard") == s.index).get_column(KEY))
             jobs.append(job)
-        self._each(self._create, jobs)
+        self._start(jobs)
+
+    def _limits(self) -> Limits:
+        """The split limits, with files made small enough to fit the enqueued-token budget one at a time."""
+        limits, budget = self.options.limits, self.options.max_enqueued_tokens
+        if budget is None:
+            return limits
+        bytes_per_token = 1 / max(self._tokens_per_byte(), 1e-9)
+        return dataclasses.replace(limits, file_bytes=min(limits.file_bytes, max(int(budget * bytes_per_token), 1)))
+
+    def _prefix_base(self) -> str:
+        return f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}"
 
     def _prefix(self) -> str:
-        return f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}-r{self.round}"
+        return f"{self._prefix_base()}-r{self.round}"
 
     def _submit_streamed(self) -> None:
         """First round of a streamed plan: its request files are the jobs' input files, uploaded as they are."""
         jobs = []
         for s, path in zip(self.plan.shards, self.plan.files, strict=True):
             job = JobRecord(f"{self._prefix()}-{s.index:04d}", self.run_id, 1, s.index, "file", s.requests,
-                            input_path=str(path))  # fmt: skip
+                            input_path=self._stored_path(path))  # fmt: skip
             self.store.add_job(job, self.plan.shard_requests(s.index).get_column(KEY))
             jobs.append(job)
-        self._each(self._create, jobs)
+        self._start(jobs)
+
+    def _stored_path(self, path: Path) -> str:
+        """A request file's path as saved: relative to the checkpoint, so the run resumes from any directory."""
+        if self.store.root is None:
+            return str(path.resolve())
+        return str(path.resolve().relative_to(self.store.root.resolve()))
+
+    def _start(self, jobs: list[JobRecord]) -> None:
+        """Re-attach to those of `jobs` the service already has (the same work, sent before), create the rest."""
+        found = self._on_service(f"{self._prefix()}-") if self.options.reuse_jobs else {}
+        attached = [j for j in jobs if j.display_name in found and _reusable(found[j.display_name])]
+        for job in attached:
+            self.store.update(job, name=found[job.display_name].name, state=found[job.display_name].state)
+        if attached:
+            names = ", ".join(j.name or "" for j in attached[:3]) + (" ..." if len(attached) > 3 else "")
+            warnings.warn(
+                f"Re-attached to {len(attached)} batch job(s) already on the service for this same work ({names}), "
+                "instead of paying for them again. Pass reuse_jobs=False to submit the requests anew.",
+                GeminiBatchWarning,
+                stacklevel=2,
+            )
+        self._launch([j for j in jobs if j.name is None])
+
+    def _launch(self, jobs: list[JobRecord]) -> None:
+        """Create those of `jobs` that fit under the concurrent-job and enqueued-token limits; queue the rest."""
+        active = [j for j in self.store.active_jobs() if j.name is not None]
+        room = self.options.max_active_jobs - len(active)
+        tokens = sum(self._job_tokens(j) for j in active)
+        ready: list[JobRecord] = []
+        for job in jobs:
+            need = self._job_tokens(job)
+            budget = self.options.max_enqueued_tokens
+            if len(ready) < room and (budget is None or tokens + need <= budget or not (active or ready)):
+                ready.append(job)
+                tokens += need
+            elif job.state != "QUEUED":
+                self.store.update(job, state="QUEUED")
+        self._each(self._create, ready)
+        self._check_refusals(active)
+
+    def _check_refusals(self, active: list[JobRecord]) -> None:
+        """A create refused for quota waits for our own jobs to finish; with none running, only so many times."""
+        queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
+        if not queued or active or any(j.name for j in self.store.active_jobs()):
+            self._refusals = 0
+            return
+        self._refusals += 1
+        if self._refusals > max((self.options.retry or _client.RETRY).attempts or 1, 1):
+            raise APIError(
+                f"The service keeps refusing to create {queued[0].display_name} for quota (HTTP 429 "
+                "RESOURCE_EXHAUSTED) while none of this run's jobs are running: other jobs of the project use the "
+                "quota, or one job is larger than the enqueued-token limit of your tier. Pass "
+                "max_enqueued_tokens=<your tier's limit> (jobs are then split to fit) or max_requests_per_job=, "
+                "then call again: nothing was lost.",
+                code=429,
+            )
+
+    def _tokens_per_byte(self) -> float:
+        est, total = self.estimate, int(self.plan.requests.get_column(NBYTES).sum() or 0)
+        if est is None or not total:
+            return 0.25  # about four bytes a token for English text
+        return est.input_tokens / total
+
+    def _job_tokens(self, job: JobRecord) -> int:
+        if self.options.max_enqueued_tokens is None:
+            return 0
+        keys = self.store.job_keys(job)
+        sizes = self.plan.requests.filter(pl.col(KEY).is_in(keys.implode())).get_column(NBYTES)
+        return int(int(sizes.sum() or 0) * self._tokens_per_byte())
 
     def _create(self, job: JobRecord) -> None:
         src: Any
@@ -175,15 +287,28 @@ class Run:
                     self.store.update(job, input_file=self._upload(job))
             src = job.input_file
         self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
-        snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name)
+        try:
+            snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name, self.options.retry)
+        except APIError as exc:
+            if exc.code == 429:  # refused, so not created: wait for room (`advance` tries again)
+                self.store.update(job, state="QUEUED")
+                return
+            if exc.code == 400 and job.transport == "inline" and _too_large(exc):
+                self.store.update(job, transport="file", state="PREPARED")  # refused, so not created: send a file
+                self._create(job)
+                return
+            raise
         self.store.update(job, name=snap.name, state=snap.state)
 
     def _upload(self, job: JobRecord) -> str:
         name = f"{job.display_name}-input"
         if job.input_path is not None:
-            return _client.upload_jsonl(self._api(), Path(job.input_path), name)
+            path = Path(job.input_path)
+            if not path.is_absolute() and self.store.root is not None:
+                path = self.store.root / path
+            return _client.upload_jsonl(self._api(), path, name, self.options.retry)
         data = encode_jsonl(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
-        return _client.upload_jsonl(self._api(), data, name)
+        return _client.upload_jsonl(self._api(), data, name, self.options.retry)
 
     def _each(self, fn: Callable[[JobRecord], None], jobs: list[JobRecord]) -> None:
         if len(jobs) <= 1:
@@ -197,31 +322,56 @@ class Run:
 
     def refresh(self) -> None:
         """Poll every unfinished job once and collect the results of those that finished."""
-        self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
+        with self.store.operation():
+            self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
 
     def _refresh_one(self, job: JobRecord) -> None:
         assert job.name is not None
-        snap = _client.get_job(self._api(), job.name)
-        self.store.update(job, state=snap.state, error=snap.error)
+        try:
+            snap = _client.get_job(self._api(), job.name, self.options.retry)
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+            self._gone(job, f"job {job.name} is no longer on the service (jobs are kept 48 hours)")
+            return
+        self.store.update(job, state=snap.state, error=snap.error, error_code=snap.error_code)
         if snap.state == "SUCCEEDED" and not snap.results_ready:
             return  # the service can report SUCCEEDED before the results file is attached: poll again
         if snap.done:
             self._collect(job, snap)
 
+    def _gone(self, job: JobRecord, why: str) -> None:
+        """The service lost a job or its results: every request of it gets an error saying so, and how to buy it
+        again (`resume(dir, resubmit_lost=True)`: that costs money a second time, so it is the caller's choice)."""
+        message = (
+            f"{why}; its results are lost. To pay for these requests again: polars_gemini.resume(checkpoint, "
+            "resubmit_lost=True), or call batch(..., resubmit_lost=True)"
+        )
+        self.store.update(job, state="GONE", error=why)
+        self.store.add_results(job, synthetic_errors(self.store.job_keys(job), GONE_CODE, message))
+
     def _collect(self, job: JobRecord, snap: _client.JobSnapshot) -> None:
         keys = self.store.job_keys(job)
         if snap.state != "SUCCEEDED":
             message = f"job {job.name} ended {snap.state}" + (f": {snap.error}" if snap.error else "")
-            results = synthetic_errors(keys, JOB_STATE_CODES.get(snap.state, 13), message)
+            code = snap.error_code if snap.state == "FAILED" and snap.error_code else None
+            results = synthetic_errors(keys, code or JOB_STATE_CODES.get(snap.state, 13), message)
         else:
-            results = self._download(job, snap).filter(pl.col(KEY).is_in(keys.implode()))
+            try:
+                results = self._download(job, snap)
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+                self._gone(job, f"the results file {snap.result_file} of job {job.name} is no longer on the service")
+                return
+            results = results.filter(pl.col(KEY).is_in(keys.implode()))
             results = results.unique(subset=KEY, keep="first", maintain_order=True)
             missing = keys.filter(~keys.is_in(results.get_column(KEY).implode()))
             message = f"no result was returned for this request by job {job.name}"
             results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)])
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
         if job.input_file and not self.options.keep_files:
-            _client.delete_file(self._api(), job.input_file)
+            _client.delete_file(self._api(), job.input_file, self.options.retry)
 
     def _decoded(self, results: pl.DataFrame) -> pl.Series:
         """The answers as the caller will get them: typed values in schema mode (null where invalid), else text."""
@@ -233,32 +383,52 @@ class Run:
 
     def _download(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
         if snap.inlined is not None:
-            return parse_lines(inline_lines(snap.inlined))
-        assert snap.result_file is not None
-        self.store.update(job, result_file=snap.result_file)
-        return parse_lines(split_lines(_client.download(self._api(), snap.result_file)))
+            lines = inline_lines(snap.inlined)
+        else:
+            assert snap.result_file is not None
+            self.store.update(job, result_file=snap.result_file)
+            data = _client.download(self._api(), snap.result_file, job.name or job.display_name, self.options.retry)
+            lines = split_lines(data)
+        results, unreadable = parse_results(lines, f"job {job.name}")
+        if unreadable:
+            self.store.update(job, unreadable_lines=unreadable)
+            warnings.warn(
+                f"{unreadable} result line(s) of job {job.name} could not be read (truncated or not JSON); their "
+                "requests get an error and are retried like any missing result.",
+                GeminiBatchWarning,
+                stacklevel=2,
+            )
+        return results
 
     @property
     def done(self) -> bool:
-        return not self.store.active_jobs() and (self.round > self.options.max_retries or self._todo().is_empty())
+        return not self.store.active_jobs() and (not self._may_retry() or self._todo().is_empty())
+
+    def _may_retry(self) -> bool:
+        return self.round <= self.options.max_retries + self.extra_rounds
 
     def advance(self) -> bool:
         """One polling step: refresh, and once a round is complete submit the retry round. True when finished."""
-        if any(j.name is None for j in self.store.active_jobs()):
-            self._recover()
-        self.refresh()
-        if self.store.active_jobs():
-            return False
-        if self.round <= self.options.max_retries:
-            self._submit_round()
-        return self.done
+        with self.store.operation():
+            if any(j.name is None and j.state != "QUEUED" for j in self.store.active_jobs()):
+                self._recover()
+            self.refresh()
+            queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
+            if queued:
+                self._launch(queued)
+            if self.store.active_jobs():
+                return False
+            if self._may_retry():
+                self._submit_round()
+            return self.done
 
     def status(self) -> RunStatus:
         """Job states, request counts and costs as last seen (from the checkpoint alone when resumed from one);
         `refresh()` or `wait()` ask the service."""
         counts = self._counts()
         est = self.estimate.cost if self.estimate else None
-        return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual)
+        unread = sum(j.unreadable_lines for j in self.store.jobs if j.run_id == self.run_id)
+        return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual, unread)
 
     def _counts(self) -> RunStatus:
         latest = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="inner")
@@ -267,11 +437,12 @@ class Run:
         return RunStatus(jobs, self.plan.requests.height, done, latest.height - done)
 
     def wait(self, timeout: float | None = None) -> Run:
-        """Poll with capped exponential backoff until every job has finished and its results are in."""
+        """Poll until every job has finished and its results are in: at once, then with backoff (from
+        `min(poll_interval, 0.5)` s, x1.5 each time, capped at `max_poll_interval`)."""
         from tqdm.auto import tqdm
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = self.options.poll_interval
+        delay = min(self.options.poll_interval, _FIRST_POLL)
         total = self.plan.requests.height
         with tqdm(total=total, unit="req", desc="gemini batch", disable=not self.options.progress) as bar:
             while True:
@@ -284,7 +455,7 @@ class Run:
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise RunTimeoutError(self._timeout_message(timeout))
                 time.sleep(delay)
-                delay = min(delay * 1.5, self.options.max_poll_interval)
+                delay = min(max(delay * 1.5, 0.01), max(self.options.max_poll_interval, self.options.poll_interval))
 
     def _timeout_message(self, timeout: float | None) -> str:
         running = ", ".join(j.name or j.display_name for j in self.store.active_jobs())
@@ -319,17 +490,32 @@ class Run:
         return RunCost(self.estimate, actual, _usage_totals(results))
 
     def cancel(self) -> None:
-        """Cancel every job that has not finished. Requests already answered are still billed by Google."""
-        for job in self.store.active_jobs():
-            if job.name:
-                _client.cancel_job(self._api(), job.name)
+        """Cancel every job that has not finished, and drop queued ones. Requests already answered are still billed."""
+        with self.store.operation():
+            for job in self.store.active_jobs():
+                if job.name:
+                    _client.cancel_job(self._api(), job.name, self.options.retry)
+                elif job.state == "QUEUED":  # never created: nothing to cancel on the service, nothing billed
+                    message = "cancelled before its job was created (it was queued for quota)"
+                    self.store.update(job, state="CANCELLED")
+                    self.store.add_results(job, synthetic_errors(self.store.job_keys(job), 1, message))
 
     def close(self) -> None:
         """Release the checkpoint lock (also released when the process exits)."""
         self.store.close()
 
     def __repr__(self) -> str:
-        return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self._counts()!r})"
+        return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+
+
+def _reusable(snap: _client.JobSnapshot) -> bool:
+    """A job found on the service worth re-attaching to: running, or succeeded (its results are paid for)."""
+    return snap.active or snap.state == "SUCCEEDED"
+
+
+def _too_large(exc: APIError) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _PAYLOAD_TOO_LARGE)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ _CRASH_ENV = "POLARS_GEMINI_CRASH_AT"
 @dataclass
 class JobRecord:
     """One batch job. `state` is the API's (PENDING, RUNNING, SUCCEEDED, ...) or one of ours before it exists:
-    PREPARED (keys saved), CREATING (the create call may have reached the service: find it before creating again)."""
+    PREPARED (keys saved), QUEUED (waiting for room under the service's limits), CREATING (the create call may have
+    reached the service: find it before creating again); or GONE (the service no longer has it or its results).
+    `input_path` is relative to the checkpoint directory. `unreadable_lines`: result lines that could not be read."""
 
     display_name: str
     run_id: str
@@ -55,13 +57,15 @@ class JobRecord:
     created_at: float | None = None
     updated_at: float | None = None
     collected: bool = False
+    error_code: int | None = None
+    unreadable_lines: int = 0
 
 
 _JOB_SCHEMA = {
     "display_name": pl.String, "run_id": pl.String, "attempt": pl.Int32, "shard": pl.Int32, "transport": pl.String,
     "requests": pl.Int64, "state": pl.String, "name": pl.String, "error": pl.String, "input_file": pl.String,
     "input_path": pl.String, "result_file": pl.String, "created_at": pl.Float64, "updated_at": pl.Float64,
-    "collected": pl.Boolean,
+    "collected": pl.Boolean, "error_code": pl.Int64, "unreadable_lines": pl.Int64,
 }  # fmt: skip
 
 
@@ -146,4 +150,11 @@ def jobs_frame(jobs: list[JobRecord]) -> pl.DataFrame:
 
 def jobs_from_frame(frame: pl.DataFrame) -> list[JobRecord]:
     names = {f.name for f in fields(JobRecord)}
-    return [JobRecord(**{k: v for k, v in row.items() if k in names}) for row in frame.iter_rows(named=True)]
+    # One row per job (tens at most), not per request. Columns added by later versions are absent from older files.
+    return [
+        JobRecord(**{k: v for k, v in row.items() if (k in names and v is not None) or k in _REQUIRED})
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+_REQUIRED = ("display_name", "run_id", "attempt", "shard", "transport", "requests")

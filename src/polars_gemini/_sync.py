@@ -1,6 +1,7 @@
 """Synchronous mode: the same contract as a batch run through `generateContent`, for iterating on a prompt.
 
-Standard (not batch) prices apply. Concurrency is bounded; 429 and 5xx are retried by the SDK's retry options.
+Standard (not batch) prices apply. Concurrency is bounded; 429, 5xx, timeouts and lost connections are retried
+(`_client.retrying`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 from google import genai
+from google.genai import types
 
 from polars_gemini import _client
 from polars_gemini._errors import APIError
@@ -21,7 +23,9 @@ from polars_gemini._results import LINE, parse_lines, response_json
 _FATAL = (401, 403, 404)
 
 
-def run_sync(plan: Plan, client: genai.Client, max_concurrency: int, progress: bool) -> pl.DataFrame:
+def run_sync(
+    plan: Plan, client: genai.Client, max_concurrency: int, progress: bool, retry: types.HttpRetryOptions | None = None
+) -> pl.DataFrame:
     """Results (as `_results.parse_lines` returns them) for every request of `plan`, one call each."""
     from tqdm.auto import tqdm
 
@@ -30,7 +34,7 @@ def run_sync(plan: Plan, client: genai.Client, max_concurrency: int, progress: b
     def one(pair: tuple[str, str]) -> str:
         key, prompt = pair
         try:
-            response = _client.generate(client, plan.spec.model, prompt, plan.spec.config)
+            response = _client.generate(client, plan.spec.model, prompt, plan.spec.config, retry)
         except APIError as exc:
             if exc.code in _FATAL:
                 raise

@@ -33,8 +33,10 @@ def test_text_mode_keeps_rows_order_and_dedups(emu: Emulator) -> None:
 def test_function_api_and_lazyframe(emu: Emulator) -> None:
     lazy = reviews().lazy().filter(pl.col("id") > 2)
     out = lazy.gemini.batch("{review}", model="gemini-2.0-flash", client=emu.client(), **FAST)
-    same = polars_gemini.batch(lazy.collect(), "{review}", model="gemini-2.0-flash", client=emu.client(), **FAST)
+    with pytest.warns(polars_gemini.GeminiBatchWarning, match="Re-attached to 1 batch job"):  # the same work again
+        same = polars_gemini.batch(lazy.collect(), "{review}", model="gemini-2.0-flash", client=emu.client(), **FAST)
     assert out.equals(same)
+    assert emu.calls("batches.create") == 1
     assert out.get_column("id").to_list() == [3, 4, 5]
 
 
