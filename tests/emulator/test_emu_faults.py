@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
-from emulator_support import jsonl, prompt_lines, run_file_job, upload
+from emulator_support import jsonl, prompt_lines, raw, run_file_job, upload
 from google import genai
 from google.genai import errors, types
 
@@ -104,6 +105,49 @@ def test_jobs_that_do_not_succeed(gemini_emulator: Emulator, gemini_client: gena
     assert raw_job["done"] is True and "response" not in raw_job and "output" not in raw_job["metadata"]
     assert ("error" in raw_job) == (state == "FAILED")
     assert _finished(gemini_client, _inline(["b"])).state == types.JobState.JOB_STATE_SUCCEEDED
+
+
+def test_failed_job_operation_carries_its_status(gemini_emulator: Emulator, gemini_client: genai.Client) -> None:
+    gemini_emulator.end_next_job("FAILED", code=3, message="Request 7 has no contents.")
+    gemini_emulator.end_next_job("FAILED")
+    named, default = (_finished(gemini_client, _inline([key])).name or "" for key in "ab")
+    wanted = {"code": 3, "message": "Request 7 has no contents.", "status": "INVALID_ARGUMENT"}
+    assert raw(gemini_emulator, "GET", f"/v1beta/{named}").json()["error"] == wanted
+    listed = {op["name"]: op for op in raw(gemini_emulator, "GET", "/v1/batches").json()["operations"]}
+    assert listed[named]["error"] == wanted and listed[named]["done"] is True
+    assert listed[default]["error"]["code"] == 13 and listed[default]["error"]["status"] == "INTERNAL"
+    assert gemini_client.batches.get(name=named).error is None  # the SDK ignores it in Gemini mode
+
+
+def _results_file(client: genai.Client) -> str:
+    job = client.batches.create(model="gemini-2.0-flash", src=upload(client, jsonl(prompt_lines(2))).name or "")
+    dest = client.batches.get(name=job.name or "").dest
+    assert dest is not None and dest.file_name is not None
+    return dest.file_name
+
+
+def test_download_failures_through_the_sdk(gemini_emulator: Emulator) -> None:
+    client = gemini_emulator.client(retry_options=_FAST_RETRY)
+    name = _results_file(client)
+    gemini_emulator.fail_http("files.download", 503, times=2)
+    with pytest.raises(errors.ServerError):
+        client.files.download(file=name)  # the SDK never retries a download, even with retry_options
+    with pytest.raises(errors.ServerError):
+        client.files.download(file=name, destination=io.BytesIO())  # the streaming path
+    stream = io.BytesIO()
+    client.files.download(file=name, destination=stream)
+    assert stream.getvalue() == client.files.download(file=name) and gemini_emulator.calls("files.download") == 4
+
+
+@pytest.mark.parametrize("prefix", ["", "/download"])
+def test_download_failures_on_both_url_shapes(
+    gemini_emulator: Emulator, gemini_client: genai.Client, prefix: str
+) -> None:
+    path = f"{prefix}/v1beta/{_results_file(gemini_client)}:download?alt=media"
+    gemini_emulator.fail_http("files.download", 503, times=2)
+    replies = [raw(gemini_emulator, "GET", path) for _ in range(3)]
+    assert [r.status_code for r in replies] == [503, 503, 200]
+    assert replies[0].json()["error"]["status"] == "UNAVAILABLE" and replies[2].content.count(b"\n") == 2
 
 
 def test_job_outcome_rule() -> None:
