@@ -234,7 +234,7 @@ def find_created(
         if found:
             return best_match(found)
         if attempt < lookups - 1:
-            time.sleep(LOOKUP_PAUSE)
+            time.sleep(min(_or((retry or RETRY).initial_delay, LOOKUP_PAUSE), LOOKUP_PAUSE))
     return None
 
 
@@ -294,12 +294,13 @@ def download(client: genai.Client, file_name: str, job: str, retry: types.HttpRe
 
 
 def delete_file(client: genai.Client, file_name: str, retry: types.HttpRetryOptions | None = None) -> None:
-    """Delete an input file; one already gone (expired, or deleted by a retry whose first reply was lost) is fine."""
+    """Delete an input file; one already gone (expired, or deleted by a retry whose first reply was lost) is fine.
+    The service answers 403 PERMISSION_DENIED ("... or it may not exist") for a file it no longer has."""
     config = types.DeleteFileConfig(http_options=_ONCE)
     try:
         retrying(f"Deleting {file_name}", lambda: client.files.delete(name=file_name, config=config), retry)
     except APIError as exc:
-        if exc.code != 404:
+        if exc.code not in (403, 404):
             raise
 
 
