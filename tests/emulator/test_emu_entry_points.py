@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from google import genai
 from google.genai import types
 
 from polars_gemini.emulator import Emulator
+from polars_gemini.emulator._cli import serve
 
 
 def test_start_stop_without_context_manager() -> None:
@@ -79,6 +81,36 @@ def _first_line(process: subprocess.Popen[str]) -> str:
     reader.join(timeout=20)
     assert lines, "the emulator printed nothing within 20 s"
     return lines[0].strip()
+
+
+@pytest.mark.parametrize("port", [99_999, -1])
+def test_serve_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str], port: int) -> None:
+    assert serve(port=port) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"polars-gemini emulator: error: port {port} is out of range")
+
+
+def test_serve_refuses_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve(port=port) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+
+
+@pytest.mark.parametrize("taken", [False, True])
+def test_cli_exits_2_when_it_cannot_listen(taken: bool) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1] if taken else 99_999
+        command = [sys.executable, "-m", "polars_gemini._cli", "emulator", "--port", str(port)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert str(port) in done.stderr.strip().splitlines()[-1]
 
 
 def test_the_async_client_works_too(gemini_emulator: Emulator) -> None:

@@ -94,3 +94,16 @@ def test_the_api_key_is_never_recorded(gemini_emulator: Emulator) -> None:
     raw(gemini_emulator, "GET", "/v1beta/batches?key=sk-secret-123")
     assert "sk-secret-123" not in repr(gemini_emulator.requests)
     assert all("x-goog-api-key" not in r.headers and "key" not in r.query for r in gemini_emulator.requests)
+
+
+def test_response_ids_look_like_real_ones(gemini_emulator: Emulator, gemini_client: genai.Client) -> None:
+    real = [json.loads(line)["response"]["responseId"] for line in _real_result_lines()]
+    sync = gemini_client.models.generate_content(model="gemini-2.0-flash", contents="Why is the sky blue?")
+    batch = run_file_job(gemini_client, prompt_lines(3))
+    ours = [sync.response_id, *(line["response"]["responseId"] for line in batch)]
+    unpadded = re.compile(r"[A-Za-z0-9_-]{23}")  # 17 bytes of URL-safe base64, no "=" padding
+    assert all(unpadded.fullmatch(rid or "") for rid in [*real, *ours]) and len(set(ours)) == 4
+
+
+def _real_result_lines() -> list[str]:
+    return (SAMPLES / "result_file_generate_content_gemini-2.5-flash.jsonl").read_text().splitlines()

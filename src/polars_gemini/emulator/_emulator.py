@@ -8,7 +8,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from polars_gemini.emulator._app import App
-from polars_gemini.emulator._batches import BatchService, ending
+from polars_gemini.emulator._batches import DEFAULT_FAILURE, BatchService, ending
 from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
 from polars_gemini.emulator._corrupt import corruption
 from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure
@@ -260,10 +260,10 @@ class Emulator:
         """The next `count` jobs created end in `state` (FAILED, CANCELLED or EXPIRED), not SUCCEEDED.
 
         A FAILED job's Operation (in `get` and `list`) carries a top-level
-        `"error": {"code": <gRPC code>, "message": ..., "status": <its name>}`; without `message`,
-        code 13 INTERNAL with a generic message. (The SDK's `BatchJob.error` stays None in Gemini mode.)
+        `"error": {"code": <gRPC code>, "message": ..., "status": <its name>}` (default: 13 INTERNAL,
+        with a generic message). The SDK's `BatchJob.error` stays None in Gemini mode: read the raw JSON.
         """
-        error = operation_error(code, message) if message else None
+        error = operation_error(code, message or DEFAULT_FAILURE["message"])
         self._faults.push_endings(ending(state, error), count)
 
     def corrupt_results(self, kind: str, *, lines: int = 1, jobs: int = 1) -> None:

@@ -119,8 +119,13 @@ def sentence(prompt: str, rng: random.Random) -> str:
 
 
 def response_id(seed: int) -> str:
-    """23 URL-safe characters, the shape of real `responseId`s."""
-    return base64.urlsafe_b64encode(seed.to_bytes(8, "big") * 2).decode()[:23]
+    """17 bytes as 23 characters of unpadded URL-safe base64 (no `=`), the shape of real `responseId`s.
+
+    >>> response_id(1), len(response_id(2**64 - 1))
+    ('c47bFSfjI5P655ibF7d-5iE', 23)
+    """
+    digest = hashlib.blake2b(seed.to_bytes(8, "big"), digest_size=17).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def usage(prompt: int, candidates: int, thoughts: int) -> dict[str, Any]:
