@@ -184,7 +184,7 @@ def _plan(
 
 
 def _streamed_tokens(plan: Plan) -> pl.Series | None:
-    return plan.requests.get_column(TOKENS) if plan.files else None
+    return plan.requests.get_column(TOKENS) if TOKENS in plan.requests.columns else None
 
 
 def _check_budget(est: Estimate, max_cost: float | None) -> None:

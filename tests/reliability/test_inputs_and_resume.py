@@ -1,0 +1,153 @@
+"""Issue 9, parts C (bad input: a library error before any request) and D (resume and small things)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from google import genai
+from google.genai import types
+from reliability_support import FAST, FILES, RETRY, assert_complete, created, echo, frame
+
+import polars_gemini
+from polars_gemini import APIError, ConfigurationError
+from polars_gemini.emulator import Emulator
+
+BAD_OPTIONS: list[dict[str, Any]] = [
+    {"max_concurrency": 0},
+    {"max_concurrency": 2.5},
+    {"max_retries": None},
+    {"max_retries": -1},
+    {"max_cost": "5"},
+    {"max_cost": math.nan},
+    {"max_cost": math.inf},
+    {"max_cost": -1.0},
+    {"max_cost": True},
+    {"poll_interval": 0},
+    {"max_poll_interval": -1},
+    {"max_active_jobs": 0},
+    {"max_enqueued_tokens": 0},
+    {"output": ""},
+    {"prices": {"gemini-2.0-flash": {"input": -0.1, "output": 0.4}}},
+    {"prices": {"gemini-2.0-flash": {"input": "cheap", "output": 0.4}}},
+    {"prices": {"gemini-2.0-flash": {"input": math.nan, "output": 0.4}}},
+]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS, ids=lambda o: f"{next(iter(o))}={next(iter(o.values()))!r}")
+def test_bad_options_are_configuration_errors_before_any_request(emu: Emulator, options: dict[str, Any]) -> None:
+    """C15: each a ConfigurationError naming the option, before anything reaches the service."""
+    merged = {**FAST, **options}
+    with pytest.raises(ConfigurationError) as info:
+        frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), **merged)
+    name = next(iter(options))
+    assert name.split("_")[-1] in str(info.value) or "price" in str(info.value)
+    assert emu.requests == []
+
+
+def test_zero_row_lazyframe_with_memory_budget_just_works(emu: Emulator, tmp_path: Path) -> None:
+    """C15: streaming an empty LazyFrame returns an empty frame with the output columns; no job."""
+    lf = pl.LazyFrame({"text": []}, schema={"text": pl.String})
+    out = lf.gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), memory_budget=1_000_000,
+                          checkpoint=tmp_path / "c", **FAST)  # fmt: skip
+    assert out.columns == ["text", "response", "response_error"] and out.height == 0
+    assert created(emu) == 0
+
+
+def test_unreachable_host_is_an_api_error_naming_the_url() -> None:
+    """C15: no service at the address: an APIError that names the URL (no raw httpx error), after retries."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again at once: nothing listens there
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=f"http://127.0.0.1:{port}"))
+    with pytest.raises(APIError, match=rf"could not reach the service .*127\.0\.0\.1:{port}") as info:
+        frame().gemini.batch("{text}", model="gemini-2.0-flash", client=client, **FAST)
+    assert "k" not in str(info.value).split() and "api_key" not in str(info.value)
+
+
+def test_public_functions_show_their_full_signatures() -> None:
+    """D: no **kwargs hides options from help(), IDEs and inspect.signature."""
+    df = pl.DataFrame({"t": ["x"]})
+    for fn in (polars_gemini.batch, polars_gemini.submit, polars_gemini.resume, polars_gemini.estimate,
+               df.gemini.batch, df.gemini.submit, df.gemini.estimate, df.gemini.input_tokens,
+               df.lazy().gemini.batch, df.lazy().gemini.submit):  # fmt: skip
+        params = inspect.signature(fn).parameters
+        assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in params.values()), fn
+    batch_params = set(inspect.signature(df.gemini.batch).parameters)
+    assert {"poll_interval", "checkpoint", "max_cost", "timeout", "retry", "max_active_jobs"} <= batch_params
+    assert set(inspect.signature(polars_gemini.submit).parameters) - {"frame"} == batch_params - {"timeout"}
+
+
+def test_resume_takes_output_and_repr_shows_the_cost(emu: Emulator, tmp_path: Path) -> None:
+    """D: resume(d, output=...) works; repr(run) shows the costs status() knows."""
+    ckpt = tmp_path / "c"
+    frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint=ckpt, **FAST)
+    run = polars_gemini.resume(ckpt, client=emu.client(), output="answer", **FAST)
+    out = run.result()
+    assert {"answer", "answer_error"} <= set(out.columns)
+    assert "unknown" not in repr(run) and "estimated" in repr(run)
+    run.close()
+
+
+def test_streamed_run_resumes_from_another_working_directory(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D: paths in a checkpoint are relative to the checkpoint, so resume works from any directory."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    emu.fail_http("batches.create", 400, times=1, message="Refused once.")  # the run stops before its job exists
+    lf = frame(20).lazy()
+    with pytest.raises(APIError):
+        lf.gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint="ckpt",
+                        memory_budget=100_000, **FAST)  # fmt: skip
+    shutil.move(tmp_path / "a" / "ckpt", tmp_path / "b" / "moved")
+    monkeypatch.chdir(tmp_path / "b")
+    run = polars_gemini.resume("moved", client=emu.client(), **FAST)
+    assert_complete(run.result(), 20)
+    run.close()
+
+
+def test_resume_when_jobs_are_gone_says_what_was_lost_and_can_pay_again(emu: Emulator, tmp_path: Path) -> None:
+    """D: a job the service no longer has (404 / expired): rows say so; resubmit_lost=True buys them again."""
+    from polars_gemini.emulator import Emulator as Emu
+
+    ckpt = tmp_path / "c"
+    with Emu(responder=echo, running_seconds=30) as slow:
+        run = frame().gemini.submit("{text}", model="gemini-2.0-flash", client=slow.client(), checkpoint=ckpt, **FAST)
+        run.close()
+    # The emulator that had the job is gone; a fresh one does not know it (as after 48 h).
+    lost = polars_gemini.resume(ckpt, client=emu.client(), **FAST).result()
+    errors = lost.get_column("response_error").to_list()
+    assert all("no longer on the service" in e and "resubmit_lost=True" in e for e in errors), errors[0]
+    assert created(emu) == 0
+    again = polars_gemini.resume(ckpt, client=emu.client(), resubmit_lost=True, **FAST)
+    assert_complete(again.result(), 6)
+    again.close()
+    assert created(emu) == 1
+
+
+def test_first_poll_comes_soon() -> None:
+    """D: against a job that takes 0.3 s, the default polling (poll_interval=5) does not wait 5 s first."""
+    with Emulator(responder=echo, running_seconds=0.3) as emu:
+        started = time.monotonic()
+        run = frame().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(), progress=False,
+                                    retry=RETRY)  # fmt: skip
+        run.result()
+        assert time.monotonic() - started < 4.0
+        assert emu.calls("batches.get") >= 2
+
+
+def test_file_transport_inputs_are_deleted_and_a_lost_delete_reply_is_fine(emu: Emulator) -> None:
+    """A delete whose reply is lost is retried; the file is already gone (403/404): that is success."""
+    emu.delay_reply("files.delete", 1.0)
+    out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(timeout=300), **FILES, **FAST)
+    assert_complete(out, 6)
+    assert not [f for f in emu.files.values() if (f.get("displayName") or "").endswith("-input")]
