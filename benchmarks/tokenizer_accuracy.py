@@ -24,7 +24,7 @@ import polars as pl
 from polars_gemini import _tokenizer as tok
 
 REPO = Path(__file__).resolve().parents[1]
-CALIBRATION = REPO.parent / "shared" / "gemini-api" / "token-calibration.jsonl"
+CALIBRATION = REPO / "tests" / "data" / "token-calibration.jsonl"
 MODEL_FILE = REPO / "src" / "polars_gemini" / "data" / "tokenizer_model.json"
 WEIGHT_POWER = 1.5  # row weight 1/y**1.5: between absolute (0) and relative (2) squared error
 
@@ -190,7 +190,7 @@ def refit(path: Path) -> None:
         "target": "Gemini 2.x/3.x text token counts (Gemma 3 SentencePiece, 262,144 pieces)",
         "as_of": datetime.date.today().isoformat(),
         "training_corpus": {
-            "name": "shared/gemini-api/token-calibration.jsonl",
+            "name": "tests/data/token-calibration.jsonl",
             "texts": frame.height,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,10 @@ from hypothesis import strategies as st
 from polars_gemini import _tokenizer as tok
 from polars_gemini._tokenizer import count_tokens, estimate_tokens, exact_tokenizer
 
-CALIBRATION = Path(__file__).parents[2] / "shared" / "gemini-api" / "token-calibration.jsonl"
+# 4,124 texts with their exact Gemini token counts: the corpus the shipped model was fitted on (its sha256 is in
+# src/polars_gemini/data/tokenizer_model.json). Part of the repository, so a fresh clone runs every test below.
+CALIBRATION = Path(__file__).parent / "data" / "token-calibration.jsonl"
+MODEL_FILE = Path(tok.__file__).parent / "data" / "tokenizer_model.json"
 
 # (max |corpus-total error| %, max p95 absolute relative error %) on the held-out half, for what
 # `estimate_tokens` returns on a column of at most MAX_ENCODED texts: the cl100k model. Measured (2026-11-25):
@@ -34,14 +38,20 @@ BOUNDS = {
 
 @pytest.fixture(scope="module")
 def held_out() -> pl.DataFrame:
-    if not CALIBRATION.exists():
-        pytest.skip(f"calibration file not found at {CALIBRATION} (it lives outside the repository)")
+    if not CALIBRATION.is_file():
+        pytest.fail(f"calibration file {CALIBRATION} is missing: it is part of the repository (git checkout it)")
     frame = pl.read_ndjson(CALIBRATION)
     keep = pl.Series([hashlib.sha256(t.encode()).digest()[0] % 2 == 0 for t in frame["text"]])
     label = pl.when(pl.col("corpus") == "fortunes_en").then(pl.lit("en")).otherwise(pl.col("corpus"))
     label = pl.when(pl.col("corpus") == "fortunes_multilingual").then(pl.col("group")).otherwise(label)
     frame = frame.filter(keep).with_columns(label=label)
     return frame.with_columns(est=estimate_tokens(pl.col("text")))
+
+
+def test_calibration_file_is_the_corpus_the_model_was_fitted_on() -> None:
+    recorded = json.loads(MODEL_FILE.read_text(encoding="utf-8"))["training_corpus"]
+    assert hashlib.sha256(CALIBRATION.read_bytes()).hexdigest() == recorded["sha256"]
+    assert pl.read_ndjson(CALIBRATION).height == recorded["texts"]
 
 
 def _errors(frame: pl.DataFrame) -> dict[str, float]:

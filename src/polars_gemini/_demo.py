@@ -8,6 +8,8 @@ from contextlib import ExitStack
 
 import polars as pl
 
+from polars_gemini._errors import ConfigurationError
+
 _PRODUCTS = (
     "espresso machine",
     "trail running shoes",
@@ -76,6 +78,8 @@ def reviews(n: int = 2_000, seed: int = 7) -> pl.DataFrame:
 def run(*, rows: int = 2_000, live: bool = False) -> pl.DataFrame:
     import polars_gemini
 
+    if rows < 1:
+        raise ConfigurationError(f"The demo needs at least 1 row, got rows={rows}. Hint: try the default, 2,000.")
     df = reviews(rows)
     with ExitStack() as stack:
         if live:

@@ -15,7 +15,7 @@ import polars as pl
 from google import genai
 
 from polars_gemini import _client
-from polars_gemini._errors import CheckpointError
+from polars_gemini._errors import CheckpointCorruptedError, CheckpointError
 from polars_gemini._estimate import actual_cost
 from polars_gemini._prices import load_prices
 from polars_gemini._requests import KEY
@@ -52,11 +52,43 @@ class CheckpointStatus:
 
 
 def checkpoint_status(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = None) -> CheckpointStatus:
-    """The state of the run saved in `checkpoint`, from its files (and job states from the API with `client`)."""
+    """The state of the run saved in `checkpoint`, from its files (and job states from the API with `client`).
+
+    >>> print(polars_gemini.checkpoint_status("runs/reviews"))  # doctest: +SKIP
+    """
     root = Path(checkpoint)
-    if not (root / "manifest.json").exists():
-        raise CheckpointError(f"{root} is not a polars-gemini checkpoint (no manifest.json).")
-    manifest: dict[str, Any] = read_json(root / "manifest.json")
+    manifest = _manifest(root)
+    try:
+        return _status(root, manifest, client)
+    except (FileNotFoundError, pl.exceptions.PolarsError) as exc:  # a file or a column the run always writes
+        raise CheckpointCorruptedError(
+            f"Checkpoint {root} is incomplete or corrupted ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "Hint: was it copied only in part? Restore the whole directory, or start the run again elsewhere."
+        ) from exc
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    """The manifest of the checkpoint at `root`, or a CheckpointError saying why there is none."""
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is a file, not a directory"
+        raise CheckpointError(
+            f"Checkpoint {root} {what}. Hint: pass the directory given as checkpoint= to batch() or submit()."
+        )
+    if not (root / "manifest.json").is_file():
+        raise CheckpointError(
+            f"{root} is not a polars-gemini checkpoint (no manifest.json). Hint: pass the directory given as "
+            "checkpoint= to batch() or submit()."
+        )
+    manifest = read_json(root / "manifest.json")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), str):
+        raise CheckpointCorruptedError(
+            f"Checkpoint file {root / 'manifest.json'} is not a polars-gemini manifest (no model recorded). "
+            "Hint: restore it from a backup, or start the run again elsewhere."
+        )
+    return manifest
+
+
+def _status(root: Path, manifest: dict[str, Any], client: genai.Client | None) -> CheckpointStatus:
     jobs = read_parquet(root / "jobs.parquet") if (root / "jobs.parquet").exists() else pl.DataFrame()
     if client is not None and jobs.height:
         jobs = _refresh(jobs, client)
