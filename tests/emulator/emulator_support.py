@@ -18,7 +18,7 @@ from google.genai import types
 
 from polars_gemini.emulator import Emulator
 
-SAMPLES = Path("/work/shared/gemini-api/samples")
+SAMPLES = Path(__file__).parents[1] / "data" / "samples"  # copies of the real samples (see each .source.txt)
 KEY_HEADER = {"x-goog-api-key": "test-key"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -100,20 +101,12 @@ def test_deleting_files_as_the_corruption_message_advises_never_recreates(
     if lost in ("jobs.parquet", "both"):
         (ckpt / "jobs.parquet").unlink()
     downloads = emu.calls("files.download")
-    with pytest.warns(GeminiBatchWarning) if lost != "results" else _no_warning():
+    with pytest.warns(GeminiBatchWarning) if lost != "results" else contextlib.nullcontext():
         out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint=ckpt,
                                    **FILES, **FAST)  # fmt: skip
     assert_complete(out, 6)
     assert created(emu) == 1
     assert emu.calls("files.download") == downloads + 1
-
-
-class _no_warning:  # noqa: N801  # used like pytest.warns, for the case that must not warn
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_two_threads_on_one_checkpoint_create_one_job(tmp_path: Path) -> None:

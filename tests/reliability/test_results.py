@@ -18,9 +18,9 @@ from polars_gemini.emulator import Emulator, ResponderRequest
 def test_unreadable_result_line_is_counted_and_its_key_retried(emu: Emulator, tmp_path: Path, kind: str) -> None:
     """B7: a line that cannot be read is reported; its key is missing and retried; the rest is kept."""
     emu.corrupt_results(kind, lines=1)
+    run = frame().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(),
+                                checkpoint=tmp_path / "c", **FILES, **FAST)  # fmt: skip
     with pytest.warns(GeminiBatchWarning, match="1 result line"):
-        run = frame().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(),
-                                    checkpoint=tmp_path / "c", **FILES, **FAST)  # fmt: skip
         out = run.result()
     assert_complete(out, 6)
     assert run.status().unreadable_lines == 1
