@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import tempfile
@@ -29,6 +30,8 @@ from polars_gemini._stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini._sync import run_sync
 
 FrameLike = pl.DataFrame | pl.LazyFrame
+# Set while `batch()` runs `submit()`: the checkpoint then stays busy from its opening to batch()'s end.
+_BATCH_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("polars_gemini_batch_call", default=False)
 ConfigLike = types.GenerateContentConfig | Mapping[str, Any]
 
 
@@ -121,7 +124,8 @@ def submit(
         run.close()  # a failed submit never keeps the checkpoint locked: resume() must work from anywhere
         raise
     finally:
-        run.store.opened()
+        if not _BATCH_CALL.get():  # batch() keeps the directory busy until it returns: no thread takes it between
+            run.store.opened()
 
 
 def _check_options(
@@ -279,18 +283,21 @@ def batch(
     >>> out = polars_gemini.batch(df, "Classify: {review}", model="gemini-2.5-flash",
     ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
     """
-    run = submit(
-        frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
-        output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
-        inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
-        max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
-        check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
-        max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
-        max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-        resubmit_lost=resubmit_lost,
-    )  # fmt: skip
+    inside = _BATCH_CALL.set(True)
     try:
-        with run.store.operation():  # the whole call is one unit of work: no other thread takes the checkpoint
-            return run.result(timeout=timeout)
+        run = submit(
+            frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
+            inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+            check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
+            max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+            resubmit_lost=resubmit_lost,
+        )  # fmt: skip
+    finally:
+        _BATCH_CALL.reset(inside)
+    try:
+        return run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
     finally:
         run.close()  # batch() owns its run: let other processes use the checkpoint once it returns or raises
