@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
 from polars_gemini._decode import decode_answers
 from polars_gemini._plan import SKIP, Plan
 from polars_gemini._requests import KEY
 from polars_gemini._results import ERROR, LINE, TEXT
+from polars_gemini._schema import Field, check_names
 
 _FOUND = "__pg_found"
 
@@ -27,31 +30,58 @@ def per_request(plan: Plan, results: pl.DataFrame) -> pl.DataFrame:
 
 
 def answer_columns(plan: Plan, by_request: pl.DataFrame, output: str, prefix: str) -> pl.DataFrame:
-    """The answer column(s) and the error column per request, decoded to the declared dtypes."""
+    """The answer column(s) and the error column per request, decoded to the declared dtypes.
+
+    The first column is the request key, under a name none of the others has (schema fields are the user's to name,
+    `key` included); `join_rows` finds it by position.
+    """
     error_col = f"{output}_error"
     field = plan.spec.field
     if field is None:
-        return by_request.select(
-            KEY,
-            pl.when(pl.col(ERROR).is_null()).then(pl.col(TEXT)).alias(output),
-            pl.col(ERROR).alias(error_col),
+        answers = by_request.select(
+            pl.when(pl.col(ERROR).is_null()).then(pl.col(TEXT)).alias(output), pl.col(ERROR).alias(error_col)
         )
-    decoded = decode_answers(by_request.get_column(TEXT).alias(TEXT), field)
-    both = pl.concat([by_request.select(KEY, ERROR), decoded], how="horizontal")
-    both = both.select(
-        KEY,
-        pl.when(pl.col(ERROR).is_null() & pl.col("problem").is_null()).then(pl.col("value")).alias("value"),
-        pl.coalesce(ERROR, "problem").alias(error_col),
-    )
-    fields = both.get_column("value").struct.unnest()
-    fields = fields.rename({name: f"{prefix}{name}" for name in fields.columns})
-    return pl.concat([both.select(KEY), fields, both.select(error_col)], how="horizontal")
+    else:
+        check_names(field, output, prefix)  # `submit` checks it before sending; this keeps the frame well-formed
+        decoded = decode_answers(by_request.get_column(TEXT), field)
+        both = (
+            by_request.select(ERROR)
+            .hstack(decoded)
+            .select(
+                pl.when(pl.col(ERROR).is_null()).then(pl.col("value")).alias("value"),
+                pl.coalesce(ERROR, "problem").alias(ERROR),
+            )
+        )
+        answers = _unnest(both.get_column("value"), field, prefix).hstack([both.get_column(ERROR).alias(error_col)])
+    return answers.insert_column(0, by_request.get_column(KEY).alias(_fresh("__pg_key", answers.columns)))
+
+
+def _unnest(values: pl.Series, field: Field, prefix: str) -> pl.DataFrame:
+    """One column per schema field, named `prefix` + field name; any name, even one Polars would read as a pattern."""
+    positional = [f"f{i}" for i in range(len(field.children))]
+    frame = values.struct.rename_fields(positional).struct.unnest()
+    return frame.rename({p: f"{prefix}{name}" for p, (name, _) in zip(positional, field.children, strict=True)})
+
+
+def _fresh(base: str, taken: Collection[str]) -> str:
+    """`base`, lengthened until it is the name of no column in `taken`: internal columns never shadow a user's."""
+    name = base
+    while name in taken:
+        name += "_"
+    return name
 
 
 def join_rows(frame: pl.DataFrame, plan: Plan, answers: pl.DataFrame, output: str) -> pl.DataFrame:
-    """The input frame with the answer columns appended, row order and count unchanged."""
+    """The input frame with the answer columns appended, row order and count unchanged.
+
+    `answers`: the request key first (as `answer_columns` makes it), then the columns to append.
+    """
     error_col = f"{output}_error"
-    joined = plan.rows.join(answers, on=KEY, how="left", maintain_order="left")
-    added = joined.with_columns(pl.coalesce(pl.col(SKIP), pl.col(error_col)).alias(error_col)).drop(KEY, SKIP)
+    key = answers.columns[0]
+    row_key = _fresh("__pg_row_key", answers.columns)
+    skip = _fresh(SKIP, [*answers.columns, row_key])
+    rows = plan.rows.select(pl.col(KEY).alias(row_key), pl.col(SKIP).alias(skip))
+    joined = rows.join(answers, left_on=row_key, right_on=key, how="left", maintain_order="left")
+    added = joined.with_columns(pl.coalesce(pl.col(skip), pl.col(error_col)).alias(error_col)).drop(row_key, skip)
     assert added.height == frame.height, "a join changed the number of rows"  # keys are unique in `answers`
     return pl.concat([frame, added], how="horizontal")

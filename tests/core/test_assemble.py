@@ -35,3 +35,33 @@ def test_missing_duplicate_and_foreign_keys() -> None:
         "no result was returned for this request",
         None,
     ]
+
+
+def test_answer_columns_may_take_any_name() -> None:
+    """Schema fields and the output are the user's to name: `key`, `value`, `problem`, `*`, a regex, an internal one."""
+    df = pl.DataFrame({"key": ["a", "b", None], "__pg_key": [1, 2, 3]})
+    names = ["key", "value", "problem", "error", "text", "*", "^k.*$", "__pg_key", "__pg_row_key", "__pg_skip"]
+    spec = build_spec("gemini-2.0-flash", schema=dict.fromkeys(names, pl.Int64))
+    plan = make_plan(df, "{key}", spec, Limits())
+    ka = plan.requests.get_column("key")[0]  # the request of row "a"; row "b" gets no result
+    answer = json.dumps({name: i for i, name in enumerate(names)})
+    by_request = per_request(plan, parse_lines(pl.Series(LINE, [_line(ka, answer)])))
+    out = join_rows(df, plan, answer_columns(plan, by_request, "response", "p_"), "response")
+    assert out.columns == ["key", "__pg_key", *[f"p_{n}" for n in names], "response_error"]
+    assert out.row(0) == ("a", 1, *range(len(names)), None)
+    assert out.get_column("response_error").to_list()[1:] == [
+        "no result was returned for this request",
+        "not sent: column 'key' is null in this row",
+    ]
+    bare = answer_columns(plan, by_request, "response", "")
+    assert bare.columns[1:] == [*names, "response_error"]
+    assert join_rows(df.drop("key", "__pg_key"), plan, bare, "response").row(0) == (*range(len(names)), None)
+
+
+def test_text_mode_output_named_like_an_internal_column() -> None:
+    df = pl.DataFrame({"t": ["a", "b"]})
+    plan = make_plan(df, "{t}", build_spec("gemini-2.0-flash"), Limits())
+    ka, kb = plan.requests.get_column("key").to_list()
+    by_request = per_request(plan, parse_lines(pl.Series(LINE, [_line(ka, "A"), _line(kb, "B")])))
+    out = join_rows(df, plan, answer_columns(plan, by_request, "key", ""), "key")
+    assert out.to_dict(as_series=False) == {"t": ["a", "b"], "key": ["A", "B"], "key_error": [None, None]}

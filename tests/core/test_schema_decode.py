@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
 import polars as pl
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from polars_gemini import SchemaError
 from polars_gemini._decode import decode_answers
-from polars_gemini._schema import response_schema, to_field
+from polars_gemini._schema import check_names, response_schema, to_field
 
 
 class Color(enum.Enum):
@@ -115,3 +116,103 @@ def test_null_text_has_no_problem_of_its_own() -> None:
 def test_integer_bounds_of_narrow_types() -> None:
     out = decode_answers(pl.Series(['{"a":300}', '{"a":-1}', '{"a":7}']), to_field({"a": pl.UInt8}))
     assert out.get_column("problem").is_not_null().to_list() == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("schema", "match"),
+    [
+        ({"a": pl.Struct({})}, r"'a': pl.Struct\(\{\}\) has no fields"),
+        ({"a": pl.List(pl.Struct({"b": pl.Struct({})}))}, r"'a\[\]\.b': pl.Struct"),
+        ({"a": pl.Enum([])}, r"'a': pl.Enum\(\[\]\) has no categories"),
+        ({"a": pl.Struct({"b": pl.Enum([])})}, r"'a.b': pl.Enum"),
+        ({"": pl.String}, "empty name"),
+        ({"a": pl.Struct([pl.Field("b", pl.Int64), pl.Field("b", pl.String)])}, "two fields named 'b'"),
+    ],
+)
+def test_empty_or_ambiguous_schemas_are_schema_errors(schema: dict[str, pl.DataType], match: str) -> None:
+    with pytest.raises(SchemaError, match=match) as info:
+        to_field(schema)
+    assert "Hint" in str(info.value)
+
+
+def test_an_empty_model_is_a_schema_error() -> None:
+    class Empty(BaseModel):
+        pass
+
+    class Holder(BaseModel):
+        inner: Empty
+
+    for model in (Empty, Holder):
+        with pytest.raises(SchemaError, match="Empty has no fields"):
+            to_field(model)
+
+
+def test_check_names_guards_the_error_and_usage_columns() -> None:
+    field = to_field({"response_error": pl.String, "response_input_tokens": pl.Int64})
+    with pytest.raises(SchemaError, match=r"'response_error'.*error column.*prefix="):
+        check_names(field, "response", "")
+    check_names(field, "response", "llm_")
+    check_names(field, "out", "")
+    with pytest.raises(SchemaError, match="usage column"):
+        check_names(to_field({"x_input_tokens": pl.Int64}), "x", "", usage=True)
+
+
+class Limits(BaseModel):
+    score: float = Field(ge=0, le=1)
+    ratio: float = Field(gt=0, lt=1)
+    stars: int = Field(gt=0, lt=6)
+    code: str = Field(min_length=2, max_length=4, pattern=r"^[A-Z]+$")
+    tags: list[Annotated[str, Field(max_length=3)]] = Field(min_length=1, max_length=2)
+    note: str | None = Field(None, min_length=2)
+
+
+OK_LIMITS = '{"score":0.5,"ratio":0.5,"stars":3,"code":"AB","tags":["x"],"note":null}'
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({}, None),
+        ({"score": 1.0, "stars": 5, "code": "ABCD", "tags": ["abc", "d"], "note": "ok"}, None),
+        ({"score": 1.5}, "field 'score' breaks a constraint: expected a value <= 1 (le), got 1.5"),
+        ({"score": -0.1}, "field 'score' breaks a constraint: expected a value >= 0 (ge), got -0.1"),
+        ({"ratio": 0}, "expected a value > 0 (gt), got 0.0"),
+        ({"ratio": 1}, "expected a value < 1 (lt)"),
+        ({"stars": 6}, "field 'stars' breaks a constraint: expected a value < 6 (lt), got 6"),
+        ({"code": "A"}, "field 'code' breaks a constraint: expected at least 2 characters (min_length), got 'A'"),
+        ({"code": "ABCDE"}, "at most 4 characters (max_length)"),
+        ({"code": "ab"}, "expected a string matching '^[A-Z]+$' (pattern), got 'ab'"),
+        ({"tags": []}, "field 'tags' breaks a constraint: expected at least 1 items (min_length), got 0 items"),
+        ({"tags": ["a", "b", "c"]}, "at most 2 items (max_length), got 3 items"),
+        ({"tags": ["a", "long"]}, "field 'tags[]' breaks a constraint: expected at most 3 characters"),
+        ({"note": "x"}, "field 'note' breaks a constraint"),
+    ],
+)
+def test_constraints_are_enforced_on_decode(change: dict[str, object], problem: str | None) -> None:
+    text = json.dumps(json.loads(OK_LIMITS) | change)
+    out = decode_answers(pl.Series([text, OK_LIMITS]), to_field(Limits))
+    got = out.get_column("problem").to_list()
+    assert got[1] is None and out.get_column("value")[1] is not None  # the other row is unaffected
+    if problem is None:
+        assert got[0] is None and out.get_column("value")[0] is not None
+    else:
+        assert got[0] is not None and problem in got[0], got[0]
+        assert out.get_column("value")[0] is None  # the violating row's value is null, not half kept
+
+
+def test_any_field_name_decodes() -> None:
+    odd = {"*": pl.Int64, "^a.*$": pl.String, "a": pl.String, "{}": pl.Boolean, "key": pl.Int64, "x.y": pl.Int64}
+    text = json.dumps({"*": 1, "^a.*$": "r", "a": "s", "{}": True, "key": 2, "x.y": 3})
+    field = to_field(odd | {"n": pl.Struct({"*": pl.Enum(["{}"])})})
+    out = decode_answers(pl.Series([text[:-1] + ',"n":{"*":"{}"}}', text[:-1] + ',"n":{"*":"no"}}']), field)
+    assert out.get_column("problem")[0] is None
+    assert out.get_column("value")[0] == {
+        "*": 1,
+        "^a.*$": "r",
+        "a": "s",
+        "{}": True,
+        "key": 2,
+        "x.y": 3,
+        "n": {"*": "{}"},
+    }
+    assert "field 'n.*': expected one of ['{}'], got no" in out.get_column("problem")[1]
