@@ -24,7 +24,7 @@ from polars_gemini._prices import as_price_table
 from polars_gemini._requests import RequestSpec, build_spec
 from polars_gemini._resume import open_run
 from polars_gemini._run import MAX_ACTIVE_JOBS, Run, RunOptions
-from polars_gemini._schema import SchemaLike
+from polars_gemini._schema import SchemaLike, check_names
 from polars_gemini._store import JobRecord
 from polars_gemini._stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini._sync import run_sync
@@ -95,6 +95,7 @@ def submit(
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
+    check_names(spec.field, output, prefix, usage=usage)
     check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix))
     limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint)

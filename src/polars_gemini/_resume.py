@@ -14,12 +14,12 @@ from google import genai
 from google.genai import types
 
 from polars_gemini._checkpoint import Store
-from polars_gemini._errors import CheckpointCorruptedError, CheckpointError, ConfigurationError
+from polars_gemini._errors import CheckpointCorruptedError, CheckpointError, ConfigurationError, SchemaError
 from polars_gemini._estimate import Estimate
 from polars_gemini._plan import Limits, Plan, plan_fingerprint, run_id_for, shards_of
 from polars_gemini._requests import KEY, PROMPT, RequestSpec, build_spec_from_config
 from polars_gemini._run import MAX_ACTIVE_JOBS, Run, RunOptions
-from polars_gemini._schema import Field, from_dtype
+from polars_gemini._schema import Field, field_from_json, field_to_json, from_dtype
 from polars_gemini._store import FORMAT_VERSION, read_json, read_parquet, sink_parquet, write_json, write_parquet
 from polars_gemini._stream import TOKENS
 from polars_gemini._tokenizer import estimate_tokens
@@ -75,6 +75,7 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "template_expr": None if isinstance(template, str) else template.meta.serialize(format="json"),
         "config": spec.config.model_dump(mode="json", exclude_none=True, exclude={"http_options"}),
         "nullable": _nullable_paths(field) if field is not None else None,
+        "field": field_to_json(field) if field is not None else None,
         "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
         "estimate": run.estimate.to_dict() if run.estimate else None,
         "request_files": [str(Path(f).resolve().relative_to(root.resolve())) for f in run.plan.files],
@@ -198,11 +199,21 @@ def _estimate(saved: dict[str, Any] | None) -> Estimate | None:
     return Estimate(**(values | {"assumptions": tuple(values.get("assumptions", ()))}))
 
 
+def _saved_field(root: Path, manifest: dict[str, Any], dtype: Any) -> Field:
+    """The schema tree as saved: nullability and constraints (`field`), or, from older manifests, nullability."""
+    if manifest.get("field") is None:
+        return _field(dtype, set(manifest["nullable"]))
+    try:
+        return field_from_json(manifest["field"], dtype)
+    except SchemaError as exc:
+        raise CheckpointCorruptedError(f"{root / MANIFEST}: its schema does not fit schema.parquet ({exc}).") from None
+
+
 def _spec(root: Path, manifest: dict[str, Any]) -> RequestSpec:
     field = None
     if manifest.get("nullable") is not None:
         dtype = read_parquet(root / "schema.parquet").schema["value"]
-        field = _field(dtype, set(manifest["nullable"]))
+        field = _saved_field(root, manifest, dtype)
     config = types.GenerateContentConfig.model_validate(manifest["config"])
     spec = build_spec_from_config(manifest["model"], config, field)
     if spec.fingerprint != manifest["request_fingerprint"]:

@@ -56,10 +56,6 @@ def test_schema_mistakes_are_caught_before_any_request(emu: Emulator, case: str)
     _nothing_sent(emu)
 
 
-@pytest.mark.xfail(
-    reason="needs _api.submit to call _schema.check_names(spec.field, output, prefix, usage=usage) (issue #9/12)",
-    strict=True,
-)
 def test_a_field_named_like_the_error_column_is_caught_before_any_request(emu: Emulator) -> None:
     df = pl.DataFrame({"t": ["x"]})
     with pytest.raises(SchemaError, match="error column"):

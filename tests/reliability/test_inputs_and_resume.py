@@ -151,3 +151,21 @@ def test_file_transport_inputs_are_deleted_and_a_lost_delete_reply_is_fine(emu: 
     out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(timeout=300), **FILES, **FAST)
     assert_complete(out, 6)
     assert not [f for f in emu.files.values() if (f.get("displayName") or "").endswith("-input")]
+
+
+def test_constraints_survive_a_resume(emu: Emulator, tmp_path: Path) -> None:
+    """A resumed run decodes with the same constraints (they live in the manifest next to schema.parquet)."""
+    from pydantic import BaseModel, Field
+
+    class Score(BaseModel):
+        score: float = Field(ge=0, le=1)
+
+    ckpt = tmp_path / "c"
+    run = frame().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(), schema=Score,
+                                checkpoint=ckpt, **FAST)  # fmt: skip
+    before = run.plan.spec.field
+    run.close()
+    again = polars_gemini.resume(ckpt, client=emu.client(), **FAST)
+    assert again.plan.spec.field == before
+    assert again.plan.spec.fingerprint == run.plan.spec.fingerprint
+    again.close()
