@@ -25,9 +25,10 @@ from polars_gemini._requests import RequestSpec, build_spec
 from polars_gemini._resume import open_run
 from polars_gemini._run import MAX_ACTIVE_JOBS, Run, RunOptions
 from polars_gemini._schema import SchemaLike, check_names
-from polars_gemini._store import JobRecord
+from polars_gemini._store import JobRecord, sink_parquet
 from polars_gemini._stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini._sync import run_sync
+from polars_gemini._template import prompt_exprs
 
 FrameLike = pl.DataFrame | pl.LazyFrame
 # Set while `batch()` runs `submit()`: the checkpoint then stays busy from its opening to batch()'s end.
@@ -92,6 +93,8 @@ def submit(
         poll_interval=poll_interval, max_poll_interval=max_poll_interval, max_cost=max_cost,
         max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, output=output, prefix=prefix,
     )  # fmt: skip
+    if mode == "sync" and memory_budget is not None:
+        raise ConfigurationError("memory_budget= streams batch runs; sync mode is for quick iterations on few rows.")
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
@@ -174,18 +177,27 @@ def _plan(
     frame: FrameLike, template: str | pl.Expr, spec: RequestSpec, limits: Limits, memory_budget: int | None,
     checkpoint: str | os.PathLike[str] | None,
 ) -> tuple[FrameLike, Plan]:  # fmt: skip
-    """The plan, in memory, or streamed into request files for a LazyFrame with a memory budget."""
-    if not isinstance(frame, pl.LazyFrame) or memory_budget is None:
+    """The plan, in memory, or, with a memory budget, streamed into request files.
+
+    A streamed frame is evaluated once, into `input.parquet` next to its request files, and read back from there:
+    the planning pass, the checkpoint and the final join then see the same rows in the same order (a LazyFrame
+    evaluated twice need not: a `group_by`, say, or a source file that changes in between).
+    """
+    if memory_budget is None:
         df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         return df, make_plan(df, template, spec, limits)
-    if memory_budget <= 0:
-        raise ConfigurationError(f"memory_budget is a number of bytes > 0, got {memory_budget}.")
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or not 0 < memory_budget < 2**62:
+        raise ConfigurationError(f"memory_budget is a number of bytes > 0, e.g. 2_000_000_000; got {memory_budget!r}.")
     if checkpoint is not None:
         directory = Path(checkpoint) / "inputs" / spec.fingerprint[:16]
     else:
         directory = Path(tempfile.mkdtemp(prefix="polars-gemini-requests-"))
-    chunk = chunk_rows(frame, template, memory_budget)
-    return frame, stream_plan(frame, template, spec, limits, directory, chunk)
+    prompt_exprs(template, frame.lazy().collect_schema())  # a bad template fails before the input is written out
+    staged = directory / "input.parquet"
+    sink_parquet(staged, frame.lazy())
+    lf = pl.scan_parquet(staged)
+    chunk = chunk_rows(lf, template, memory_budget)
+    return lf, stream_plan(lf, template, spec, limits, directory, chunk)
 
 
 def _streamed_tokens(plan: Plan) -> pl.Series | None:

@@ -123,5 +123,11 @@ class Store:
         return pl.concat(frames, how="vertical_relaxed")
 
     def latest(self) -> pl.DataFrame:
-        """The most recent result per key."""
-        return self.results().unique(subset=KEY, keep="last", maintain_order=True)
+        """The result that stands per key: the most recent answer if there is one, else the most recent error.
+
+        An answer, once in, is paid for and final: an error for that key from another job (an adopted job of an
+        earlier call, or one that failed after the key was answered elsewhere) never replaces it.
+        """
+        results = self.results()
+        ranked = results.with_row_index("__pg_order").sort(pl.col("error").is_null(), "__pg_order")
+        return ranked.unique(subset=KEY, keep="last", maintain_order=True).sort("__pg_order").drop("__pg_order")

@@ -51,7 +51,7 @@ STATUS_NAMES = {
 # How a create whose outcome is unknown is looked up: a create still being processed may land a moment later.
 LOOKUPS = 3
 LOOKUP_PAUSE = 1.0
-_CLOCK_SKEW = timedelta(minutes=10)
+_CLOCK_SKEW = timedelta(seconds=60)  # between this machine's clock and the service's
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -195,25 +195,34 @@ def create_job(
 
     When the outcome is unknown (timeout, connection error, 5xx), the job is looked up by its display name: the
     service may have created it although the reply was lost. Only a job the service does not have is sent again.
-    A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once.
+    A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once; when even the look-up fails,
+    `CreateOutcomeUnknown` says so (the job may exist: look it up again later, never create it blindly).
     """
     config = types.CreateBatchJobConfig(display_name=display_name, http_options=_ONCE)
     what = f"Creating batch job {display_name}"
-    since = datetime.now(timezone.utc) - _CLOCK_SKEW  # an older job of that name is not this call's
     attempts = max((retry or RETRY).attempts or 1, 1)
     for attempt in range(1, attempts + 1):
+        since = datetime.now(timezone.utc) - _CLOCK_SKEW  # a job of that name created before this attempt is not it
         try:
             return _snapshot(client.batches.create(model=model, src=src, config=config))
-        except (errors.APIError, *TRANSPORT_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import  # type: ignore[misc]  # a tuple built at import
+        except (errors.APIError, *TRANSPORT_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import
             if not is_transient(exc) or (isinstance(exc, errors.APIError) and exc.code == 429):
                 raise as_api_error(what, exc) from None
+            unknown = as_api_error(what, exc)
+        try:
             found = find_created(client, display_name, retry, since=since)
-            if found is not None:
-                return found
-            if attempt == attempts:
-                raise as_api_error(what, exc) from None
-            time.sleep(min(_or((retry or RETRY).initial_delay, 1.0) * 2 ** (attempt - 1), 30.0))
+        except APIError as lookup:
+            raise CreateOutcomeUnknown(f"{unknown} Looking the job up failed too ({lookup}).") from None
+        if found is not None:
+            return found
+        if attempt == attempts:
+            raise CreateOutcomeUnknown(str(unknown))
+        time.sleep(min(_or((retry or RETRY).initial_delay, 1.0) * 2 ** (attempt - 1), 30.0))
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+class CreateOutcomeUnknown(APIError):
+    """A create whose outcome is unknown and whose look-up failed or found nothing yet: the job may exist."""
 
 
 def find_created(
@@ -224,15 +233,16 @@ def find_created(
     since: datetime | None = None,
     lookups: int = LOOKUPS,
 ) -> JobSnapshot | None:
-    """The job named `display_name` (created after `since`), looked for `lookups` times: a create in flight may
+    """The job named `display_name` that this create made: created after `since`, and running or succeeded (an
+    older job of that name, cancelled or failed, is not it). Looked for `lookups` times: a create in flight may
     still be landing."""
     for attempt in range(lookups):
         found = [
             j for j in find_jobs(client, display_name, retry, exact=True)
-            if since is None or j.created is None or j.created >= since
+            if (j.active or j.state == "SUCCEEDED") and (since is None or j.created is None or j.created >= since)
         ]  # fmt: skip
         if found:
-            return best_match(found)
+            return found[0]
         if attempt < lookups - 1:
             time.sleep(min(_or((retry or RETRY).initial_delay, LOOKUP_PAUSE), LOOKUP_PAUSE))
     return None

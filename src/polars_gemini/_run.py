@@ -126,9 +126,32 @@ class Run:
         """Recover jobs a crash interrupted, then create jobs for every request without a usable result."""
         with self.store.operation():
             self._recover()
+            if self.options.reuse_jobs and not any(j.run_id == self.run_id for j in self.store.jobs):
+                self._adopt()
             self._submit_round()
         return self
 
+    def _adopt(self) -> None:
+        """A run with no job of its own yet (a new call, or a lost jobs.parquet) takes over the jobs that the same
+        work left on the service, of every round, and collects those that finished: only what none of them
+        answered is sent again. Their keys are not known until their results are in, so until then every key of
+        the plan counts as busy, and their results are taken as they are (no 'missing' errors)."""
+        found = [s for s in self._on_service().values() if _reusable(s)]
+        for snap in sorted(found, key=lambda s: s.display_name or ""):
+            round_no, shard_no = _round_and_shard(snap.display_name or "")
+            job = JobRecord(snap.display_name or "", self.run_id, round_no, shard_no, "adopted", 0, snap.state,
+                            snap.name, adopted=True)  # fmt: skip
+            self.store.add_job(job, self.plan.requests.get_column(KEY))
+            self.round = max(self.round, round_no)
+        if found:
+            names = ", ".join(s.name for s in found[:3]) + (" ..." if len(found) > 3 else "")
+            warnings.warn(
+                f"Re-attached to {len(found)} batch job(s) already on the service for this same work ({names}), "
+                "instead of paying for them again. Pass reuse_jobs=False to submit the requests anew.",
+                GeminiBatchWarning,
+                stacklevel=3,
+            )
+            self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
     def _api(self) -> genai.Client:
         if self.client is None:
             raise MissingAPIKeyError("This run has no client: pass client= (or set GEMINI_API_KEY) to continue it.")
@@ -139,13 +162,13 @@ class Run:
         orphans = [j for j in self.store.active_jobs() if j.name is None]
         creating = [j for j in orphans if j.state == "CREATING"]
         for attempt in range(_LOOKUPS if creating else 0):
-            found = self._on_service()
+            found = {n: snap for n, snap in self._on_service().items() if _reusable(snap)}
             for job in [j for j in creating if j.display_name in found]:  # created before the crash: attach
                 self.store.update(job, name=found[job.display_name].name, state=found[job.display_name].state)
             creating = [j for j in creating if j.name is None]
             if not creating or attempt == _LOOKUPS - 1:
                 break
-            time.sleep(_LOOKUP_PAUSE)  # a create sent just before the crash may still be landing
+            time.sleep(min(self._retry_delay(), _LOOKUP_PAUSE))  # a create sent just before may still be landing
         self._launch([j for j in orphans if j.name is None])
 
     def _on_service(self, prefix: str | None = None) -> dict[str, _client.JobSnapshot]:
@@ -215,20 +238,9 @@ class Run:
         return str(path.resolve().relative_to(self.store.root.resolve()))
 
     def _start(self, jobs: list[JobRecord]) -> None:
-        """Re-attach to those of `jobs` the service already has (the same work, sent before), create the rest."""
-        found = self._on_service(f"{self._prefix()}-") if self.options.reuse_jobs else {}
-        attached = [j for j in jobs if j.display_name in found and _reusable(found[j.display_name])]
-        for job in attached:
-            self.store.update(job, name=found[job.display_name].name, state=found[job.display_name].state)
-        if attached:
-            names = ", ".join(j.name or "" for j in attached[:3]) + (" ..." if len(attached) > 3 else "")
-            warnings.warn(
-                f"Re-attached to {len(attached)} batch job(s) already on the service for this same work ({names}), "
-                "instead of paying for them again. Pass reuse_jobs=False to submit the requests anew.",
-                GeminiBatchWarning,
-                stacklevel=2,
-            )
-        self._launch([j for j in jobs if j.name is None])
+        """Create `jobs` (new records: none of them can be on the service yet; jobs an earlier call left there
+        were adopted by `_adopt`, jobs a crash left half-created are found by `_recover`)."""
+        self._launch(jobs)
 
     def _launch(self, jobs: list[JobRecord]) -> None:
         """Create those of `jobs` that fit under the concurrent-job and enqueued-token limits; queue the rest."""
@@ -264,6 +276,10 @@ class Run:
                 code=429,
             )
 
+    def _retry_delay(self) -> float:
+        delay = (self.options.retry or _client.RETRY).initial_delay
+        return 1.0 if delay is None else delay
+
     def _tokens_per_byte(self) -> float:
         est, total = self.estimate, int(self.plan.requests.get_column(NBYTES).sum() or 0)
         if est is None or not total:
@@ -289,6 +305,8 @@ class Run:
         self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
         try:
             snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name, self.options.retry)
+        except _client.CreateOutcomeUnknown:
+            return  # stays CREATING: the next step looks it up again (`_recover`), never creates it blindly
         except APIError as exc:
             if exc.code == 429:  # refused, so not created: wait for room (`advance` tries again)
                 self.store.update(job, state="QUEUED")
@@ -352,7 +370,9 @@ class Run:
 
     def _collect(self, job: JobRecord, snap: _client.JobSnapshot) -> None:
         keys = self.store.job_keys(job)
-        if snap.state != "SUCCEEDED":
+        if snap.state != "SUCCEEDED" and job.adopted:  # an earlier call's job: its keys are not known, nor needed
+            results = synthetic_errors(keys.head(0), 13, "")
+        elif snap.state != "SUCCEEDED":
             message = f"job {job.name} ended {snap.state}" + (f": {snap.error}" if snap.error else "")
             code = snap.error_code if snap.state == "FAILED" and snap.error_code else None
             results = synthetic_errors(keys, code or JOB_STATE_CODES.get(snap.state, 13), message)
@@ -366,7 +386,7 @@ class Run:
                 return
             results = results.filter(pl.col(KEY).is_in(keys.implode()))
             results = results.unique(subset=KEY, keep="first", maintain_order=True)
-            missing = keys.filter(~keys.is_in(results.get_column(KEY).implode()))
+            missing = keys.head(0) if job.adopted else keys.filter(~keys.is_in(results.get_column(KEY).implode()))
             message = f"no result was returned for this request by job {job.name}"
             results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)])
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
@@ -490,15 +510,24 @@ class Run:
         return RunCost(self.estimate, actual, _usage_totals(results))
 
     def cancel(self) -> None:
-        """Cancel every job that has not finished, and drop queued ones. Requests already answered are still billed."""
+        """Cancel every job that has not finished and drop the ones not created yet (queued for quota), so that
+        nothing more is created or billed. Requests already answered are still billed by Google; a job that
+        finished before the cancel reached it keeps its results."""
         with self.store.operation():
+            failures = []
             for job in self.store.active_jobs():
                 if job.name:
-                    _client.cancel_job(self._api(), job.name, self.options.retry)
-                elif job.state == "QUEUED":  # never created: nothing to cancel on the service, nothing billed
-                    message = "cancelled before its job was created (it was queued for quota)"
+                    try:
+                        _client.cancel_job(self._api(), job.name, self.options.retry)
+                    except APIError as exc:
+                        if exc.code not in (400, 409):  # 400 FAILED_PRECONDITION: it has already finished
+                            failures.append(exc)
+                elif job.state in ("QUEUED", "PREPARED"):  # never created: nothing to cancel, nothing billed
+                    message = "cancelled before its job was created"
                     self.store.update(job, state="CANCELLED")
                     self.store.add_results(job, synthetic_errors(self.store.job_keys(job), 1, message))
+            if failures:
+                raise failures[0]
 
     def close(self) -> None:
         """Release the checkpoint lock (also released when the process exits)."""
@@ -506,6 +535,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+
+
+def _round_and_shard(display_name: str) -> tuple[int, int]:
+    """Round and shard numbers from a display name `...-r<round>-<shard>` (0, 0 if it has another form)."""
+    parts = display_name.rsplit("-", 2)
+    try:
+        return int(parts[-2].removeprefix("r")), int(parts[-1])
+    except (IndexError, ValueError):
+        return 0, 0
 
 
 def _reusable(snap: _client.JobSnapshot) -> bool:

@@ -59,6 +59,7 @@ class JobRecord:
     collected: bool = False
     error_code: int | None = None
     unreadable_lines: int = 0
+    adopted: bool = False  # an earlier call's job of the same work, found on the service: its keys are unknown
 
 
 _JOB_SCHEMA = {
@@ -66,6 +67,7 @@ _JOB_SCHEMA = {
     "requests": pl.Int64, "state": pl.String, "name": pl.String, "error": pl.String, "input_file": pl.String,
     "input_path": pl.String, "result_file": pl.String, "created_at": pl.Float64, "updated_at": pl.Float64,
     "collected": pl.Boolean, "error_code": pl.Int64, "unreadable_lines": pl.Int64,
+    "adopted": pl.Boolean,
 }  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -215,3 +216,57 @@ def test_quota_refused_with_nothing_running_gives_up_with_a_clear_error(tmp_path
             texts.gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), **FILES, **FAST)
         assert info.value.code == 429
         assert created(emu) == 0
+
+
+def test_lost_create_reply_whose_lookup_is_refused_is_never_recreated(emu: Emulator) -> None:
+    """A1: the reply is lost and the look-up meets 429s too: the job stays 'creating', is found later, not re-made."""
+    emu.inject("batches.create", "timeout", timeout_seconds=0.6)
+    emu.fail_http("batches.list", 429, times=RETRY.attempts or 1)
+    out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(timeout=250),
+                               reuse_jobs=False, **FAST)  # fmt: skip
+    assert_complete(out, 6)
+    assert (created(emu), emu.calls("batches.create")) == (1, 1)
+
+
+@pytest.mark.parametrize("lose_state", [False, True])
+def test_rerun_after_a_retry_round_reuses_every_round(emu: Emulator, tmp_path: Path, lose_state: bool) -> None:
+    """A3/A4: round 1 FAILED, round 2 answered everything: the same work again (no checkpoint, or one whose
+    jobs.parquet and results were deleted) creates nothing, whatever round holds the answers."""
+    emu.end_next_job("FAILED", code=13)
+    ckpt = tmp_path / "c" if lose_state else None
+    first = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint=ckpt, **FAST)
+    assert_complete(first, 6)
+    assert created(emu) == 2
+    if ckpt is not None:
+        (ckpt / "jobs.parquet").unlink()
+        shutil.rmtree(ckpt / "results")
+    with pytest.warns(GeminiBatchWarning, match="Re-attached to 1 batch job"):
+        again = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint=ckpt,
+                                     **FAST)  # fmt: skip
+    assert again.equals(first)
+    assert created(emu) == 2
+
+
+def test_an_old_cancelled_job_of_the_same_name_is_not_taken_for_a_new_create(emu: Emulator) -> None:
+    """A1: after a transient create failure, the look-up must not adopt an earlier, cancelled job of that name."""
+    emu.settings.pending_seconds = 5
+    run = frame().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(), **FAST)
+    run.cancel()
+    assert run.result().get_column("response_error").str.contains("CANCELLED").all()
+    emu.settings.pending_seconds = 0
+    emu.fail_http("batches.create", 503)
+    out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), **FAST)
+    assert_complete(out, 6)
+    assert created(emu) == 2
+
+
+def test_cancel_survives_finished_jobs_and_drops_queued_ones(emu: Emulator) -> None:
+    """run.cancel(): a job that already finished is no error, and queued jobs are never created afterwards."""
+    run = frame(30).gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(), max_requests_per_job=10,
+                                  max_active_jobs=1, **FAST)  # fmt: skip
+    assert run.status().queued == 2
+    run.cancel()  # the first job has already succeeded on the service: nothing to cancel there
+    out = run.result()
+    assert created(emu) == 1
+    assert out.get_column("response_error").null_count() == 10
+    assert out.get_column("response_error").drop_nulls().str.contains("cancelled before its job was created").all()

@@ -128,3 +128,19 @@ def test_every_row_once_answer_xor_error_under_mixed_faults(emu: Emulator, tmp_p
     both = out.select(pl.col("response").is_null() == pl.col("response_error").is_null()).to_series()
     assert not both.any()
     assert out.get_column("response").to_list() == [f"echo: item {i % 20}" for i in range(30)]
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_streamed_lazyframe_is_evaluated_once_so_answers_stay_on_their_rows(
+    emu: Emulator, tmp_path: Path, checkpoint: bool
+) -> None:
+    """A LazyFrame whose row order differs between evaluations (group_by) still gets each answer on its own row."""
+    lf = pl.LazyFrame({"t": [f"w{i % 300}" for i in range(3000)]}).group_by("t").agg(pl.len().alias("n"))
+    out = lf.gemini.batch("Say {t}", model="gemini-2.0-flash", client=emu.client(), memory_budget=1_000_000,
+                          checkpoint=tmp_path / "c" if checkpoint else None, **FAST)  # fmt: skip
+    assert out.height == 300
+    assert out.select((pl.col("response") == pl.format("echo: Say {}", pl.col("t"))).all()).item()
+    if checkpoint:
+        again = polars_gemini.resume(tmp_path / "c", client=emu.client(), **FAST)
+        assert again.result().equals(out)
+        again.close()
