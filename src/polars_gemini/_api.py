@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import tempfile
 import uuid
@@ -19,6 +18,7 @@ from polars_gemini import _client
 from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError
 from polars_gemini._estimate import Estimate, estimate_requests
 from polars_gemini._estimating import PricesLike
+from polars_gemini._options import check_options
 from polars_gemini._plan import Limits, Plan, check_clash, make_plan, output_columns, run_id_for
 from polars_gemini._prices import as_price_table
 from polars_gemini._requests import RequestSpec, build_spec
@@ -88,13 +88,7 @@ def submit(
     >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> run.status(); out = run.result()  # doctest: +SKIP
     """
-    _check_options(
-        mode=mode, checkpoint=checkpoint, max_retries=max_retries, max_concurrency=max_concurrency,
-        poll_interval=poll_interval, max_poll_interval=max_poll_interval, max_cost=max_cost,
-        max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, output=output, prefix=prefix,
-    )  # fmt: skip
-    if mode == "sync" and memory_budget is not None:
-        raise ConfigurationError("memory_budget= streams batch runs; sync mode is for quick iterations on few rows.")
+    check_options(dict(locals()))  # first statement: the arguments, exactly as given
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
@@ -130,47 +124,6 @@ def submit(
     finally:
         if not _BATCH_CALL.get():  # batch() keeps the directory busy until it returns: no thread takes it between
             run.store.opened()
-
-
-def _check_options(
-    *, mode: str, checkpoint: object, max_retries: object, max_concurrency: object, poll_interval: object,
-    max_poll_interval: object, max_cost: object, max_active_jobs: object, max_enqueued_tokens: object, output: object,
-    prefix: object,
-) -> None:  # fmt: skip
-    """Every option checked before anything is planned or sent: a `ConfigurationError` naming it and its fix."""
-    if mode not in ("batch", "sync"):
-        raise ConfigurationError(f"mode must be 'batch' or 'sync', got {mode!r}.")
-    if mode == "sync" and checkpoint is not None:
-        raise ConfigurationError("checkpoint= applies to batch runs; sync mode is for quick iterations on few rows.")
-    _int_at_least("max_retries", max_retries, 0, "0 disables retry rounds")
-    _int_at_least("max_concurrency", max_concurrency, 1, "the number of jobs handled at once, e.g. 8")
-    _int_at_least("max_active_jobs", max_active_jobs, 1, "the service allows 100 concurrent batch jobs")
-    if max_enqueued_tokens is not None:
-        _int_at_least("max_enqueued_tokens", max_enqueued_tokens, 1, "your tier's limit, e.g. 3_000_000 on Tier 1")
-    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-        if not _finite_at_least(value, 0.0) or value == 0:
-            raise ConfigurationError(f"{name} is a number of seconds > 0, got {value!r}.")
-    if max_cost is not None and not _finite_at_least(max_cost, 0.0):
-        raise ConfigurationError(
-            f"max_cost is a finite number of US dollars >= 0, or None for no limit; got {max_cost!r}. "
-            "Example: max_cost=25.0."
-        )
-    for name, value in (("output", output), ("prefix", prefix)):
-        if not isinstance(value, str) or (name == "output" and not value):
-            what = "a non-empty string" if name == "output" else "a string"
-            raise ConfigurationError(f"{name} must be {what}, got {value!r}.")
-
-
-def _finite_at_least(value: object, least: float) -> bool:
-    """`value` is a real number (not a bool, a string or NaN), finite and >= `least`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return math.isfinite(value) and value >= least
-
-
-def _int_at_least(name: str, value: object, least: int, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigurationError(f"{name} must be an integer >= {least} ({hint}), got {value!r}.")
 
 
 def _plan(
@@ -243,8 +196,6 @@ def _submit_or_explain(run: Run) -> Run:
 
 
 def _limits(max_requests: int | None, inline: int | None, file: int | None) -> Limits:
-    if max_requests is not None and max_requests < 1:
-        raise ConfigurationError(f"max_requests_per_job must be at least 1, got {max_requests}.")
     base = Limits()
     return Limits(
         inline if inline is not None else base.inline_bytes,
@@ -296,6 +247,7 @@ def batch(
     >>> out = polars_gemini.batch(df, "Classify: {review}", model="gemini-2.5-flash",
     ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
     """
+    check_options({"timeout": timeout})  # the others are checked by submit
     inside = _BATCH_CALL.set(True)
     try:
         run = submit(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polars_gemini._errors import ColumnClashError, RequestTooLargeError
+from polars_gemini._errors import ColumnClashError, RequestTooLargeError, TemplateError
 from polars_gemini._requests import (
     KEY,
     NBYTES,
@@ -120,7 +120,12 @@ def check_clash(columns: list[str], added: list[str]) -> None:
 
 def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, limits: Limits) -> Plan:
     prompt, null_col = prompt_exprs(template, frame.collect_schema())
-    rendered = frame.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
+    try:
+        rendered = frame.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
+    except pl.exceptions.ShapeError:  # a prompt expression not of one value per row
+        check_length(-1, frame.height, template)
+        raise
+    check_length(rendered.height, frame.height, template)
     # DataFrame.unique, not Series.unique: the same rows, ~6x faster at a million rows on Polars 2.1.
     distinct = rendered.select(PROMPT).drop_nulls().unique(maintain_order=True).get_column(PROMPT)
     # Sizes come from regex counts: run them on every core (`spread`), then rejoin the chunks.
@@ -136,6 +141,18 @@ def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, l
         .alias(SKIP),
     )
     return Plan(spec, rows, requests, shards)
+
+
+def check_length(prompts: int, rows: int, template: str | pl.Expr) -> None:
+    """One prompt per row: an expression that aggregates (`str.join`), slices (`head`) or is a bare literal would
+    pair prompts with the wrong rows."""
+    if prompts != rows:
+        given = "another number of" if prompts < 0 else f"{prompts:,}"
+        raise TemplateError(
+            f"The template gives {given} prompt(s) for {rows:,} row(s): {template!r}. A prompt expression must "
+            "give one value per row, e.g. pl.format('Rate: {}', pl.col('review')); for the same prompt on every row, "
+            "pass it as a template string without fields."
+        )
 
 
 def check_sizes(requests: pl.DataFrame, limits: Limits) -> None:

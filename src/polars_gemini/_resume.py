@@ -14,8 +14,9 @@ from google import genai
 from google.genai import types
 
 from polars_gemini._checkpoint import Store
-from polars_gemini._errors import CheckpointCorruptedError, CheckpointError, ConfigurationError, SchemaError
+from polars_gemini._errors import CheckpointCorruptedError, CheckpointError, SchemaError
 from polars_gemini._estimate import Estimate
+from polars_gemini._options import check_options
 from polars_gemini._plan import Limits, Plan, plan_fingerprint, run_id_for, shards_of
 from polars_gemini._requests import KEY, PROMPT, RequestSpec, build_spec_from_config
 from polars_gemini._run import MAX_ACTIVE_JOBS, Run, RunOptions
@@ -147,6 +148,7 @@ def resume(
     """
     from polars_gemini._client import client_from_env
 
+    check_options({name: value for name, value in locals().items() if name != "checkpoint" and value is not None})
     root = Path(checkpoint)
     if not (root / MANIFEST).exists():
         raise CheckpointError(
@@ -162,7 +164,6 @@ def resume(
         progress=progress, usage=usage, retry=retry, max_active_jobs=max_active_jobs,
         max_enqueued_tokens=max_enqueued_tokens, resubmit_lost=resubmit_lost,
     )  # fmt: skip
-    _check_resume_options(run_options)
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")
     requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, strict=False)
@@ -179,15 +180,6 @@ def resume(
         raise
     finally:
         run.store.opened()
-
-
-def _check_resume_options(options: RunOptions) -> None:
-    if isinstance(options.max_retries, bool) or not isinstance(options.max_retries, int) or options.max_retries < 0:
-        raise ConfigurationError(f"max_retries must be an integer >= 0, got {options.max_retries!r}.")
-    if not isinstance(options.output, str) or not options.output:
-        raise ConfigurationError(f"output must be a non-empty string, got {options.output!r}.")
-    if options.max_concurrency < 1 or options.max_active_jobs < 1:
-        raise ConfigurationError("max_concurrency and max_active_jobs must be integers >= 1.")
 
 
 def _estimate(saved: dict[str, Any] | None) -> Estimate | None:

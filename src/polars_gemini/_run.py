@@ -51,6 +51,7 @@ _LOOKUP_PAUSE = 2.0
 _FIRST_POLL = 0.5
 MAX_ACTIVE_JOBS = 100  # the service's limit on concurrent batch jobs per project
 _PAYLOAD_TOO_LARGE = ("payload size", "too large", "exceeds the limit")
+_TOKEN_MARGIN = 0.7  # jobs are cut at 70% of the enqueued-token budget: token counts here are estimates
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Run:
     round: int = 0
     estimate: Estimate | None = None
     extra_rounds: int = 0  # rounds allowed beyond max_retries (re-submitting requests whose jobs were lost)
-    _refusals: int = field(default=0, repr=False)  # consecutive creates refused for quota while none of ours ran
+    _refused_since: float | None = field(default=None, repr=False)  # quota refusals while none of ours ran
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -126,7 +127,8 @@ class Run:
         """Recover jobs a crash interrupted, then create jobs for every request without a usable result."""
         with self.store.operation():
             self._recover()
-            if self.options.reuse_jobs and not any(j.run_id == self.run_id for j in self.store.jobs):
+            fresh = not any(j.run_id == self.run_id for j in self.store.jobs)
+            if self.options.reuse_jobs and fresh and not self._todo().is_empty():
                 self._adopt()
             self._submit_round()
         return self
@@ -208,12 +210,17 @@ class Run:
         self._start(jobs)
 
     def _limits(self) -> Limits:
-        """The split limits, with files made small enough to fit the enqueued-token budget one at a time."""
+        """The split limits, with every job (inline or file) small enough to fit the enqueued-token budget alone.
+
+        Sizes are bytes, tokens an estimate from the bytes: a margin keeps a shard of denser-than-average text under
+        the budget too."""
         limits, budget = self.options.limits, self.options.max_enqueued_tokens
         if budget is None:
             return limits
-        bytes_per_token = 1 / max(self._tokens_per_byte(), 1e-9)
-        return dataclasses.replace(limits, file_bytes=min(limits.file_bytes, max(int(budget * bytes_per_token), 1)))
+        cap = max(int(budget * _TOKEN_MARGIN / max(self._tokens_per_byte(), 1e-9)), 1)
+        return dataclasses.replace(
+            limits, file_bytes=min(limits.file_bytes, cap), inline_bytes=min(limits.inline_bytes, cap)
+        )
 
     def _prefix_base(self) -> str:
         return f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}"
@@ -260,19 +267,26 @@ class Run:
         self._check_refusals(active)
 
     def _check_refusals(self, active: list[JobRecord]) -> None:
-        """A create refused for quota waits for our own jobs to finish; with none running, only so many times."""
+        """A create refused for quota waits for our own jobs to finish. With none of ours running (other jobs of the
+        project hold the quota, or one job is larger than it), it waits as long as the retry policy would for any
+        call (attempts x max_delay: 6 minutes by default), then says what to do."""
         queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
         if not queued or active or any(j.name for j in self.store.active_jobs()):
-            self._refusals = 0
+            self._refused_since = None
             return
-        self._refusals += 1
-        if self._refusals > max((self.options.retry or _client.RETRY).attempts or 1, 1):
+        now = time.monotonic()
+        self._refused_since = self._refused_since or now
+        policy = self.options.retry or _client.RETRY
+        patience = max(policy.attempts or 1, 1) * (60.0 if policy.max_delay is None else policy.max_delay)
+        if now - self._refused_since > patience:
+            budget = self.options.max_enqueued_tokens
+            hint = (f"lower max_enqueued_tokens (now {budget:,})" if budget else
+                    "pass max_enqueued_tokens=<your tier's limit> (jobs are then split to fit)")  # fmt: skip
             raise APIError(
-                f"The service keeps refusing to create {queued[0].display_name} for quota (HTTP 429 "
-                "RESOURCE_EXHAUSTED) while none of this run's jobs are running: other jobs of the project use the "
-                "quota, or one job is larger than the enqueued-token limit of your tier. Pass "
-                "max_enqueued_tokens=<your tier's limit> (jobs are then split to fit) or max_requests_per_job=, "
-                "then call again: nothing was lost.",
+                f"The service kept refusing to create {queued[0].display_name} for quota (HTTP 429 "
+                f"RESOURCE_EXHAUSTED) for {patience:.0f} s while none of this run's jobs were running: other jobs of "
+                f"the project use the quota, or one job is larger than your tier's enqueued-token limit. Wait, or "
+                f"{hint} or max_requests_per_job=, then call again: nothing was lost.",
                 code=429,
             )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polars_gemini._plan import SKIP, Limits, Plan, Shard, check_sizes, shards_of
+from polars_gemini._plan import SKIP, Limits, Plan, Shard, check_length, check_sizes, shards_of
 from polars_gemini._requests import (
     KEY,
     NBYTES,
@@ -78,7 +78,11 @@ class ShardWriter:
 def chunk_rows(lf: pl.LazyFrame, template: str | pl.Expr, memory_budget: int) -> int:
     """Rows per streamed chunk so that a chunk, its prompts and their JSON stay well inside `memory_budget`."""
     prompt, _ = prompt_exprs(template, lf.collect_schema())
-    sample = lf.head(1_000).with_columns(prompt.alias(PROMPT)).collect()
+    try:
+        sample = lf.head(1_000).with_columns(prompt.alias(PROMPT)).collect()
+    except pl.exceptions.ShapeError:  # a prompt expression not of one value per row
+        check_length(-1, lf.select(pl.len()).collect().item(), template)
+        raise
     per_row = max(sample.estimated_size() / max(sample.height, 1), 1.0)
     # x4: the chunk, its rendered prompts, their JSON lines and the encoder's buffer are alive together.
     return max(1_000, int(memory_budget / (per_row * 4)))
@@ -98,13 +102,18 @@ def stream_plan(
     writer = ShardWriter(directory, spec, limits)
     seen: set[str] = set()
     rows: list[pl.DataFrame] = []
-    for chunk in rendered.collect_batches(chunk_size=chunk_rows):
-        new, keyed = _chunk_requests(chunk, spec, seen)
-        check_sizes(new, limits)
-        writer.add(new)
-        rows.append(keyed)
+    try:
+        for chunk in rendered.collect_batches(chunk_size=chunk_rows):
+            new, keyed = _chunk_requests(chunk, spec, seen)
+            check_sizes(new, limits)
+            writer.add(new)
+            rows.append(keyed)
+    except pl.exceptions.ShapeError:  # a prompt expression not of one value per row
+        check_length(-1, lf.select(pl.len()).collect().item(), template)
+        raise
     requests, shards, files = writer.finish()
     all_rows = pl.concat(rows) if rows else pl.DataFrame(schema={KEY: pl.String, SKIP: pl.String})
+    check_length(all_rows.height, lf.select(pl.len()).collect().item(), template)
     return Plan(spec, all_rows, requests, shards, files)
 
 
