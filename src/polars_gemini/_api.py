@@ -15,7 +15,7 @@ from google import genai
 from google.genai import types
 
 from polars_gemini import _client
-from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError
+from polars_gemini._errors import APIError, BudgetExceededError, ConfigurationError, RunTimeoutError
 from polars_gemini._estimate import Estimate, estimate_requests
 from polars_gemini._estimating import PricesLike
 from polars_gemini._options import check_options
@@ -264,5 +264,8 @@ def batch(
         _BATCH_CALL.reset(inside)
     try:
         return run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
+    except RunTimeoutError:
+        again = "call the same batch(...) again (it re-attaches to them: nothing is paid twice)"
+        raise RunTimeoutError(run.timeout_message(timeout, again)) from None
     finally:
         run.close()  # batch() owns its run: let other processes use the checkpoint once it returns or raises

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import pydantic
 from google.genai import types
 
 from polars_gemini._errors import ConfigurationError, ModelError
@@ -102,10 +103,18 @@ def _to_config(config: types.GenerateContentConfig | Mapping[str, Any] | None) -
         return types.GenerateContentConfig()
     if isinstance(config, types.GenerateContentConfig):
         return config
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(
+            f"config must be a google.genai.types.GenerateContentConfig or a dict, got {type(config).__name__}."
+        )
     try:
         return types.GenerateContentConfig.model_validate(dict(config))
-    except Exception as exc:  # pydantic's ValidationError lists every bad field; keep its text
-        raise ConfigurationError(f"Invalid `config`: {exc}") from None
+    except pydantic.ValidationError as exc:
+        # Where and what, never the values: a misplaced API key (config={"api_key": ...}) must not be echoed.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(
+            f"Invalid `config`: {problems}. The fields are those of google.genai.types.GenerateContentConfig."
+        ) from None
 
 
 def _tail(cfg: types.GenerateContentConfig) -> dict[str, Any]:

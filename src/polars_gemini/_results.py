@@ -140,15 +140,23 @@ def parse_lines(lines: pl.Series) -> pl.DataFrame:
     status = pl.coalesce(p.struct.field("error"), p.struct.field("status"))
     block = p.struct.field("response").struct.field("promptFeedback").struct.field("blockReason")
     finish = cand.struct.field("finishReason")
-    error = _error_message(status, block, finish, p.struct.field("response"))
-    # A candidate without text and without an error is an answer, the empty one (text mode: ""; schema mode: an
-    # invalid JSON object), never a row with neither an answer nor an error.
+    # A candidate with neither content nor a finish reason is no answer (the service's fault: retried), while one
+    # that has either but no text is the empty answer ("" in text mode; an invalid JSON object in schema mode):
+    # never a row with neither an answer nor an error.
+    hollow = cand.is_not_null() & cand.struct.field("content").is_null() & finish.is_null()
+    error = pl.when(hollow).then(pl.lit("response candidate has neither content nor a finishReason")).otherwise(
+        _error_message(status, block, finish, p.struct.field("response"))
+    )
     answer = pl.when(text.list.len() > 0).then(text.list.join("")).when(error.is_null()).then(pl.lit(""))
     return frame.select(
         pl.coalesce(p.struct.field("key"), p.struct.field("metadata").struct.field("key")).alias(KEY),
         answer.alias(TEXT),
         error.alias(ERROR),
-        pl.coalesce(status.struct.field("code"), pl.when(block.is_not_null()).then(pl.lit(3))).alias(ERROR_CODE),
+        pl.coalesce(
+            status.struct.field("code"),
+            pl.when(block.is_not_null()).then(pl.lit(3)),
+            pl.when(hollow).then(pl.lit(UNREADABLE_CODE)),
+        ).alias(ERROR_CODE),
         finish.alias(FINISH),
         p.struct.field("response").struct.field("usageMetadata").alias(USAGE),
         pl.col(LINE),

@@ -73,7 +73,7 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
     manifest = {
         "format": FORMAT_VERSION, "library_version": __version__, "created_at": time.time(), "run_id": run.run_id,
         "model": spec.model, "template": template if isinstance(template, str) else None,
-        "template_expr": None if isinstance(template, str) else template.meta.serialize(format="json"),
+        "template_expr": None if isinstance(template, str) else _expr_json(template),
         "config": spec.config.model_dump(mode="json", exclude_none=True, exclude={"http_options"}),
         "nullable": _nullable_paths(field) if field is not None else None,
         "field": field_to_json(field) if field is not None else None,
@@ -85,6 +85,15 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
                     "limits": dataclasses.asdict(run.options.limits)},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
+
+
+def _expr_json(template: pl.Expr) -> str:
+    """An expression template for the record (resuming needs only the saved requests): Polars' JSON form, or its
+    text where it holds a Python function that Polars cannot serialize without cloudpickle."""
+    try:
+        return template.meta.serialize(format="json")
+    except (pl.exceptions.PolarsError, ValueError, TypeError):
+        return str(template)
 
 
 def _requests_table(plan: Plan) -> pl.DataFrame:
@@ -168,6 +177,12 @@ def resume(
     rows = read_parquet(root / "rows.parquet")
     requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, strict=False)
     files = tuple(root / f for f in manifest.get("request_files") or ())
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise CheckpointCorruptedError(
+            f"Request file(s) of the streamed run in {root} are missing: {', '.join(missing[:3])}. Restore them, or run "
+            "the same batch(...) call again: its jobs are found on the service by name, nothing is paid twice."
+        )
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files)
     frame = read_parquet(root / "input.parquet")
     run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,

@@ -487,16 +487,17 @@ class Run:
                 if finished:
                     return self
                 if deadline is not None and time.monotonic() + delay > deadline:
-                    raise RunTimeoutError(self._timeout_message(timeout))
+                    raise RunTimeoutError(self.timeout_message(timeout))
                 time.sleep(delay)
                 delay = min(max(delay * 1.5, 0.01), max(self.options.max_poll_interval, self.options.poll_interval))
 
-    def _timeout_message(self, timeout: float | None) -> str:
+    def timeout_message(self, timeout: float | None, again: str = "call run.wait() again (or run.result())") -> str:
+        """What a `RunTimeoutError` says: the jobs still running and how to pick them up (`again`, or resume)."""
         running = ", ".join(j.name or j.display_name for j in self.store.active_jobs())
         where = (
-            f"polars_gemini.resume({str(self.store.root)!r}) from any process, or call run.wait() again"
+            f"polars_gemini.resume({str(self.store.root)!r}) from any process, or {again}"
             if self.store.root
-            else "call run.wait() again (or run.result()); pass checkpoint= to resume from another process"
+            else f"{again}; pass checkpoint= to resume from another process"
         )
         return f"The run was not finished after {timeout} s; jobs still running: {running}. To pick them up: {where}."
 

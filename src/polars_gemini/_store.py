@@ -128,7 +128,10 @@ def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
     try:
         return reader(path)
     except FileNotFoundError:
-        raise
+        raise CheckpointCorruptedError(
+            f"Checkpoint file {path} is missing (every run writes it). Restore it from a backup, or run the same "
+            "batch(...) call again, with the frame: its jobs are found on the service by name, nothing is paid twice."
+        ) from None
     except Exception as exc:
         raise CheckpointCorruptedError(
             f"Checkpoint file {path} is truncated or corrupted ({type(exc).__name__}: {str(exc)[:200]}). "

@@ -213,3 +213,48 @@ def test_prompt_expression_of_the_wrong_length_is_refused_before_sending(
         source.gemini.batch(expr, model="gemini-2.0-flash", client=emu.client(),
                             memory_budget=1_000_000 if streamed else None, **FAST)  # fmt: skip
     assert created(emu) == 0 and emu.calls("files.upload_start") == 0
+
+
+@pytest.mark.parametrize("lost", ["input.parquet", "rows.parquet", "requests.parquet", "schema.parquet", "jobkeys",
+                                  "request file"])  # fmt: skip
+def test_resume_with_a_checkpoint_file_deleted_is_a_checkpoint_error(emu: Emulator, tmp_path: Path, lost: str) -> None:
+    """A missing file is a CheckpointCorruptedError naming it, never a raw FileNotFoundError; nothing is sent."""
+    from polars_gemini import CheckpointCorruptedError
+
+    ckpt = tmp_path / "c"
+    emu.settings.pending_seconds = 30
+    run = frame().lazy().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint=ckpt,
+                                       schema={"label": pl.String}, memory_budget=1_000_000, **FAST)  # fmt: skip
+    run.close()
+    victims = {"jobkeys": next((ckpt / "jobkeys").iterdir()), "request file": next((ckpt / "inputs").rglob("*.jsonl"))}
+    path = victims.get(lost, ckpt / lost)
+    path.unlink()
+    before = emu.calls("batches.create")
+    with pytest.raises(CheckpointCorruptedError, match="missing"):
+        polars_gemini.resume(ckpt, client=emu.client(), **FAST).result()
+    assert emu.calls("batches.create") == before
+
+
+def test_a_key_in_config_is_never_echoed(emu: Emulator) -> None:
+    with pytest.raises(ConfigurationError, match="api_key") as info:
+        frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(),
+                             config={"api_key": "SECRET-KEY-123"}, **FAST)  # fmt: skip
+    assert "SECRET" not in str(info.value)
+
+
+def test_expression_template_with_a_python_function_and_a_checkpoint(emu: Emulator, tmp_path: Path) -> None:
+    """An expression Polars cannot serialize (a Python function) is recorded as text; the run works and resumes."""
+    expr = pl.col("text").map_elements(lambda t: f"Say {t}", return_dtype=pl.String)
+    out = frame().gemini.batch(expr, model="gemini-2.0-flash", client=emu.client(), checkpoint=tmp_path / "c", **FAST)
+    assert out.get_column("response").to_list() == [f"echo: Say item {i}" for i in range(6)]
+    again = polars_gemini.resume(tmp_path / "c", client=emu.client(), **FAST)
+    assert again.result().equals(out)
+    again.close()
+
+
+def test_batch_timeout_says_to_call_batch_again(tmp_path: Path) -> None:
+    from polars_gemini import RunTimeoutError
+
+    with Emulator(responder=echo, running_seconds=30) as emu:
+        with pytest.raises(RunTimeoutError, match=r"call the same batch\(\.\.\.\) again"):
+            frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), timeout=0.3, **FAST)

@@ -144,3 +144,19 @@ def test_streamed_lazyframe_is_evaluated_once_so_answers_stay_on_their_rows(
         again = polars_gemini.resume(tmp_path / "c", client=emu.client(), **FAST)
         assert again.result().equals(out)
         again.close()
+
+
+def test_hollow_candidate_is_an_error_and_retried() -> None:
+    """A candidate with neither content nor finishReason is no answer: an error (retryable), not a silent ""."""
+    calls: list[str] = []
+
+    def hollow_once(request: ResponderRequest) -> dict[str, Any]:
+        calls.append(request.text)
+        if calls.count(request.text) == 1:
+            return {"candidates": [{"index": 0}]}
+        return echo(request)
+
+    with Emulator(responder=hollow_once) as emu:
+        out = frame(3).gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), **FAST)
+        assert_complete(out, 3)
+        assert created(emu) == 2
