@@ -180,8 +180,8 @@ def resume(
     missing = [str(f) for f in files if not f.exists()]
     if missing:
         raise CheckpointCorruptedError(
-            f"Request file(s) of the streamed run in {root} are missing: {', '.join(missing[:3])}. Restore them, or run "
-            "the same batch(...) call again: its jobs are found on the service by name, nothing is paid twice."
+            f"Request file(s) of the streamed run in {root} are missing: {', '.join(missing[:3])}. Restore them, or "
+            "run the same batch(...) call again: its jobs are found on the service by name, nothing is paid twice."
         )
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files)
     frame = read_parquet(root / "input.parquet")
