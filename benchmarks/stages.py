@@ -23,7 +23,7 @@ import polars_gemini
 from polars_gemini._assemble import answer_columns, join_rows, per_request
 from polars_gemini._plan import Limits, Plan, make_plan
 from polars_gemini._requests import RequestSpec, build_spec, encode_jsonl
-from polars_gemini._results import parse_lines, split_lines
+from polars_gemini._results import parse_results, split_lines
 from polars_gemini._template import prompt_exprs
 
 OUTPUT = "response"
@@ -128,7 +128,7 @@ def estimate_polars_io(frame: pl.DataFrame) -> Estimate:
 
 def ingest_library(results: bytes, frame: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     """split_lines, parse_lines, per_request, answer_columns, join_rows: results file -> typed columns on the frame."""
-    parsed = parse_lines(split_lines(results))
+    parsed, _ = parse_results(split_lines(results), "the benchmark")
     by_request = per_request(plan, parsed)
     answers = answer_columns(plan, by_request, OUTPUT, "")
     return join_rows(frame, plan, answers, OUTPUT)

@@ -170,9 +170,10 @@ def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
     key (truncated, not JSON) is counted and left out, so its key is missing and retried as such. The common case, a
     clean file, costs one vectorized parse; failing chunks are bisected down to their bad lines.
     """
-    bad = _bad_lines(lines)
-    if not bad.any():
+    try:
         return parse_lines(lines), 0
+    except pl.exceptions.PolarsError:
+        bad = _bad_lines(lines)
     broken = lines.filter(bad)
     keys = pl.DataFrame({LINE: broken}).select(
         pl.coalesce(pl.col(LINE).str.json_path_match("$.key"), pl.col(LINE).str.json_path_match("$.metadata.key"))

@@ -120,6 +120,7 @@ class Run:
     estimate: Estimate | None = None
     extra_rounds: int = 0  # rounds allowed beyond max_retries (re-submitting requests whose jobs were lost)
     _refused_since: float | None = field(default=None, repr=False)  # quota refusals while none of ours ran
+    _tokens: dict[str, int] = field(default_factory=dict, repr=False)  # estimated input tokens per job
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -301,11 +302,14 @@ class Run:
         return est.input_tokens / total
 
     def _job_tokens(self, job: JobRecord) -> int:
+        """A job's estimated input tokens (what the enqueued-token quota counts), once per job."""
         if self.options.max_enqueued_tokens is None:
             return 0
-        keys = self.store.job_keys(job)
-        sizes = self.plan.requests.filter(pl.col(KEY).is_in(keys.implode())).get_column(NBYTES)
-        return int(int(sizes.sum() or 0) * self._tokens_per_byte())
+        if job.display_name not in self._tokens:
+            keys = self.store.job_keys(job)
+            sizes = self.plan.requests.filter(pl.col(KEY).is_in(keys.implode())).get_column(NBYTES)
+            self._tokens[job.display_name] = int(int(sizes.sum() or 0) * self._tokens_per_byte())
+        return self._tokens[job.display_name]
 
     def _create(self, job: JobRecord) -> None:
         src: Any
