@@ -93,7 +93,7 @@ def submit(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
     check_names(spec.field, output, prefix, usage=usage)
-    check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix))
+    check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix, usage))
     limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint)
     table = as_price_table(prices)

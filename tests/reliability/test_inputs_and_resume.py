@@ -257,3 +257,12 @@ def test_batch_timeout_says_to_call_batch_again(tmp_path: Path) -> None:
 
     with Emulator(responder=echo, running_seconds=30) as emu, pytest.raises(RunTimeoutError, match=r"the same batch"):
         frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), timeout=0.3, **FAST)
+
+
+def test_usage_columns_clash_with_input_columns_before_sending(emu: Emulator) -> None:
+    from polars_gemini import ColumnClashError
+
+    df = frame().with_columns(pl.lit(1).alias("response_input_tokens"))
+    with pytest.raises(ColumnClashError, match="response_input_tokens"):
+        df.gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), usage=True, **FAST)
+    assert emu.requests == []
