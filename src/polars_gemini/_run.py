@@ -126,7 +126,7 @@ class Run:
 
     def submit(self) -> Run:
         """Recover jobs a crash interrupted, then create jobs for every request without a usable result."""
-        with self.store.operation():
+        with self.store.operation(), _submitting(self.run_id):
             self._recover()
             fresh = not any(j.run_id == self.run_id for j in self.store.jobs)
             if self.options.reuse_jobs and fresh and not self._todo().is_empty():
@@ -554,6 +554,17 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+
+
+_SUBMISSIONS: dict[str, threading.Lock] = {}
+_SUBMISSIONS_GUARD = threading.Lock()
+
+
+def _submitting(run_id: str) -> threading.Lock:
+    """One submission at a time per run id in this process: two threads sending the same work at once (ids come
+    from the work) take turns, so the second finds the first one's jobs instead of creating them again."""
+    with _SUBMISSIONS_GUARD:
+        return _SUBMISSIONS.setdefault(run_id, threading.Lock())
 
 
 def _round_and_shard(display_name: str) -> tuple[int, int]:

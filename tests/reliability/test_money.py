@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -270,3 +271,27 @@ def test_cancel_survives_finished_jobs_and_drops_queued_ones(emu: Emulator) -> N
     assert created(emu) == 1
     assert out.get_column("response_error").null_count() == 10
     assert out.get_column("response_error").drop_nulls().str.contains("cancelled before its job was created").all()
+
+
+def test_two_threads_with_the_same_work_and_no_checkpoint_create_one_job() -> None:
+    """A5: without a checkpoint, two threads submitting the same work at once take turns: one job, both answered."""
+    from reliability_support import echo
+
+    with Emulator(responder=echo, running_seconds=0.3) as emu:
+        barrier, outs = threading.Barrier(2), []
+
+        def call() -> None:
+            barrier.wait()
+            outs.append(frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), **FAST))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeminiBatchWarning)  # the second thread re-attaches, and says so
+            threads = [threading.Thread(target=call) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        assert created(emu) == 1
+    assert len(outs) == 2
+    for out in outs:
+        assert_complete(out, 6)
