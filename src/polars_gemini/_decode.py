@@ -13,11 +13,8 @@ import operator
 
 import polars as pl
 
-from polars_gemini._results import spread
+from polars_gemini._json import json_decode_tolerant, spread
 from polars_gemini._schema import Constraints, Field
-
-# Rows decoded one at a time once a failing chunk is this small: below it, bisecting costs more than it saves.
-_BISECT_FLOOR = 32
 
 
 def loose_dtype(field: Field) -> pl.DataType:
@@ -27,42 +24,6 @@ def loose_dtype(field: Field) -> pl.DataType:
     if field.item is not None:
         return pl.List(loose_dtype(field.item))
     return pl.String()
-
-
-def json_decode_tolerant(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
-    """Decode `texts` as `dtype`; rows Polars cannot decode become null with their error message.
-
-    One undecodable row makes `str.json_decode` fail for the whole column, so failing chunks are bisected to find the
-    culprits; the common case (everything decodes) costs a single vectorized call.
-    """
-    values, errors = _decode_chunk(spread(texts), dtype)
-    # Bisection appends chunks; list.eval over a multi-chunk column panics in Polars 2.1, so rechunk.
-    return values.alias(texts.name).rechunk(), errors.rechunk()
-
-
-def _json_decode(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
-    # In a frame query, not `Series.str.json_decode`: see `_results.parse_lines`.
-    return pl.DataFrame({"t": texts}).select(pl.col("t").str.json_decode(dtype)).to_series().alias(texts.name)
-
-
-def _decode_chunk(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
-    try:
-        return _json_decode(texts, dtype), pl.Series(values=[None] * len(texts), dtype=pl.String)
-    except pl.exceptions.PolarsError as exc:
-        if len(texts) > _BISECT_FLOOR:
-            mid = len(texts) // 2
-            (v1, e1), (v2, e2) = _decode_chunk(texts[:mid], dtype), _decode_chunk(texts[mid:], dtype)
-            return v1.append(v2), e1.append(e2)
-        if len(texts) == 1:
-            return pl.Series(values=[None], dtype=dtype), pl.Series(values=[_short(exc)], dtype=pl.String)
-    # A small failing chunk: decode row by row (bounded to _BISECT_FLOOR rows per failing chunk).
-    parts = [_decode_chunk(texts[i : i + 1], dtype) for i in range(len(texts))]
-    return pl.concat([p[0] for p in parts]), pl.concat([p[1] for p in parts])
-
-
-def _short(exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return "answer does not match the schema: " + first.removeprefix("error deserializing JSON: ")[:200]
 
 
 def convert(expr: pl.Expr, field: Field, path: str) -> tuple[pl.Expr, pl.Expr]:
@@ -193,7 +154,7 @@ def decode_answers(texts: pl.Series, field: Field) -> pl.DataFrame:
     `value` is null wherever `problem` is set: an answer that breaks its schema or a constraint is not half kept.
     """
     s = pl.col(_TEXT)
-    stripped = pl.DataFrame({_TEXT: spread(texts)}).select(s.str.strip_chars())  # frame queries: see `_json_decode`
+    stripped = pl.DataFrame({_TEXT: spread(texts)}).select(s.str.strip_chars())  # frame queries: see `_json.spread`
     checked = stripped.select(s, (s.str.starts_with("{") & s.str.json_path_match("$").is_not_null()).alias(_IS_OBJECT))
     is_object = checked.get_column(_IS_OBJECT).fill_null(False)
     candidates = checked.get_column(_TEXT).zip_with(is_object, pl.Series([None], dtype=pl.String))

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from polars_gemini._errors import ColumnClashError, RequestTooLargeError, TemplateError
+from polars_gemini._json import spread
 from polars_gemini._requests import (
     KEY,
     NBYTES,
@@ -21,7 +22,6 @@ from polars_gemini._requests import (
     line_overhead,
     request_keys,
 )
-from polars_gemini._results import spread
 from polars_gemini._shards import shard_ids
 from polars_gemini._template import NULL_COLUMN, prompt_exprs
 

@@ -14,6 +14,8 @@ from typing import Any
 import polars as pl
 from google.genai import types
 
+from polars_gemini._json import json_decode_tolerant, spread
+
 KEY = "key"
 LINE = "line"
 TEXT = "text"
@@ -78,19 +80,6 @@ GONE_CODE = 404  # the job or its results file is no longer on the service: re-s
 JOB_STATE_CODES = {"FAILED": 13, "EXPIRED": 4, "CANCELLED": 1, "PARTIALLY_SUCCEEDED": 2}
 
 
-def spread(series: pl.Series) -> pl.Series:
-    """`series` in at least one chunk per Polars thread, without copying.
-
-    An eager query evaluates a column chunk by chunk, in parallel: JSON parsing of a single-chunk column runs on
-    one core while the others idle (measured on Polars 2.1: half the time on two cores).
-    """
-    threads = pl.thread_pool_size()
-    if threads < 2 or series.n_chunks() >= threads or len(series) < 2 * threads:
-        return series
-    size = -(-len(series) // threads)
-    return pl.concat([series.slice(start, size) for start in range(0, len(series), size)], rechunk=False)
-
-
 def split_lines(data: bytes) -> pl.Series:
     """The non-empty lines of a JSONL file as a String column.
 
@@ -127,10 +116,35 @@ def response_json(response: types.GenerateContentResponse) -> dict[str, Any]:
 
 
 def parse_lines(lines: pl.Series) -> pl.DataFrame:
-    """One row per line: key, answer text (thought parts skipped), error message and code, finish reason, usage."""
-    # Decoded in a frame query, not with `Series.str.json_decode`, which on Polars 2.1 is ~3x slower at a million
-    # lines (it does not work chunk by chunk on every core).
+    """One row per line: key, answer text (thought parts skipped), error message and code, finish reason, usage.
+    Every line must decode (`parse_results` is the tolerant form)."""
     frame = pl.DataFrame({LINE: spread(lines)}).with_columns(pl.col(LINE).str.json_decode(_LINE_DTYPE).alias("p"))
+    return _fields(frame)
+
+
+def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
+    """`parse_lines`, tolerant of bad lines: (results, number of lines that could not be read at all).
+
+    A line with the shape of no response but a readable key becomes an error for that key; a line with no readable
+    key (truncated, not JSON) is counted and left out, so its key is missing and retried as such. A clean file costs
+    what `parse_lines` costs; only a file that fails is decoded again, tolerantly (`_json.json_decode_tolerant`).
+    """
+    try:
+        return parse_lines(lines), 0
+    except pl.exceptions.PolarsError:
+        decoded, problems = json_decode_tolerant(lines, _LINE_DTYPE)
+    frame = pl.DataFrame({LINE: lines, "p": decoded, "bad": problems.is_not_null()})
+    broken = frame.filter(pl.col("bad")).select(
+        pl.coalesce(pl.col(LINE).str.json_path_match("$.key"), pl.col(LINE).str.json_path_match("$.metadata.key"))
+    ).to_series()
+    message = f"the result line for this request from {where} could not be read (it has no response's shape)"
+    shaped = synthetic_errors(broken.drop_nulls().unique(maintain_order=True), UNREADABLE_CODE, message)
+    good = _fields(frame.filter(~pl.col("bad")).drop("bad"))
+    return pl.concat([good, shaped]), int(broken.null_count())
+
+
+def _fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """The result columns from the decoded lines (struct column `p`) and the raw ones (`line`)."""
     p = pl.col("p")
     cand = p.struct.field("response").struct.field("candidates").list.first()
     parts = cand.struct.field("content").struct.field("parts")
@@ -161,40 +175,6 @@ def parse_lines(lines: pl.Series) -> pl.DataFrame:
         p.struct.field("response").struct.field("usageMetadata").alias(USAGE),
         pl.col(LINE),
     )
-
-
-def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
-    """`parse_lines`, tolerant of bad lines: (results, number of lines that could not be read at all).
-
-    A line with the shape of no response but a readable key becomes an error for that key; a line with no readable
-    key (truncated, not JSON) is counted and left out, so its key is missing and retried as such. The common case, a
-    clean file, costs one vectorized parse; failing chunks are bisected down to their bad lines.
-    """
-    try:
-        return parse_lines(lines), 0
-    except pl.exceptions.PolarsError:
-        bad = _bad_lines(lines)
-    broken = lines.filter(bad)
-    keys = pl.DataFrame({LINE: broken}).select(
-        pl.coalesce(pl.col(LINE).str.json_path_match("$.key"), pl.col(LINE).str.json_path_match("$.metadata.key"))
-    ).to_series()
-    message = f"the result line for this request from {where} could not be read (it has no response's shape)"
-    shaped = synthetic_errors(keys.drop_nulls().unique(maintain_order=True), UNREADABLE_CODE, message)
-    return pl.concat([parse_lines(lines.filter(~bad)), shaped]), int(keys.null_count())
-
-
-def _bad_lines(lines: pl.Series, floor: int = 16) -> pl.Series:
-    """A mask of the lines `parse_lines` cannot decode, found by bisecting failing chunks down to `floor` lines."""
-    try:
-        parse_lines(lines)
-        return pl.Series([False] * len(lines), dtype=pl.Boolean)
-    except pl.exceptions.PolarsError:
-        if len(lines) == 1:
-            return pl.Series([True], dtype=pl.Boolean)
-    if len(lines) <= floor:  # a small failing chunk: line by line (at most `floor` parses)
-        return pl.concat([_bad_lines(lines.slice(i, 1)) for i in range(len(lines))])
-    mid = len(lines) // 2
-    return pl.concat([_bad_lines(lines.slice(0, mid), floor), _bad_lines(lines.slice(mid), floor)])
 
 
 def _error_message(status: pl.Expr, block: pl.Expr, finish: pl.Expr, response: pl.Expr) -> pl.Expr:
