@@ -12,7 +12,7 @@ import polars as pl
 
 import data
 import stages
-from polars_gemini._assemble import answer_columns, join_rows, per_request  # noqa: F401  # the code under check
+from polars_gemini.run.assemble import answer_columns, join_rows, per_request  # noqa: F401  # the code under check
 
 ROWS = 2_000
 

@@ -37,7 +37,7 @@ import polars as pl  # noqa: E402
 
 import data  # noqa: E402
 import stages  # noqa: E402
-from polars_gemini._plan import Plan, Shard  # noqa: E402
+from polars_gemini.prepare.plan import Plan, Shard  # noqa: E402
 
 STAGES = ("prepare", "estimate", "ingest-text", "ingest-typed", "e2e")
 VARIANTS = ("library", "per_row", "polars_io")

@@ -20,11 +20,11 @@ from google.genai import types
 
 import data
 import polars_gemini
-from polars_gemini._assemble import answer_columns, join_rows, per_request
-from polars_gemini._plan import Limits, Plan, make_plan
-from polars_gemini._requests import RequestSpec, build_spec, encode_jsonl
-from polars_gemini._results import parse_results, split_lines
-from polars_gemini._template import prompt_exprs
+from polars_gemini.prepare.plan import Limits, Plan, make_plan
+from polars_gemini.prepare.requests import RequestSpec, build_spec, encode_jsonl
+from polars_gemini.prepare.template import prompt_exprs
+from polars_gemini.run.assemble import answer_columns, join_rows, per_request
+from polars_gemini.run.results import parse_results, split_lines
 
 OUTPUT = "response"
 
@@ -97,7 +97,7 @@ def estimate_library(frame: pl.DataFrame) -> Estimate | None:
         result = estimate(frame, data.TEMPLATE, model=data.MODEL)
         return Estimate(-1, f"polars_gemini.estimate -> {type(result).__name__}")
     try:
-        from polars_gemini._tokenizer import estimate_tokens
+        from polars_gemini.tokens.tokenizer import estimate_tokens
     except ImportError:
         return None
     prompt, _ = prompt_exprs(data.TEMPLATE, frame.collect_schema())

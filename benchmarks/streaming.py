@@ -19,9 +19,9 @@ from pathlib import Path
 import polars as pl
 
 import data
-from polars_gemini._plan import Limits, make_plan
-from polars_gemini._requests import build_spec, encode_jsonl
-from polars_gemini._stream import chunk_rows, stream_plan
+from polars_gemini.prepare.plan import Limits, make_plan
+from polars_gemini.prepare.requests import build_spec, encode_jsonl
+from polars_gemini.prepare.stream import chunk_rows, stream_plan
 from run import peak_bytes, reset_peak, rss_bytes
 
 SHARD_BYTES = 200_000_000

@@ -1,4 +1,4 @@
-"""Accuracy and speed of the offline token estimator (`polars_gemini._tokenizer`); `--fit` refits it.
+"""Accuracy and speed of the offline token estimator (`polars_gemini.tokens.tokenizer`); `--fit` refits it.
 
     python benchmarks/tokenizer_accuracy.py          # held-out table, unseen languages, speed
     python benchmarks/tokenizer_accuracy.py --fit    # refit both models, rewrite data/tokenizer_model.json
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from polars_gemini import _tokenizer as tok
+from polars_gemini.tokens import tokenizer as tok
 
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATION = REPO / "tests" / "data" / "token-calibration.jsonl"
@@ -186,7 +186,7 @@ def refit(path: Path) -> None:
     table = error_table(estimates(fast, texts), frame)
     cl_table = error_table(estimates(tok.cl100k_linear(texts, fast, cl_coef), texts), frame)
     model = {
-        "kind": "linear model over character-class counts (see polars_gemini._tokenizer.FEATURES)",
+        "kind": "linear model over character-class counts (see polars_gemini.tokens.tokenizer.FEATURES)",
         "target": "Gemini 2.x/3.x text token counts (Gemma 3 SentencePiece, 262,144 pieces)",
         "as_of": datetime.date.today().isoformat(),
         "training_corpus": {
@@ -200,7 +200,7 @@ def refit(path: Path) -> None:
         "held_out_error": {row.pop("group"): row for row in table.to_dicts()},
         "cl100k_model": {
             "kind": "FEATURES plus tiktoken cl100k_base token counts times the share of Latin (U+0000-024F),"
-            " Cyrillic and Han/CJK-punctuation characters (see polars_gemini._tokenizer.CL100K_FEATURES);"
+            " Cyrillic and Han/CJK-punctuation characters (see polars_gemini.tokens.tokenizer.CL100K_FEATURES);"
             " blended with the character-class model by the share of characters outside those scripts",
             "method": f"non-negative least squares, row weight 1/gemini_tokens^{WEIGHT_POWER}, same split",
             "coefficients": cl_coef,

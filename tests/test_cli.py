@@ -13,8 +13,8 @@ import pytest
 from google import genai
 
 from polars_gemini import ConfigurationError
-from polars_gemini._cli import main
-from polars_gemini._demo import run as run_demo
+from polars_gemini.cli.demo import run as run_demo
+from polars_gemini.cli.main import main
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 
@@ -80,7 +80,7 @@ def test_status_of_a_damaged_checkpoint(
 def test_status_command_in_a_subprocess(tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent"
     proc = subprocess.run(
-        [sys.executable, "-m", "polars_gemini._cli", "status", str(missing)],
+        [sys.executable, "-m", "polars_gemini.cli.main", "status", str(missing)],
         capture_output=True,
         text=True,
         timeout=60,

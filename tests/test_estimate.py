@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from polars_gemini import BudgetExceededError
-from polars_gemini._demo import SCHEMA, TEMPLATE, reviews
+from polars_gemini.cli.demo import SCHEMA, TEMPLATE, reviews
 from polars_gemini.emulator import Emulator
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}

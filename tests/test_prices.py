@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from polars_gemini._cost import cost, cost_expr
-from polars_gemini._errors import ConfigurationError, ModelError
-from polars_gemini._prices import ModelPrice, PriceTable, as_price_table, load_prices
+from polars_gemini.core.errors import ConfigurationError, ModelError
+from polars_gemini.cost.arithmetic import cost, cost_expr
+from polars_gemini.cost.prices import ModelPrice, PriceTable, as_price_table, load_prices
 
 # The README's pricing snapshot: standard -> batch, USD per 1M tokens (input, output).
 README_TABLE = {

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
-from polars_gemini import _namespace  # noqa: F401  # registers df.gemini / lf.gemini
-from polars_gemini._api import batch, submit
-from polars_gemini._errors import (
+from polars_gemini.api import namespace as _namespace  # noqa: F401  # registers df.gemini / lf.gemini
+from polars_gemini.api.estimating import estimate, input_tokens
+from polars_gemini.api.functions import batch, submit
+from polars_gemini.checkpoint.status import CheckpointStatus, checkpoint_status
+from polars_gemini.core.errors import (
     APIError,
     BudgetExceededError,
     CheckpointCorruptedError,
@@ -25,12 +27,10 @@ from polars_gemini._errors import (
     SchemaError,
     TemplateError,
 )
-from polars_gemini._estimate import Estimate
-from polars_gemini._estimating import estimate, input_tokens
-from polars_gemini._prices import PriceTable, load_prices
-from polars_gemini._resume import resume
-from polars_gemini._run import Run, RunCost, RunStatus
-from polars_gemini._status import CheckpointStatus, checkpoint_status
+from polars_gemini.cost.estimate import Estimate
+from polars_gemini.cost.prices import PriceTable, load_prices
+from polars_gemini.run.lifecycle import Run, RunCost, RunStatus
+from polars_gemini.run.resume import resume
 
 __version__ = "0.1.0"
 

@@ -87,7 +87,7 @@ def test_retry_rounds_record_attempts(emu: Emulator, tmp_path: Path) -> None:
 
 def test_a_second_process_gets_a_lock_error(emu: Emulator, tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from polars_gemini._checkpoint import Store; import pathlib, time; "
+        [sys.executable, "-c", f"from polars_gemini.checkpoint.store import Store; import pathlib, time; "
          f"s = Store(pathlib.Path({str(tmp_path)!r})); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
     )  # fmt: skip
@@ -120,7 +120,7 @@ def test_status_offline_and_cli(emu: Emulator, tmp_path: Path) -> None:
     assert status.jobs.get_column("state").to_list() == ["SUCCEEDED"]
     assert status.actual_cost is not None and status.actual_cost > 0
     printed = subprocess.run(
-        [sys.executable, "-m", "polars_gemini._cli", "status", str(tmp_path)],
+        [sys.executable, "-m", "polars_gemini.cli.main", "status", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,
@@ -180,7 +180,7 @@ def test_checkpoint_files_hold_what_the_docs_promise(emu: Emulator, tmp_path: Pa
 def test_batch_releases_the_lock_when_it_returns(emu: Emulator, tmp_path: Path) -> None:
     run(emu, pl.DataFrame({"t": ["a"]}), tmp_path)
     probe = subprocess.run(
-        [sys.executable, "-c", f"from polars_gemini._checkpoint import Store; import pathlib; "
+        [sys.executable, "-c", f"from polars_gemini.checkpoint.store import Store; import pathlib; "
          f"Store(pathlib.Path({str(tmp_path)!r})); print('opened')"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

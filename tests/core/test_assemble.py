@@ -6,10 +6,11 @@ import json
 
 import polars as pl
 
-from polars_gemini._assemble import answer_columns, join_rows, per_request
-from polars_gemini._plan import Limits, make_plan
-from polars_gemini._requests import build_spec
-from polars_gemini._results import LINE, parse_lines
+from polars_gemini.core.result_columns import LINE
+from polars_gemini.prepare.plan import Limits, make_plan
+from polars_gemini.prepare.requests import build_spec
+from polars_gemini.run.assemble import answer_columns, join_rows, per_request
+from polars_gemini.run.results import parse_lines
 
 
 def _line(key: str, text: str) -> str:

@@ -180,8 +180,8 @@ def test_per_request_errors_blocked_prompts_and_finish_reasons(emu: Emulator) ->
 
 def test_failed_keys_in_a_file_job(emu: Emulator) -> None:
     df = pl.DataFrame({"t": ["a", "b", "c"]})
-    plan_keys = polars_gemini._plan.make_plan(  # the keys are deterministic: compute them the library's way
-        df, "{t}", polars_gemini._requests.build_spec("gemini-2.0-flash"), polars_gemini._plan.Limits()
+    plan_keys = polars_gemini.prepare.plan.make_plan(  # the keys are deterministic: compute them the library's way
+        df, "{t}", polars_gemini.prepare.requests.build_spec("gemini-2.0-flash"), polars_gemini.prepare.plan.Limits()
     ).rows.get_column("key")
     emu.fail_keys({plan_keys[1]: (13, "internal error on b")})
     out = df.gemini.batch("{t}", model="gemini-2.0-flash", client=emu.client(), inline_limit_bytes=1, **FAST)
@@ -308,7 +308,7 @@ def test_api_key_from_env_never_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", secret)
     with Emulator(api_key="another-key") as emu:  # the emulator refuses our key: the error must not echo it
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emu.url)
-        client = polars_gemini._client.client_from_env()
+        client = polars_gemini.service.gemini.client_from_env()
         client._api_client._http_options.base_url = emu.url + "/"
         with pytest.raises(polars_gemini.APIError) as info:
             pl.DataFrame({"t": ["a"]}).gemini.batch("{t}", model="gemini-2.0-flash", client=client, **FAST)

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from polars_gemini import SchemaError
-from polars_gemini._decode import decode_answers
-from polars_gemini._schema import check_names, response_schema, to_field
+from polars_gemini.prepare.schema import check_names, response_schema, to_field
+from polars_gemini.run.decode import decode_answers
 
 
 class Color(enum.Enum):

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, Field, StringConstraints, conint, conlist, constr
 
 from polars_gemini import SchemaError
-from polars_gemini._schema import Constraints, field_from_json, field_to_json, response_schema, to_field
+from polars_gemini.prepare.schema import Constraints, field_from_json, field_to_json, response_schema, to_field
 
 
 def _local_models() -> type[BaseModel]:

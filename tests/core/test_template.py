@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from polars_gemini import TemplateError
-from polars_gemini._template import NULL_COLUMN, PROMPT, parse_template, prompt_exprs
+from polars_gemini.prepare.template import NULL_COLUMN, PROMPT, parse_template, prompt_exprs
 
 
 def render(df: pl.DataFrame, template: str | pl.Expr) -> pl.DataFrame:

@@ -54,7 +54,7 @@ def test_plugin_import_is_cheap() -> None:
 
 
 def test_cli_serves_until_terminated() -> None:
-    command = [sys.executable, "-m", "polars_gemini._cli", "emulator", "--port", "0"]
+    command = [sys.executable, "-m", "polars_gemini.cli.main", "emulator", "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = _first_line(process)
@@ -107,7 +107,7 @@ def test_cli_exits_2_when_it_cannot_listen(taken: bool) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1] if taken else 99_999
-        command = [sys.executable, "-m", "polars_gemini._cli", "emulator", "--port", str(port)]
+        command = [sys.executable, "-m", "polars_gemini.cli.main", "emulator", "--port", str(port)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     assert str(port) in done.stderr.strip().splitlines()[-1]

@@ -10,8 +10,8 @@ from emulator_support import conforms, run_file_job, text_request
 from google import genai
 from google.genai import errors, types
 
-from polars_gemini._tokenizer import count_tokens
 from polars_gemini.emulator import EmulatedError, Emulator, ResponderRequest, default_responder, responses
+from polars_gemini.tokens.tokenizer import count_tokens
 
 _OPENAPI = {
     "type": "OBJECT",

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import polars_gemini  # noqa: F401
-from polars_gemini._requests import build_spec, request_keys
 from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from polars_gemini.prepare.requests import build_spec, request_keys
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 # Arbitrary text: braces, emoji, control characters, quotes, backslashes, lone surrogates excluded (not UTF-8).

@@ -145,7 +145,7 @@ def test_failed_submit_releases_the_checkpoint(emu: Emulator, tmp_path: Path) ->
     ckpt = tmp_path / "c"
     with pytest.raises(APIError, match="Invalid model configuration"):
         frame().gemini.submit("{text}", model="gemini-2.0-flash", client=emu.client(), checkpoint=ckpt, **FAST)
-    code = f"from pathlib import Path; from polars_gemini._checkpoint import Store; Store(Path({str(ckpt)!r}))"
+    code = f"from pathlib import Path; from polars_gemini.checkpoint.store import Store; Store(Path({str(ckpt)!r}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     run = polars_gemini.resume(ckpt, client=emu.client(), **FAST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from polars_gemini._models import ModelInfo
+from polars_gemini.core.models import ModelInfo
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._http import Request, Response, Services, check_size, json_response, known_model
 from polars_gemini.emulator._paging import page

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from polars_gemini._models import MODELS, ModelInfo
+from polars_gemini.core.models import MODELS, ModelInfo
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._types import Responder
 

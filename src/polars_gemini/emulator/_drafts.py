@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from polars_gemini._tokenizer import count_tokens
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._status import EmulatedError
 from polars_gemini.emulator._types import Outcome, ResponderRequest
+from polars_gemini.tokens.tokenizer import count_tokens
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from polars_gemini._models import ModelInfo, model_info, normalize_model
-from polars_gemini._tokenizer import count_tokens
+from polars_gemini.core.models import ModelInfo, model_info, normalize_model
+from polars_gemini.tokens.tokenizer import count_tokens
 
 compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """`json.dumps` without building an encoder per call, which matters at 100k calls."""

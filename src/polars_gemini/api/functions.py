@@ -1,0 +1,275 @@
+"""The public functions. `df.gemini.*` delegates here; these are the typed, documented API."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+from google.genai import types
+
+from polars_gemini.api.estimating import PricesLike
+from polars_gemini.api.options import check_options
+from polars_gemini.checkpoint.files import JobRecord, sink_parquet
+from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, RunTimeoutError
+from polars_gemini.cost.estimate import Estimate, estimate_requests
+from polars_gemini.cost.prices import as_price_table
+from polars_gemini.prepare.plan import Limits, Plan, check_clash, make_plan, output_columns, run_id_for
+from polars_gemini.prepare.requests import RequestSpec, build_spec
+from polars_gemini.prepare.schema import SchemaLike, check_names
+from polars_gemini.prepare.stream import TOKENS, chunk_rows, stream_plan
+from polars_gemini.prepare.template import prompt_exprs
+from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
+from polars_gemini.run.results import parse_lines
+from polars_gemini.run.resume import open_run
+from polars_gemini.service import gemini as _client
+from polars_gemini.service.sync import run_sync
+
+if TYPE_CHECKING:
+    from google import genai
+
+FrameLike = pl.DataFrame | pl.LazyFrame
+# Set while `batch()` runs `submit()`: the checkpoint then stays busy from its opening to batch()'s end.
+_BATCH_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("polars_gemini_batch_call", default=False)
+ConfigLike = types.GenerateContentConfig | Mapping[str, Any]
+
+
+def submit(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str,
+    schema: SchemaLike | None = None,
+    system_instruction: str | None = None,
+    config: ConfigLike | None = None,
+    output: str = "response",
+    prefix: str = "",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: PricesLike = None,
+    usage: bool = False,
+    memory_budget: int | None = None,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
+) -> Run:
+    """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
+
+    Everything that can be checked locally (template, columns, model, schema, sizes, options) is checked before the
+    first call. With `checkpoint=`, all state lives in that directory: calling again (or `polars_gemini.resume(dir)`
+    from another process) re-attaches to the jobs, and only requests without a stored result are ever sent.
+    Without one, the same work submitted again finds its jobs on the service (they are named after it) and
+    re-attaches to them instead of paying twice (`reuse_jobs=False` to submit anew).
+    With a LazyFrame and `memory_budget=` (bytes), requests are rendered in streamed chunks straight into sharded
+    request files (under the checkpoint, else a temporary directory) instead of all at once in memory.
+
+    Service limits: at most `max_active_jobs` jobs run at once (the service allows 100 per project), and with
+    `max_enqueued_tokens=` (your tier's enqueued-token limit) jobs are split to fit and queued so the running ones
+    stay under it; a create the service refuses for quota (429) waits for running jobs to finish. Idempotent calls
+    are retried under `retry` (the SDK's `HttpRetryOptions`; default 6 attempts from 1 s, capped at 60 s); job
+    creation never is, blindly: it is looked up by name first.
+
+    >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
+    >>> run.status(); out = run.result()  # doctest: +SKIP
+    """
+    check_options(dict(locals()))  # first statement: the arguments, exactly as given
+    spec = build_spec(
+        model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
+    )
+    check_names(spec.field, output, prefix, usage=usage)
+    check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix, usage))
+    limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
+    data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint)
+    table = as_price_table(prices)
+    est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan))
+    _check_budget(est, max_cost)
+    options = RunOptions(
+        output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
+        usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost,
+    )  # fmt: skip
+    if client is None and plan.requests.height == 0 and checkpoint is None:
+        return Run(data, plan, None, options, estimate=est)  # nothing to send: no client needed
+    client = client or _client.client_from_env()
+    run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
+    if checkpoint is not None:
+        run = open_run(Path(checkpoint), data, plan, template, client, options, est)
+    else:
+        run = Run(data, plan, client, options, run_id=run_id, estimate=est)
+    if resubmit_lost:
+        run.extra_rounds = 1
+    try:
+        if mode == "sync":
+            lines = run_sync(plan, client, max_concurrency, progress, retry)
+            run.store.add_results(_sync_job(run), parse_lines(lines))
+            return run
+        return _submit_or_explain(run)
+    except BaseException:
+        run.close()  # a failed submit never keeps the checkpoint locked: resume() must work from anywhere
+        raise
+    finally:
+        if not _BATCH_CALL.get():  # batch() keeps the directory busy until it returns: no thread takes it between
+            run.store.opened()
+
+
+def _plan(
+    frame: FrameLike, template: str | pl.Expr, spec: RequestSpec, limits: Limits, memory_budget: int | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> tuple[FrameLike, Plan]:  # fmt: skip
+    """The plan, in memory, or, with a memory budget, streamed into request files.
+
+    A streamed frame is evaluated once, into `input.parquet` next to its request files, and read back from there:
+    the planning pass, the checkpoint and the final join then see the same rows in the same order (a LazyFrame
+    evaluated twice need not: a `group_by`, say, or a source file that changes in between).
+    """
+    if memory_budget is None:
+        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        return df, make_plan(df, template, spec, limits)
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or not 0 < memory_budget < 2**62:
+        raise ConfigurationError(f"memory_budget is a number of bytes > 0, e.g. 2_000_000_000; got {memory_budget!r}.")
+    if checkpoint is not None:
+        directory = Path(checkpoint) / "inputs" / spec.fingerprint[:16]
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="polars-gemini-requests-"))
+    prompt_exprs(template, frame.lazy().collect_schema())  # a bad template fails before the input is written out
+    staged = directory / "input.parquet"
+    sink_parquet(staged, frame.lazy())
+    lf = pl.scan_parquet(staged)
+    chunk = chunk_rows(lf, template, memory_budget)
+    return lf, stream_plan(lf, template, spec, limits, directory, chunk)
+
+
+def _streamed_tokens(plan: Plan) -> pl.Series | None:
+    return plan.requests.get_column(TOKENS) if TOKENS in plan.requests.columns else None
+
+
+def _check_budget(est: Estimate, max_cost: float | None) -> None:
+    """Refuse to submit when the worst case could cost more than `max_cost`, before any upload."""
+    if max_cost is None:
+        return
+    if est.cost_max is None:
+        raise BudgetExceededError(
+            f"max_cost={max_cost} cannot be checked: no price is known for {est.model}. Pass prices={{...}}.\n{est!r}"
+        )
+    if est.cost_max > max_cost:
+        raise BudgetExceededError(
+            f"Not submitted: the estimate's upper bound ${est.cost_max:,.2f} exceeds max_cost=${max_cost:,.2f} "
+            f"(expected ${est.cost:,.2f}). Lower the worst case with config max_output_tokens, send fewer rows, or "
+            f"raise max_cost.\n{est!r}"
+        )
+
+
+def _sync_job(run: Run) -> JobRecord:
+    """A stand-in job record so sync results are stored like a batch job's."""
+    job = JobRecord(f"sync-{run.run_id}", run.run_id, 1, 0, "sync", run.plan.requests.height, "SUCCEEDED")
+    run.store.add_job(job, run.plan.requests.get_column("key"))
+    run.round = run.options.max_retries + 1  # sync mode retries inside each call (the SDK's retry options)
+    return job
+
+
+def _submit_or_explain(run: Run) -> Run:
+    try:
+        return run.submit()
+    except APIError as exc:
+        created = [j.name for j in run.store.jobs if j.name]
+        if not created:
+            raise
+        raise APIError(
+            f"{exc} Jobs already created (and running): {', '.join(created)}. Cancel them with "
+            "client.batches.cancel(name=...) or keep their results; pass checkpoint= to make submission resumable.",
+            code=exc.code,
+        ) from exc
+
+
+def _limits(max_requests: int | None, inline: int | None, file: int | None) -> Limits:
+    base = Limits()
+    return Limits(
+        inline if inline is not None else base.inline_bytes,
+        file if file is not None else base.file_bytes,
+        max_requests,
+    )
+
+
+def batch(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str,
+    schema: SchemaLike | None = None,
+    system_instruction: str | None = None,
+    config: ConfigLike | None = None,
+    output: str = "response",
+    prefix: str = "",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: PricesLike = None,
+    usage: bool = False,
+    memory_budget: int | None = None,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
+    timeout: float | None = None,
+) -> pl.DataFrame:
+    """Run `template` over every row at batch price and return the frame with typed answer columns.
+
+    Every input row comes back exactly once, in order, with its answer or a value in `{output}_error`. The options
+    are `submit`'s (see there); `timeout` (seconds) bounds the wait, after which `RunTimeoutError` says how to pick
+    the run up again.
+
+    >>> out = polars_gemini.batch(df, "Classify: {review}", model="gemini-2.5-flash",
+    ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
+    """
+    check_options({"timeout": timeout})  # the others are checked by submit
+    inside = _BATCH_CALL.set(True)
+    try:
+        run = submit(
+            frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
+            inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+            check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
+            max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+            resubmit_lost=resubmit_lost,
+        )  # fmt: skip
+    finally:
+        _BATCH_CALL.reset(inside)
+    try:
+        return run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
+    except RunTimeoutError:
+        again = "call the same batch(...) again (it re-attaches to them: nothing is paid twice)"
+        raise RunTimeoutError(run.timeout_message(timeout, again)) from None
+    finally:
+        run.close()  # batch() owns its run: let other processes use the checkpoint once it returns or raises

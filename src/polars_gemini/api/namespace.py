@@ -1,0 +1,191 @@
+"""`df.gemini` and `lf.gemini`: stateless shims over the functions in `_api` (as Polars' own namespaces are).
+
+Each method spells out the whole signature of the function it calls, so that `help()`, IDEs, `inspect.signature` and
+type checkers see every option; one base class serves DataFrame and LazyFrame alike.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+import polars as pl
+from google.genai import types
+
+from polars_gemini.api import estimating as _estimating
+from polars_gemini.api import functions as _api
+from polars_gemini.api.estimating import PricesLike
+from polars_gemini.api.functions import ConfigLike
+from polars_gemini.cost.estimate import Estimate
+from polars_gemini.prepare.schema import SchemaLike
+from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run
+
+if TYPE_CHECKING:
+    from google import genai
+
+
+class _GeminiNamespace:
+    """The operations shared by `df.gemini` and `lf.gemini`; `self._frame` is the frame they run on."""
+
+    _frame: pl.DataFrame | pl.LazyFrame
+
+    def batch(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str,
+        schema: SchemaLike | None = None,
+        system_instruction: str | None = None,
+        config: ConfigLike | None = None,
+        output: str = "response",
+        prefix: str = "",
+        client: genai.Client | None = None,
+        mode: Literal["batch", "sync"] = "batch",
+        max_requests_per_job: int | None = None,
+        inline_limit_bytes: int | None = None,
+        file_limit_bytes: int | None = None,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        max_concurrency: int = 8,
+        progress: bool = True,
+        check_model: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        max_retries: int = 2,
+        keep_files: bool = False,
+        max_cost: float | None = None,
+        prices: PricesLike = None,
+        usage: bool = False,
+        memory_budget: int | None = None,
+        retry: types.HttpRetryOptions | None = None,
+        max_active_jobs: int = MAX_ACTIVE_JOBS,
+        max_enqueued_tokens: int | None = None,
+        reuse_jobs: bool = True,
+        resubmit_lost: bool = False,
+        timeout: float | None = None,
+    ) -> pl.DataFrame:
+        """Run `template` over every row at batch price; the frame comes back with typed answer columns.
+
+        See `polars_gemini.batch` for every option.
+
+        >>> out = df.gemini.batch("Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
+        """
+        return _api.batch(
+            self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
+            inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+            check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
+            max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+            resubmit_lost=resubmit_lost, timeout=timeout,
+        )  # fmt: skip
+
+    def submit(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str,
+        schema: SchemaLike | None = None,
+        system_instruction: str | None = None,
+        config: ConfigLike | None = None,
+        output: str = "response",
+        prefix: str = "",
+        client: genai.Client | None = None,
+        mode: Literal["batch", "sync"] = "batch",
+        max_requests_per_job: int | None = None,
+        inline_limit_bytes: int | None = None,
+        file_limit_bytes: int | None = None,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        max_concurrency: int = 8,
+        progress: bool = True,
+        check_model: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        max_retries: int = 2,
+        keep_files: bool = False,
+        max_cost: float | None = None,
+        prices: PricesLike = None,
+        usage: bool = False,
+        memory_budget: int | None = None,
+        retry: types.HttpRetryOptions | None = None,
+        max_active_jobs: int = MAX_ACTIVE_JOBS,
+        max_enqueued_tokens: int | None = None,
+        reuse_jobs: bool = True,
+        resubmit_lost: bool = False,
+    ) -> Run:
+        """Submit the batch jobs and return at once with a `Run` (`status()`, `wait()`, `result()`, `cancel()`).
+
+        See `polars_gemini.submit` for every option.
+
+        >>> run = df.gemini.submit("Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
+        """
+        return _api.submit(
+            self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
+            inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+            check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
+            max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+            resubmit_lost=resubmit_lost,
+        )  # fmt: skip
+
+    def estimate(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str,
+        schema: SchemaLike | None = None,
+        system_instruction: str | None = None,
+        config: ConfigLike | None = None,
+        prices: PricesLike = None,
+        expected_output_tokens: int | None = None,
+        thinking_tokens: int | None = None,
+        calibrate: int = 0,
+        client: genai.Client | None = None,
+        check_model: bool = True,
+    ) -> Estimate:
+        """Tokens and dollars for running `template` over the frame at batch price, before anything is sent.
+
+        >>> df.gemini.estimate("Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
+        """
+        return _estimating.estimate(
+            self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            prices=prices, expected_output_tokens=expected_output_tokens, thinking_tokens=thinking_tokens,
+            calibrate=calibrate, client=client, check_model=check_model,
+        )  # fmt: skip
+
+    def input_tokens(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str,
+        schema: SchemaLike | None = None,
+        system_instruction: str | None = None,
+        config: ConfigLike | None = None,
+        check_model: bool = True,
+    ) -> pl.Series:
+        """Estimated input tokens of each row's request, as a column.
+
+        >>> df.with_columns(df.gemini.input_tokens("Rate: {review}", model="gemini-2.5-flash"))  # doctest: +SKIP
+        """
+        return _estimating.input_tokens(
+            self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            check_model=check_model,
+        )  # fmt: skip
+
+
+@pl.api.register_dataframe_namespace("gemini")
+class GeminiFrame(_GeminiNamespace):
+    """Gemini Batch API operations on a DataFrame. See `polars_gemini.batch` for the arguments."""
+
+    def __init__(self, df: pl.DataFrame) -> None:
+        self._frame = df
+
+
+@pl.api.register_lazyframe_namespace("gemini")
+class GeminiLazyFrame(_GeminiNamespace):
+    """Gemini Batch API operations on a LazyFrame; the frame is collected (or streamed) when the call runs."""
+
+    def __init__(self, lf: pl.LazyFrame) -> None:
+        self._frame = lf

@@ -1,0 +1,87 @@
+"""Checking a call's options before anything is planned or sent: each wrong value is a `ConfigurationError` naming
+the option, what it must be, and an example; never an AttributeError or TypeError from deep inside."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from google.genai import types
+
+from polars_gemini.core.errors import ConfigurationError
+from polars_gemini.cost.prices import PriceTable
+from polars_gemini.service import gemini
+
+_INTS = {  # option: (least value, hint)
+    "max_retries": (0, "0 disables retry rounds"),
+    "max_concurrency": (1, "the number of jobs handled at once, e.g. 8"),
+    "max_active_jobs": (1, "the service allows 100 concurrent batch jobs"),
+    "max_enqueued_tokens": (1, "your tier's enqueued-token limit, e.g. 3_000_000"),
+    "max_requests_per_job": (1, "e.g. 10_000"),
+    "inline_limit_bytes": (0, "0 sends every job as an uploaded file"),
+    "file_limit_bytes": (1, "the service takes files up to 2 GB"),
+}
+_OPTIONAL = ("max_enqueued_tokens", "max_requests_per_job", "inline_limit_bytes", "file_limit_bytes")
+_SECONDS = ("poll_interval", "max_poll_interval", "timeout")
+_BOOLS = ("progress", "check_model", "keep_files", "usage", "reuse_jobs", "resubmit_lost")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Every option given checked before anything is planned or sent: a `ConfigurationError` naming it and its fix.
+
+    `options` maps option names to values (those of `submit`, `batch` or `resume`; absent ones are not checked).
+    """
+    if options.get("mode", "batch") not in ("batch", "sync"):
+        raise ConfigurationError(f"mode must be 'batch' or 'sync', got {options['mode']!r}.")
+    for name in (n for n in ("checkpoint", "memory_budget") if options.get("mode") == "sync" and options.get(n)):
+        raise ConfigurationError(f"{name}= applies to batch runs; sync mode is for quick iterations on few rows.")
+    for name, (least, hint) in _INTS.items():
+        value = options.get(name)
+        if name in options and not (value is None and name in _OPTIONAL):
+            _int_at_least(name, value, least, hint)
+    for name in (n for n in _SECONDS if options.get(n) is not None):
+        if not _finite_at_least(options[name], 0.0) or options[name] == 0:
+            raise ConfigurationError(f"{name} is a number of seconds > 0, got {options[name]!r}.")
+    if options.get("max_cost") is not None and not _finite_at_least(options["max_cost"], 0.0):
+        raise ConfigurationError(
+            f"max_cost is a finite number of US dollars >= 0, or None for no limit; got {options['max_cost']!r}. "
+            "Example: max_cost=25.0."
+        )
+    for name in (n for n in _BOOLS if n in options and not isinstance(options[n], bool)):
+        raise ConfigurationError(f"{name} must be True or False, got {options[name]!r}.")
+    _check_kinds(options)
+
+
+def _check_kinds(options: Mapping[str, Any]) -> None:
+    """Options that must be of one kind of object: said before an AttributeError could be raised deep inside."""
+    kinds: dict[str, tuple[tuple[type, ...], str]] = {
+        "retry": ((types.HttpRetryOptions, type(None)), "google.genai.types.HttpRetryOptions(attempts=6, ...)"),
+        "prices": ((PriceTable, Mapping, type(None)), 'a mapping, e.g. {"gemini-2.5-flash": {"input": 0.3, ...}}'),
+        "checkpoint": ((str, os.PathLike, type(None)), "a directory path, e.g. 'runs/reviews'"),
+        "system_instruction": ((str, type(None)), "a string"),
+        "output": ((str,), "a non-empty string, e.g. 'response'"),
+        "prefix": ((str,), "a string, e.g. 'llm_'"),
+    }
+    if options.get("client") is not None and not gemini.is_client(options["client"]):
+        kind = type(options["client"]).__name__  # the value is never shown: a key passed as client= must not leak
+        raise ConfigurationError(f"client must be a google.genai.Client, e.g. genai.Client(api_key=...); got a {kind}.")
+    for name, (allowed, hint) in kinds.items():
+        if name in options and not isinstance(options[name], allowed):
+            kind = type(options[name]).__name__
+            raise ConfigurationError(f"{name} must be {hint}; got {options[name]!r} of type {kind}.")
+    if options.get("output") == "":
+        raise ConfigurationError("output must be a non-empty string, e.g. 'response'.")
+
+
+def _finite_at_least(value: object, least: float) -> bool:
+    """`value` is a real number (not a bool, a string or NaN), finite and >= `least`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= least
+
+
+def _int_at_least(name: str, value: object, least: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{name} must be an integer >= {least} ({hint}), got {value!r}.")

@@ -1,0 +1,165 @@
+"""Run state, in memory and optionally persisted to a checkpoint directory of plain Parquet and JSON files.
+
+    <checkpoint>/
+      manifest.json          what the current run is: model, template, config, schema, library version, fingerprints
+      schema.parquet         an empty frame carrying the output dtype (Enum categories and time units intact)
+      input.parquet          the input frame, so `polars_gemini.resume(dir)` needs nothing but the directory
+      rows.parquet           per input row: the request key, or why the row was not sent
+      requests.parquet       per distinct request: key, prompt, size, estimated tokens
+      jobs.parquet           every batch job ever created from this directory: name, display name, state, files, times
+      jobkeys/<job>.parquet  the keys each job carries, written before the job is created
+      results/<job>.parquet  each finished job's results: key, raw line, answer, error, usage, attempt
+      .lock                  held by the process using the directory
+
+Every write is atomic (temporary file, flush, fsync, rename). No pickle; the API key is never written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from polars_gemini.core.errors import CheckpointCorruptedError
+
+FORMAT_VERSION = 1
+# Test-only crash injection: `POLARS_GEMINI_CRASH_AT=<file or folder name>` kills the process right before a write
+# there lands, which is how the crash-resume tests reach "before submission" and "while writing results" exactly.
+_CRASH_ENV = "POLARS_GEMINI_CRASH_AT"
+
+
+@dataclass
+class JobRecord:
+    """One batch job. `state` is the API's (PENDING, RUNNING, SUCCEEDED, ...) or one of ours before it exists:
+    PREPARED (keys saved), QUEUED (waiting for room under the service's limits), CREATING (the create call may have
+    reached the service: find it before creating again); or GONE (the service no longer has it or its results).
+    `input_path` is relative to the checkpoint directory. `unreadable_lines`: result lines that could not be read."""
+
+    display_name: str
+    run_id: str
+    attempt: int
+    shard: int
+    transport: str
+    requests: int
+    state: str = "PREPARED"
+    name: str | None = None
+    error: str | None = None
+    input_file: str | None = None
+    input_path: str | None = None
+    result_file: str | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    collected: bool = False
+    error_code: int | None = None
+    unreadable_lines: int = 0
+    adopted: bool = False  # an earlier call's job of the same work, found on the service: its keys are unknown
+
+
+_JOB_SCHEMA = {
+    "display_name": pl.String, "run_id": pl.String, "attempt": pl.Int32, "shard": pl.Int32, "transport": pl.String,
+    "requests": pl.Int64, "state": pl.String, "name": pl.String, "error": pl.String, "input_file": pl.String,
+    "input_path": pl.String, "result_file": pl.String, "created_at": pl.Float64, "updated_at": pl.Float64,
+    "collected": pl.Boolean, "error_code": pl.Int64, "unreadable_lines": pl.Int64,
+    "adopted": pl.Boolean,
+}  # fmt: skip
+
+
+def _crash_point(path: Path) -> None:
+    if os.environ.get(_CRASH_ENV) in (path.name, path.parent.name):
+        os.kill(os.getpid(), 9)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Any]:
+    """A binary file object whose content replaces `path` only once fully written and synced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        _crash_point(path)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(path: Path, frame: pl.DataFrame) -> None:
+    with _atomic(path) as handle:
+        frame.write_parquet(handle)
+
+
+def sink_parquet(path: Path, frame: pl.LazyFrame) -> None:
+    """Stream a LazyFrame into `path` atomically, without collecting it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.sink_parquet(tmp)
+    with tmp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    _crash_point(path)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, data: Any) -> None:
+    with _atomic(path) as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode())
+
+
+def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise CheckpointCorruptedError(
+            f"Checkpoint file {path} is missing (every run writes it). Restore it from a backup, or run the same "
+            "batch(...) call again, with the frame: its jobs are found on the service by name, nothing is paid twice."
+        ) from None
+    except Exception as exc:
+        raise CheckpointCorruptedError(
+            f"Checkpoint file {path} is truncated or corrupted ({type(exc).__name__}: {str(exc)[:200]}). "
+            "Nothing was reset: restore it from a backup, or delete it (jobs: re-attach by display name; "
+            "results: downloaded again) if you understand what is lost."
+        ) from None
+
+
+def read_parquet(path: Path) -> pl.DataFrame:
+    frame: pl.DataFrame = _read(path, pl.read_parquet)
+    return frame
+
+
+def read_json(path: Path) -> Any:
+    return _read(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+
+
+def jobs_frame(jobs: list[JobRecord]) -> pl.DataFrame:
+    return pl.DataFrame([asdict(j) for j in jobs], schema=_JOB_SCHEMA)
+
+
+def jobs_from_frame(frame: pl.DataFrame) -> list[JobRecord]:
+    names = {f.name for f in fields(JobRecord)}
+    # One row per job (tens at most), not per request. Columns added by later versions are absent from older files.
+    return [
+        JobRecord(**{k: v for k, v in row.items() if (k in names and v is not None) or k in _REQUIRED})
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+_REQUIRED = ("display_name", "run_id", "attempt", "shard", "transport", "requests")

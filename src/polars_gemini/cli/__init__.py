@@ -1,0 +1,1 @@
+"""The `polars-gemini` command (`main`: emulator, demo, status) and the demo it runs (`demo`)."""

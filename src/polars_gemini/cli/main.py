@@ -1,0 +1,79 @@
+"""The `polars-gemini` command: `emulator`, `demo`, `status`.
+
+A library error (`GeminiBatchError`) is the command's answer, not a crash: it is printed as one error line on stderr
+and the exit status is 2, like a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from polars_gemini.core.errors import GeminiBatchError
+
+
+def _number(kind: Callable[[str], float], low: float) -> Callable[[str], float]:
+    """An argparse `type=` that parses with `kind` and accepts values of at least `low`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value >= low:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+
+    return parse
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polars-gemini", description=(__doc__ or "").split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    emu = sub.add_parser("emulator", help="serve the local Gemini API emulator until interrupted")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    emu.add_argument(
+        "--job-seconds", type=_number(float, 0), default=0.0, help="simulated queue+run time of each batch job"
+    )
+    demo = sub.add_parser("demo", help="run a typed batch job over synthetic reviews (emulator unless --live)")
+    demo.add_argument("--rows", type=_number(int, 1), default=2_000, help="how many reviews (at least 1)")
+    demo.add_argument("--live", action="store_true", help="use the real Gemini API with GEMINI_API_KEY")
+    status = sub.add_parser("status", help="report a checkpointed run from its directory (no API call by default)")
+    status.add_argument("checkpoint", help="the checkpoint directory")
+    status.add_argument("--refresh", action="store_true", help="refresh job states from the API (GEMINI_API_KEY)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except GeminiBatchError as exc:
+        print(f"polars-gemini {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "emulator":
+        from polars_gemini.emulator._cli import serve
+
+        return serve(host=args.host, port=args.port, job_seconds=args.job_seconds)
+    if args.command == "demo":
+        from polars_gemini.cli.demo import run
+
+        run(rows=int(args.rows), live=args.live)
+        return 0
+    if args.command == "status":
+        from polars_gemini.checkpoint.status import checkpoint_status
+        from polars_gemini.service.gemini import client_from_env
+
+        print(checkpoint_status(args.checkpoint, client=client_from_env() if args.refresh else None))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Foundations every stage shares, importing nothing else of the library: the exception tree (`errors`), the model
+table (`models`), the results table's column names and dtypes (`result_columns`), and whole-column JSON decoding
+that is spread over every core and tolerant of bad rows (`json_columns`)."""

@@ -1,0 +1,241 @@
+"""Tokens and dollars before anything is sent: the number a careful person would compute by hand, only faster.
+
+Input tokens per request count everything billed: the rendered prompt, the system instruction and, in schema mode,
+the response schema (assumed to be billed as prompt text: its JSON form is counted once per request). Output tokens
+are an expected value and an upper bound: the expected answer (a typical JSON instance of the schema, or
+`expected_output_tokens` for text), plus thinking (a dated per-model default, or the configured budget), bounded by
+`max_output_tokens` (thinking included, as Gemini 2.5+ counts it) or the model's output limit.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+from google.genai import types
+
+from polars_gemini.core.models import ModelInfo, model_info
+from polars_gemini.cost.arithmetic import cost, cost_expr
+from polars_gemini.cost.prices import PriceTable
+from polars_gemini.prepare.requests import PROMPT, RequestSpec
+from polars_gemini.prepare.schema import Field
+from polars_gemini.prepare.template import prompt_exprs
+from polars_gemini.tokens.tokenizer import count_tokens, estimate_tokens
+
+# A text answer's expected length when the caller does not say (about a short paragraph); dated guess, as of 2026-11.
+DEFAULT_TEXT_ANSWER_TOKENS = 150
+DEFAULT_MAX_OUTPUT_TOKENS = 65_536
+INPUT_TOKENS = "input_tokens"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a call will cost, before it is sent. Costs are USD, `None` when the model's price is unknown."""
+
+    model: str
+    rows: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    output_tokens_max: int
+    thinking_tokens: int
+    cost: float | None
+    cost_max: float | None
+    sync_cost: float | None
+    prices_as_of: str
+    method: str
+    assumptions: tuple[str, ...] = field(default=())
+
+    @property
+    def price_known(self) -> bool:
+        return self.cost is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"price_known": self.price_known}
+
+    def _lines(self) -> list[tuple[str, str]]:
+        usd = _usd
+        return [
+            ("model", self.model),
+            ("rows / requests", f"{self.rows:,} / {self.requests:,} (after dedup)"),
+            ("input tokens", f"{self.input_tokens:,}"),
+            ("output tokens", f"{self.output_tokens:,} expected ({self.thinking_tokens:,} thinking), "
+                              f"{self.output_tokens_max:,} at most"),
+            ("batch cost", f"{usd(self.cost)} expected, {usd(self.cost_max)} at most"),
+            ("same work, standard price", usd(self.sync_cost)),
+            ("prices as of", self.prices_as_of),
+            ("tokens", self.method),
+            *(("assumes", note) for note in self.assumptions),
+        ]  # fmt: skip
+
+    def __repr__(self) -> str:
+        width = max(len(k) for k, _ in self._lines())
+        return "Estimate(\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in self._lines()) + "\n)"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._lines())  # fmt: skip
+        return f"<table><caption>polars-gemini estimate</caption>{rows}</table>"
+
+
+def _usd(value: float | None) -> str:
+    return "price unknown" if value is None else f"${value:,.2f}"
+
+
+def input_token_exprs(spec: RequestSpec) -> tuple[pl.Expr, int]:
+    """Per-request input tokens: an expression over the prompt column, and the constant part of every request."""
+    constant = []
+    system = spec.tail.get("system_instruction")
+    if system:
+        constant += [p.get("text", "") for p in system.get("parts", [])]
+    schema = spec.tail.get("generation_config", {}).get("response_schema")
+    if schema is not None:
+        constant.append(json.dumps(schema, separators=(",", ":")))
+    return estimate_tokens(pl.col(PROMPT)), sum(count_tokens(constant)) if constant else 0
+
+
+def per_row_input_tokens(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec) -> pl.Series:
+    """Estimated input tokens of each row's request (null where the row would not be sent)."""
+    prompt, _ = prompt_exprs(template, frame.collect_schema())
+    per_prompt, constant = input_token_exprs(spec)
+    return frame.select(prompt.alias(PROMPT)).select((per_prompt + constant).alias(INPUT_TOKENS)).to_series()
+
+
+def _typical(field: Field) -> Any:
+    """A representative answer for `field`, to count the tokens a schema-conforming answer takes."""
+    if field.is_struct:
+        return {name: _typical(f) for name, f in field.children}
+    if field.item is not None:
+        return [_typical(field.item)] * 3
+    dtype = field.dtype
+    if isinstance(dtype, pl.Enum):
+        cats = dtype.categories.to_list()
+        return max(cats, key=len)
+    if isinstance(dtype, pl.Boolean):
+        return True
+    if dtype.is_integer():
+        return 42
+    if dtype.is_float():
+        return 0.87
+    if isinstance(dtype, pl.Date):
+        return "2024-05-17"
+    if isinstance(dtype, pl.Datetime):
+        return "2024-05-17T14:03:00Z"
+    return "a short phrase of about six words"
+
+
+@dataclass(frozen=True)
+class OutputGuess:
+    answer: int
+    thinking: int
+    maximum: int
+    assumptions: tuple[str, ...]
+
+
+def output_guess(spec: RequestSpec, expected_output_tokens: int | None, thinking_tokens: int | None) -> OutputGuess:
+    """Expected answer and thinking tokens per request, and the per-request upper bound."""
+    cfg: types.GenerateContentConfig = spec.config
+    info = model_info(spec.model)
+    notes: list[str] = []
+    if expected_output_tokens is not None:
+        answer = expected_output_tokens
+    elif spec.field is not None:
+        answer = count_tokens([json.dumps(_typical(spec.field))])[0]
+        notes.append("answer: a typical JSON instance of the schema")
+    else:
+        answer = DEFAULT_TEXT_ANSWER_TOKENS
+        notes.append(f"answer: {DEFAULT_TEXT_ANSWER_TOKENS} tokens per text answer (pass expected_output_tokens=)")
+    thinking = _thinking(cfg, info, thinking_tokens, notes)
+    limit = cfg.max_output_tokens or (info.max_output_tokens if info else DEFAULT_MAX_OUTPUT_TOKENS)
+    if cfg.max_output_tokens is None:
+        notes.append(f"upper bound: the model's output limit of {limit:,} tokens (set max_output_tokens to lower it)")
+    answer = min(answer, limit)
+    # max_output_tokens bounds answer and thinking together (Gemini 2.5+), so it is the per-request worst case.
+    return OutputGuess(answer, min(thinking, max(limit - answer, 0)), limit, tuple(notes))
+
+
+def _thinking(cfg: types.GenerateContentConfig, info: ModelInfo | None, override: int | None, notes: list[str]) -> int:
+    """Expected thinking tokens per request."""
+    budget = cfg.thinking_config.thinking_budget if cfg.thinking_config else None
+    if override is not None:
+        return override
+    if info is None or budget == 0 or (not info.thinks_by_default and not budget):
+        return 0
+    if budget is not None and budget > 0:
+        notes.append(
+            f"thinking: the model's default of {info.default_thinking_tokens:,}, capped by the budget {budget:,}"
+        )
+        return min(info.default_thinking_tokens, int(budget))
+    notes.append(f"thinking: {info.default_thinking_tokens:,} tokens per request, the model's dated default "
+                 "(pass thinking_tokens= or calibrate=N to measure)")  # fmt: skip
+    return int(info.default_thinking_tokens)
+
+
+def estimate_requests(
+    requests: pl.DataFrame,
+    rows: int,
+    spec: RequestSpec,
+    prices: PriceTable,
+    *,
+    expected_output_tokens: int | None = None,
+    thinking_tokens: int | None = None,
+    input_scale: float = 1.0,
+    prompt_tokens: pl.Series | None = None,
+    method: str = "offline estimator (tiktoken cl100k and character classes, fitted on real Gemini counts; see README)",
+) -> Estimate:
+    """An `Estimate` for distinct requests (a frame with the `prompt` column; `prompt_tokens` if counted exactly)."""
+    per_prompt, constant = input_token_exprs(spec)
+    if prompt_tokens is not None:
+        per_prompt = pl.lit(prompt_tokens)
+    tokens = requests.select((per_prompt * input_scale + constant).round().cast(pl.Int64).alias(INPUT_TOKENS))
+    guess = output_guess(spec, expected_output_tokens, thinking_tokens)
+    n = requests.height
+    out, out_max = n * (guess.answer + guess.thinking), n * guess.maximum
+    price = prices.get(spec.model)
+    totals: tuple[float | None, ...] = _costs(tokens, price, guess) if price is not None else (None, None, None)
+    notes = guess.assumptions + (() if price else (f"price unknown for {spec.model}: pass prices=",))
+    expected, worst, sync = totals
+    return Estimate(spec.model, rows, n, int(tokens.get_column(INPUT_TOKENS).sum()), out, out_max, n * guess.thinking,
+                    expected, worst, sync, prices.as_of, method, notes)  # fmt: skip
+
+
+def _costs(tokens: pl.DataFrame, price: Any, guess: OutputGuess) -> tuple[float, float, float]:
+    def total(output: int, batch: bool) -> float:
+        usd = tokens.select(cost_expr(price, input_tokens=INPUT_TOKENS, output_tokens=output, batch=batch).sum())
+        return float(usd.item() or 0.0)
+
+    expected = guess.answer + guess.thinking
+    return total(expected, True), total(guess.maximum, True), total(expected, False)
+
+
+def actual_cost(usage: pl.DataFrame, price: Any, *, batch: bool) -> float | None:
+    """USD billed for result rows with `usageMetadata` (a struct column `usage`), every attempt included."""
+    if price is None:
+        return None
+    u = pl.col("usage").struct
+    expr = cost_expr(
+        price,
+        input_tokens=u.field("promptTokenCount").fill_null(0),
+        output_tokens=u.field("candidatesTokenCount").fill_null(0),
+        thinking_tokens=u.field("thoughtsTokenCount"),
+        cached_tokens=u.field("cachedContentTokenCount"),
+        batch=batch,
+    )
+    return float(usage.select(expr.sum()).item() or 0.0)
+
+
+def usage_columns(output: str) -> list[pl.Expr]:
+    """Per-row usage columns from a `usage` struct column."""
+    u = pl.col("usage").struct
+    return [
+        u.field("promptTokenCount").alias(f"{output}_input_tokens"),
+        u.field("candidatesTokenCount").alias(f"{output}_output_tokens"),
+        u.field("thoughtsTokenCount").fill_null(0).alias(f"{output}_thinking_tokens"),
+        u.field("cachedContentTokenCount").fill_null(0).alias(f"{output}_cached_tokens"),
+    ]
+
+
+__all__ = ["Estimate", "actual_cost", "cost", "estimate_requests", "per_row_input_tokens"]

@@ -1,0 +1,198 @@
+"""Planning a call, all local and pure: render prompts, dedup to requests with keys, split into job shards.
+
+Nothing here touches the network, so every error a plan can find is raised before any money is spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from polars_gemini.core.errors import ColumnClashError, RequestTooLargeError, TemplateError
+from polars_gemini.core.json_columns import spread
+from polars_gemini.prepare.requests import (
+    KEY,
+    NBYTES,
+    PROMPT,
+    RequestSpec,
+    escaped_size,
+    line_overhead,
+    request_keys,
+)
+from polars_gemini.prepare.shards import shard_ids
+from polars_gemini.prepare.template import NULL_COLUMN, prompt_exprs
+
+_CONTENTS = pl.List(pl.Struct({"parts": pl.List(pl.Struct({"text": pl.String}))}))
+_LINE_SCHEMA: dict[str, pl.DataType] = {"key": pl.String(), "request": pl.Struct({"contents": _CONTENTS})}
+SKIP = "__pg_skip"
+SHARD = "shard"
+
+INLINE_LIMIT_BYTES = 20_000_000  # the API's limit on an inline batch request body
+FILE_LIMIT_BYTES = 2_000_000_000  # the API's limit on an input file
+SAFETY = 0.8  # stay well under both: the wire form of inline requests is a little larger than our estimate
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Where requests are split: inline under `inline_bytes` and `inline_requests`, files under `file_bytes`,
+    `max_requests` per job.
+
+    `inline_requests`: the SDK converts each inline request to its wire form in Python (about 2 ms each), so beyond
+    a thousand requests an uploaded file is much faster, although the payload would fit inline.
+    """
+
+    inline_bytes: int = int(INLINE_LIMIT_BYTES * SAFETY)
+    file_bytes: int = int(FILE_LIMIT_BYTES * 0.9)
+    max_requests: int | None = None
+    inline_requests: int = 1_000
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    transport: str  # "inline" | "file"
+    requests: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """`rows`: one per input row (key, or the reason it is not sent); `requests`: one per distinct request.
+
+    A plan streamed from a LazyFrame (`_stream`) keeps its prompts in JSONL request `files`, one per shard, not in
+    `requests`; `prompts()` reads them back for the keys a retry needs.
+    """
+
+    spec: RequestSpec
+    rows: pl.DataFrame
+    requests: pl.DataFrame
+    shards: tuple[Shard, ...]
+    files: tuple[Path, ...] = ()
+
+    def shard_requests(self, index: int) -> pl.DataFrame:
+        return self.requests.filter(pl.col(SHARD) == index)
+
+    def prompts(self, keys: pl.Series) -> pl.DataFrame:
+        """`key` and `prompt` of the requests with these keys, in plan order."""
+        wanted = keys.to_frame(KEY)
+        if PROMPT in self.requests.columns:
+            return self.requests.join(wanted, on=KEY, how="semi", maintain_order="left").select(KEY, PROMPT)
+        lines = pl.scan_ndjson(list(self.files), schema=_LINE_SCHEMA)
+        text = pl.col("request").struct.field("contents").list.first().struct.field("parts").list.first()
+        found = lines.select(KEY, text.struct.field("text").alias(PROMPT)).join(wanted.lazy(), on=KEY, how="semi")
+        return found.collect()
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """What makes two calls the same work: the same requests for the same rows (keys hash model, config, schema and
+    prompt). Equal to hashing the keys one after the other, in one call: the keys joined into one string."""
+    digest = hashlib.sha256(plan.spec.fingerprint.encode())
+    digest.update(plan.rows.get_column(KEY).fill_null("-").str.join("").item().encode())
+    return digest.hexdigest()
+
+
+def run_id_for(plan: Plan, limits: Limits) -> str:
+    """A run's id, from its work alone: the same work (same requests, split the same way) gets the same job display
+    names, so a second call finds the jobs of the first one on the service instead of paying for them again."""
+    digest = hashlib.sha256(plan_fingerprint(plan).encode())
+    digest.update(repr(sorted(asdict(limits).items())).encode())
+    return digest.hexdigest()[:12]
+
+
+def output_columns(spec: RequestSpec, output: str, prefix: str, usage: bool = False) -> list[str]:
+    """Names of the columns a call adds: the answer (text mode) or one per schema field, the error column, and
+    with `usage` the per-row token columns."""
+    tokens = [f"{output}_{kind}_tokens" for kind in ("input", "output", "thinking", "cached")] if usage else []
+    if spec.field is None:
+        return [output, f"{output}_error", *tokens]
+    return [f"{prefix}{name}" for name, _ in spec.field.children] + [f"{output}_error", *tokens]
+
+
+def check_clash(columns: list[str], added: list[str]) -> None:
+    clash = [c for c in added if c in columns]
+    if clash:
+        raise ColumnClashError(
+            f"The result column(s) {', '.join(map(repr, clash))} already exist in the frame. "
+            "Hint: pass prefix='llm_' (schema fields) or output='other_name', or rename the input columns."
+        )
+
+
+def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, limits: Limits) -> Plan:
+    prompt, null_col = prompt_exprs(template, frame.collect_schema())
+    try:
+        rendered = frame.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
+    except pl.exceptions.ShapeError:  # a prompt expression not of one value per row
+        check_length(-1, frame.height, template)
+        raise
+    check_length(rendered.height, frame.height, template)
+    # DataFrame.unique, not Series.unique: the same rows, ~6x faster at a million rows on Polars 2.1.
+    distinct = rendered.select(PROMPT).drop_nulls().unique(maintain_order=True).get_column(PROMPT)
+    # Sizes come from regex counts: run them on every core (`spread`), then rejoin the chunks.
+    nbytes = pl.DataFrame({PROMPT: spread(distinct)}).select(escaped_size(pl.col(PROMPT)) + line_overhead(spec))
+    requests = pl.DataFrame({KEY: request_keys(distinct, spec), PROMPT: distinct, NBYTES: nbytes.to_series().rechunk()})
+    check_sizes(requests, limits)
+    requests, shards = shard(requests, limits)
+    keyed = rendered.join(requests.select(PROMPT, KEY), on=PROMPT, how="left", maintain_order="left")
+    rows = keyed.select(
+        pl.col(KEY),
+        pl.when(pl.col(NULL_COLUMN).is_not_null())
+        .then(pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN)))
+        .alias(SKIP),
+    )
+    return Plan(spec, rows, requests, shards)
+
+
+def check_length(prompts: int, rows: int, template: str | pl.Expr) -> None:
+    """One prompt per row: an expression that aggregates (`str.join`), slices (`head`) or is a bare literal would
+    pair prompts with the wrong rows."""
+    if prompts != rows:
+        given = "another number of" if prompts < 0 else f"{prompts:,}"
+        raise TemplateError(
+            f"The template gives {given} prompt(s) for {rows:,} row(s): {template!r}. A prompt expression must "
+            "give one value per row, e.g. pl.format('Rate: {}', pl.col('review')); for the same prompt on every row, "
+            "pass it as a template string without fields."
+        )
+
+
+def check_sizes(requests: pl.DataFrame, limits: Limits) -> None:
+    too_big = requests.filter(pl.col(NBYTES) > limits.file_bytes)
+    if too_big.height:
+        first = too_big.row(0, named=True)
+        raise RequestTooLargeError(
+            f"{too_big.height} request(s) exceed the {limits.file_bytes:,}-byte file limit; the first is "
+            f"{first[NBYTES]:,} bytes (prompt starts {first[PROMPT][:60]!r}). Hint: shorten or split that text."
+        )
+
+
+def shard(requests: pl.DataFrame, limits: Limits) -> tuple[pl.DataFrame, tuple[Shard, ...]]:
+    """Split `requests` into contiguous job shards under `limits`; adds the `shard` column."""
+    if requests.height == 0:
+        return requests.with_columns(pl.lit(0, pl.UInt32).alias(SHARD)), ()
+    inline = requests.height <= limits.inline_requests and inline_wire_bytes(requests) <= limits.inline_bytes
+    budget = limits.inline_bytes if inline else limits.file_bytes
+    sharded = requests.with_columns(shard_ids(requests.get_column(NBYTES), budget, limits.max_requests).alias(SHARD))
+    return sharded, shards_of(sharded, "inline" if inline else "file")
+
+
+def inline_wire_bytes(requests: pl.DataFrame) -> int:
+    """The size of `requests` as the SDK sends them inline: its JSON escapes every non-ASCII character (`\\uXXXX`,
+    6 bytes; 12 for a character outside the BMP), where a file line carries it as UTF-8 (`NBYTES`)."""
+    total = int(requests.get_column(NBYTES).sum())
+    if PROMPT not in requests.columns:
+        return total
+    p = pl.col(PROMPT)
+    ascii_chars = p.str.count_matches(r"[\x00-\x7f]")
+    non_ascii = p.str.len_chars() - ascii_chars
+    astral = p.str.count_matches(r"[\x{10000}-\x{10FFFF}]")
+    # Each non-ASCII character's UTF-8 bytes (counted in NBYTES) become 6 bytes on the wire, 12 outside the BMP.
+    extra = requests.select((6 * non_ascii + 6 * astral - (p.str.len_bytes() - ascii_chars)).sum()).item()
+    return total + int(extra or 0)
+
+
+def shards_of(requests: pl.DataFrame, transport: str) -> tuple[Shard, ...]:
+    """The shards recorded in the `shard` column of `requests`, in order, with their sizes."""
+    stats = requests.group_by(SHARD, maintain_order=True).agg(pl.len().alias("n"), pl.col(NBYTES).sum().alias("b"))
+    return tuple(Shard(int(s), transport, int(n), int(b)) for s, n, b in stats.iter_rows())

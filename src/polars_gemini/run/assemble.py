@@ -1,0 +1,87 @@
+"""Join results back to the input rows by key: every row exactly once, in order, with its answer or an error."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import polars as pl
+
+from polars_gemini.core.result_columns import ERROR, LINE, TEXT
+from polars_gemini.prepare.plan import SKIP, Plan
+from polars_gemini.prepare.requests import KEY
+from polars_gemini.prepare.schema import Field, check_names
+from polars_gemini.run.decode import decode_answers
+
+_FOUND = "__pg_found"
+
+
+def per_request(plan: Plan, results: pl.DataFrame) -> pl.DataFrame:
+    """One row per planned request: its result, or why it has none (key missing from the results).
+
+    Results are matched by key, never by position; a key reported twice keeps its first answer. Jobs that ended
+    badly already left an error result per key (`_results.synthetic_errors`).
+    """
+    # The raw `line` column is the bulk of the results; only whether a line exists matters here.
+    slim = results.select(pl.exclude(LINE), pl.lit(True).alias(_FOUND))
+    first = slim.unique(subset=KEY, keep="first", maintain_order=True)
+    joined = plan.requests.select(KEY).join(first, on=KEY, how="left", maintain_order="left")
+    missing = pl.when(pl.col(_FOUND).is_null()).then(pl.lit("no result was returned for this request"))
+    return joined.with_columns(pl.coalesce(ERROR, missing).alias(ERROR)).drop(_FOUND)
+
+
+def answer_columns(plan: Plan, by_request: pl.DataFrame, output: str, prefix: str) -> pl.DataFrame:
+    """The answer column(s) and the error column per request, decoded to the declared dtypes.
+
+    The first column is the request key, under a name none of the others has (schema fields are the user's to name,
+    `key` included); `join_rows` finds it by position.
+    """
+    error_col = f"{output}_error"
+    field = plan.spec.field
+    if field is None:
+        answers = by_request.select(
+            pl.when(pl.col(ERROR).is_null()).then(pl.col(TEXT)).alias(output), pl.col(ERROR).alias(error_col)
+        )
+    else:
+        check_names(field, output, prefix)  # `submit` checks it before sending; this keeps the frame well-formed
+        decoded = decode_answers(by_request.get_column(TEXT), field)
+        both = (
+            by_request.select(ERROR)
+            .hstack(decoded)
+            .select(
+                pl.when(pl.col(ERROR).is_null()).then(pl.col("value")).alias("value"),
+                pl.coalesce(ERROR, "problem").alias(ERROR),
+            )
+        )
+        answers = _unnest(both.get_column("value"), field, prefix).hstack([both.get_column(ERROR).alias(error_col)])
+    return answers.insert_column(0, by_request.get_column(KEY).alias(_fresh("__pg_key", answers.columns)))
+
+
+def _unnest(values: pl.Series, field: Field, prefix: str) -> pl.DataFrame:
+    """One column per schema field, named `prefix` + field name; any name, even one Polars would read as a pattern."""
+    positional = [f"f{i}" for i in range(len(field.children))]
+    frame = values.struct.rename_fields(positional).struct.unnest()
+    return frame.rename({p: f"{prefix}{name}" for p, (name, _) in zip(positional, field.children, strict=True)})
+
+
+def _fresh(base: str, taken: Collection[str]) -> str:
+    """`base`, lengthened until it is the name of no column in `taken`: internal columns never shadow a user's."""
+    name = base
+    while name in taken:
+        name += "_"
+    return name
+
+
+def join_rows(frame: pl.DataFrame, plan: Plan, answers: pl.DataFrame, output: str) -> pl.DataFrame:
+    """The input frame with the answer columns appended, row order and count unchanged.
+
+    `answers`: the request key first (as `answer_columns` makes it), then the columns to append.
+    """
+    error_col = f"{output}_error"
+    key = answers.columns[0]
+    row_key = _fresh("__pg_row_key", answers.columns)
+    skip = _fresh(SKIP, [*answers.columns, row_key])
+    rows = plan.rows.select(pl.col(KEY).alias(row_key), pl.col(SKIP).alias(skip))
+    joined = rows.join(answers, left_on=row_key, right_on=key, how="left", maintain_order="left")
+    added = joined.with_columns(pl.coalesce(pl.col(skip), pl.col(error_col)).alias(error_col)).drop(row_key, skip)
+    assert added.height == frame.height, "a join changed the number of rows"  # keys are unique in `answers`
+    return pl.concat([frame, added], how="horizontal")

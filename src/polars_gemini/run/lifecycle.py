@@ -1,0 +1,621 @@
+"""A run: its jobs in rounds (first attempt, then retries), polling with capped backoff and a progress bar,
+result collection, and assembly. State lives in a `Store` (in memory, or a checkpoint directory)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+from google.genai import types
+
+from polars_gemini.checkpoint.files import JobRecord
+from polars_gemini.checkpoint.store import Store
+from polars_gemini.core.errors import APIError, GeminiBatchWarning, MissingAPIKeyError, RunTimeoutError
+from polars_gemini.core.result_columns import ERROR, ERROR_CODE, TEXT
+from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
+from polars_gemini.cost.prices import PriceTable, load_prices
+from polars_gemini.prepare.plan import Limits, Plan, shard
+from polars_gemini.prepare.requests import KEY, NBYTES, encode_jsonl, inline_requests
+from polars_gemini.run.assemble import answer_columns, join_rows, per_request
+from polars_gemini.run.decode import decode_answers
+from polars_gemini.run.results import (
+    GONE_CODE,
+    JOB_STATE_CODES,
+    MISSING_CODE,
+    RETRYABLE_CODES,
+    parse_results,
+    split_lines,
+    synthetic_errors,
+)
+from polars_gemini.service import gemini as _client
+from polars_gemini.service.responses import inline_lines
+
+if TYPE_CHECKING:
+    from google import genai
+
+# At most this many request files are encoded and uploaded at once: each is up to `Limits.file_bytes` in memory.
+_UPLOADS = threading.BoundedSemaphore(2)
+# How often to look for a job whose create call may have landed before a crash, before creating it again.
+_LOOKUPS = 3
+_LOOKUP_PAUSE = 2.0
+# The first poll waits at most this long (the job may be done at once); later polls back off to the cap.
+_FIRST_POLL = 0.5
+MAX_ACTIVE_JOBS = 100  # the service's limit on concurrent batch jobs per project
+_PAYLOAD_TOO_LARGE = ("payload size", "too large", "exceeds the limit")
+_TOKEN_MARGIN = 0.7  # jobs are cut at 70% of the enqueued-token budget: token counts here are estimates
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output: str = "response"
+    prefix: str = ""
+    poll_interval: float = 5.0
+    max_poll_interval: float = 60.0
+    max_concurrency: int = 8
+    progress: bool = True
+    max_retries: int = 2
+    keep_files: bool = False
+    limits: Limits = field(default_factory=Limits)
+    usage: bool = False
+    prices: PriceTable = field(default_factory=load_prices)
+    retry: types.HttpRetryOptions | None = None  # None: `_client.RETRY`
+    max_active_jobs: int = MAX_ACTIVE_JOBS
+    max_enqueued_tokens: int | None = None
+    reuse_jobs: bool = True
+    resubmit_lost: bool = False
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A snapshot of a run: job states and request counts."""
+
+    jobs: tuple[tuple[str, str], ...]  # (job name or display name, state)
+    requests: int
+    done: int
+    failed: int
+    estimated_cost: float | None = None
+    actual_cost: float | None = None
+    unreadable_lines: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.requests - self.done - self.failed
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for room under the service's limits (concurrent jobs, enqueued tokens) to be created."""
+        return sum(state == "QUEUED" for _, state in self.jobs)
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
+        costs = f"; cost {_usd(self.estimated_cost)} estimated, {_usd(self.actual_cost)} so far"
+        unread = f"; {self.unreadable_lines} result line(s) unreadable" if self.unreadable_lines else ""
+        return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states}{costs}{unread})"
+
+
+@dataclass
+class Run:
+    """A batch run. `status()` reports, `wait()` polls until done, `result()` returns the frame, `cancel()` stops.
+
+    >>> run = df.gemini.submit("Summarize: {text}", model="gemini-2.5-flash")  # doctest: +SKIP
+    >>> out = run.result()  # doctest: +SKIP
+    """
+
+    frame: pl.DataFrame | pl.LazyFrame  # lazy for a streamed plan: collected only when the result is assembled
+    plan: Plan
+    client: genai.Client | None = field(repr=False)
+    options: RunOptions
+    store: Store = field(default_factory=Store, repr=False)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    round: int = 0
+    estimate: Estimate | None = None
+    extra_rounds: int = 0  # rounds allowed beyond max_retries (re-submitting requests whose jobs were lost)
+    _refused_since: float | None = field(default=None, repr=False)  # quota refusals while none of ours ran
+    _tokens: dict[str, int] = field(default_factory=dict, repr=False)  # estimated input tokens per job
+
+    # -- submission -------------------------------------------------------------------------------------------
+
+    def submit(self) -> Run:
+        """Recover jobs a crash interrupted, then create jobs for every request without a usable result."""
+        with self.store.operation(), _submitting(self.run_id):
+            self._recover()
+            fresh = not any(j.run_id == self.run_id for j in self.store.jobs)
+            if self.options.reuse_jobs and fresh and not self._todo().is_empty():
+                self._adopt()
+            self._submit_round()
+        return self
+
+    def _adopt(self) -> None:
+        """A run with no job of its own yet (a new call, or a lost jobs.parquet) takes over the jobs that the same
+        work left on the service, of every round, and collects those that finished: only what none of them
+        answered is sent again. Their keys are not known until their results are in, so until then every key of
+        the plan counts as busy, and their results are taken as they are (no 'missing' errors)."""
+        found = [s for s in self._on_service().values() if _reusable(s)]
+        for snap in sorted(found, key=lambda s: s.display_name or ""):
+            round_no, shard_no = _round_and_shard(snap.display_name or "")
+            job = JobRecord(snap.display_name or "", self.run_id, round_no, shard_no, "adopted", 0, snap.state,
+                            snap.name, adopted=True)  # fmt: skip
+            self.store.add_job(job, self.plan.requests.get_column(KEY))
+            self.round = max(self.round, round_no)
+        if found:
+            names = ", ".join(s.name for s in found[:3]) + (" ..." if len(found) > 3 else "")
+            warnings.warn(
+                f"Re-attached to {len(found)} batch job(s) already on the service for this same work ({names}), "
+                "instead of paying for them again. Pass reuse_jobs=False to submit the requests anew.",
+                GeminiBatchWarning,
+                stacklevel=3,
+            )
+            self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
+    def _api(self) -> genai.Client:
+        if self.client is None:
+            raise MissingAPIKeyError("This run has no client: pass client= (or set GEMINI_API_KEY) to continue it.")
+        return self.client
+
+    def _recover(self) -> None:
+        """Jobs left PREPARED or CREATING by a crash: find the ones the service has, then finish creating the rest."""
+        orphans = [j for j in self.store.active_jobs() if j.name is None]
+        creating = [j for j in orphans if j.state == "CREATING"]
+        for attempt in range(_LOOKUPS if creating else 0):
+            found = {n: snap for n, snap in self._on_service().items() if _reusable(snap)}
+            for job in [j for j in creating if j.display_name in found]:  # created before the crash: attach
+                self.store.update(job, name=found[job.display_name].name, state=found[job.display_name].state)
+            creating = [j for j in creating if j.name is None]
+            if not creating or attempt == _LOOKUPS - 1:
+                break
+            time.sleep(min(self._retry_delay(), _LOOKUP_PAUSE))  # a create sent just before may still be landing
+        self._launch([j for j in orphans if j.name is None])
+
+    def _on_service(self, prefix: str | None = None) -> dict[str, _client.JobSnapshot]:
+        """This run's jobs on the service by display name (one `list`), the usable one where a name repeats."""
+        jobs = _client.find_jobs(self._api(), prefix or f"{self._prefix_base()}-", self.options.retry)
+        by_name: dict[str, list[_client.JobSnapshot]] = {}
+        for snap in jobs:
+            by_name.setdefault(snap.display_name or "", []).append(snap)
+        return {name: _client.best_match(snaps) for name, snaps in by_name.items()}
+
+    def _todo(self) -> pl.Series:
+        """Keys of this plan that are neither settled (answered, or failed for good) nor in a job still running."""
+        latest = self.store.latest()
+        codes = list(RETRYABLE_CODES) + ([GONE_CODE] if self.options.resubmit_lost else [])
+        settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(codes))
+        busy = [settled.get_column(KEY)] + [self.store.job_keys(j) for j in self.store.active_jobs()]
+        keys = self.plan.requests.get_column(KEY)
+        todo: pl.Series = keys.filter(~keys.is_in(pl.concat(busy).implode()))
+        return todo
+
+    def _submit_round(self) -> None:
+        keys = self._todo()
+        if keys.is_empty():
+            return
+        self.round += 1
+        if self.plan.files and self.round == 1 and keys.len() == self.plan.requests.height:
+            self._submit_streamed()
+            return
+        requests = self.plan.requests.join(keys.to_frame(KEY), on=KEY, how="semi", maintain_order="left")
+        requests, shards = shard(requests, self._limits())
+        jobs = []
+        for s in shards:
+            name = f"{self._prefix()}-{s.index:04d}"
+            job = JobRecord(name, self.run_id, self.round, s.index, s.transport, s.requests)
+            self.store.add_job(job, requests.filter(pl.col("shard") == s.index).get_column(KEY))
+            jobs.append(job)
+        self._start(jobs)
+
+    def _limits(self) -> Limits:
+        """The split limits, with every job (inline or file) small enough to fit the enqueued-token budget alone.
+
+        Sizes are bytes, tokens an estimate from the bytes: a margin keeps a shard of denser-than-average text under
+        the budget too."""
+        limits, budget = self.options.limits, self.options.max_enqueued_tokens
+        if budget is None:
+            return limits
+        cap = max(int(budget * _TOKEN_MARGIN / max(self._tokens_per_byte(), 1e-9)), 1)
+        return dataclasses.replace(
+            limits, file_bytes=min(limits.file_bytes, cap), inline_bytes=min(limits.inline_bytes, cap)
+        )
+
+    def _prefix_base(self) -> str:
+        return f"polars-gemini-{self.plan.spec.fingerprint[:8]}-{self.run_id}"
+
+    def _prefix(self) -> str:
+        return f"{self._prefix_base()}-r{self.round}"
+
+    def _submit_streamed(self) -> None:
+        """First round of a streamed plan: its request files are the jobs' input files, uploaded as they are."""
+        jobs = []
+        for s, path in zip(self.plan.shards, self.plan.files, strict=True):
+            job = JobRecord(f"{self._prefix()}-{s.index:04d}", self.run_id, 1, s.index, "file", s.requests,
+                            input_path=self._stored_path(path))  # fmt: skip
+            self.store.add_job(job, self.plan.shard_requests(s.index).get_column(KEY))
+            jobs.append(job)
+        self._start(jobs)
+
+    def _stored_path(self, path: Path) -> str:
+        """A request file's path as saved: relative to the checkpoint, so the run resumes from any directory."""
+        if self.store.root is None:
+            return str(path.resolve())
+        return str(path.resolve().relative_to(self.store.root.resolve()))
+
+    def _start(self, jobs: list[JobRecord]) -> None:
+        """Create `jobs` (new records: none of them can be on the service yet; jobs an earlier call left there
+        were adopted by `_adopt`, jobs a crash left half-created are found by `_recover`)."""
+        self._launch(jobs)
+
+    def _launch(self, jobs: list[JobRecord]) -> None:
+        """Create those of `jobs` that fit under the concurrent-job and enqueued-token limits; queue the rest."""
+        active = [j for j in self.store.active_jobs() if j.name is not None]
+        room = self.options.max_active_jobs - len(active)
+        tokens = sum(self._job_tokens(j) for j in active)
+        ready: list[JobRecord] = []
+        for job in jobs:
+            need = self._job_tokens(job)
+            budget = self.options.max_enqueued_tokens
+            if len(ready) < room and (budget is None or tokens + need <= budget or not (active or ready)):
+                ready.append(job)
+                tokens += need
+            elif job.state != "QUEUED":
+                self.store.update(job, state="QUEUED")
+        self._each(self._create, ready)
+        self._check_refusals(active)
+
+    def _check_refusals(self, active: list[JobRecord]) -> None:
+        """A create refused for quota waits for our own jobs to finish. With none of ours running (other jobs of the
+        project hold the quota, or one job is larger than it), it waits as long as the retry policy would for any
+        call (attempts x max_delay: 6 minutes by default), then says what to do."""
+        queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
+        if not queued or active or any(j.name for j in self.store.active_jobs()):
+            self._refused_since = None
+            return
+        now = time.monotonic()
+        self._refused_since = self._refused_since or now
+        policy = self.options.retry or _client.RETRY
+        patience = max(policy.attempts or 1, 1) * (60.0 if policy.max_delay is None else policy.max_delay)
+        if now - self._refused_since > patience:
+            budget = self.options.max_enqueued_tokens
+            hint = (f"lower max_enqueued_tokens (now {budget:,})" if budget else
+                    "pass max_enqueued_tokens=<your tier's limit> (jobs are then split to fit)")  # fmt: skip
+            raise APIError(
+                f"The service kept refusing to create {queued[0].display_name} for quota (HTTP 429 "
+                f"RESOURCE_EXHAUSTED) for {patience:.0f} s while none of this run's jobs were running: other jobs of "
+                f"the project use the quota, or one job is larger than your tier's enqueued-token limit. Wait, or "
+                f"{hint} or max_requests_per_job=, then call again: nothing was lost.",
+                code=429,
+            )
+
+    def _retry_delay(self) -> float:
+        delay = (self.options.retry or _client.RETRY).initial_delay
+        return 1.0 if delay is None else delay
+
+    def _tokens_per_byte(self) -> float:
+        est, total = self.estimate, int(self.plan.requests.get_column(NBYTES).sum() or 0)
+        if est is None or not total:
+            return 0.25  # about four bytes a token for English text
+        return est.input_tokens / total
+
+    def _job_tokens(self, job: JobRecord) -> int:
+        """A job's estimated input tokens (what the enqueued-token quota counts), once per job."""
+        if self.options.max_enqueued_tokens is None:
+            return 0
+        if job.display_name not in self._tokens:
+            keys = self.store.job_keys(job)
+            sizes = self.plan.requests.filter(pl.col(KEY).is_in(keys.implode())).get_column(NBYTES)
+            self._tokens[job.display_name] = int(int(sizes.sum() or 0) * self._tokens_per_byte())
+        return self._tokens[job.display_name]
+
+    def _create(self, job: JobRecord) -> None:
+        src: Any
+        if job.transport == "inline":
+            src = inline_requests(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
+        else:
+            if job.input_file is None:
+                with _UPLOADS:  # bounds the request files held in memory at once
+                    self.store.update(job, input_file=self._upload(job))
+            src = job.input_file
+        self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
+        try:
+            snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name, self.options.retry)
+        except _client.CreateOutcomeUnknown:
+            return  # stays CREATING: the next step looks it up again (`_recover`), never creates it blindly
+        except APIError as exc:
+            if exc.code == 429:  # refused, so not created: wait for room (`advance` tries again)
+                self.store.update(job, state="QUEUED")
+                return
+            if exc.code == 400 and job.transport == "inline" and _too_large(exc):
+                self.store.update(job, transport="file", state="PREPARED")  # refused, so not created: send a file
+                self._create(job)
+                return
+            raise
+        self.store.update(job, name=snap.name, state=snap.state)
+
+    def _upload(self, job: JobRecord) -> str:
+        name = f"{job.display_name}-input"
+        if job.input_path is not None:
+            path = Path(job.input_path)
+            if not path.is_absolute() and self.store.root is not None:
+                path = self.store.root / path
+            return _client.upload_jsonl(self._api(), path, name, self.options.retry)
+        data = encode_jsonl(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
+        return _client.upload_jsonl(self._api(), data, name, self.options.retry)
+
+    def _each(self, fn: Callable[[JobRecord], None], jobs: list[JobRecord]) -> None:
+        if len(jobs) <= 1:
+            for job in jobs:
+                fn(job)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.options.max_concurrency, len(jobs))) as pool:
+            list(pool.map(fn, jobs))  # list() re-raises the first exception of any job
+
+    # -- polling and collection ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Poll every unfinished job once and collect the results of those that finished."""
+        with self.store.operation():
+            self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
+
+    def _refresh_one(self, job: JobRecord) -> None:
+        assert job.name is not None
+        try:
+            snap = _client.get_job(self._api(), job.name, self.options.retry)
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+            self._gone(job, f"job {job.name} is no longer on the service (jobs are kept 48 hours)")
+            return
+        self.store.update(job, state=snap.state, error=snap.error, error_code=snap.error_code)
+        if snap.state == "SUCCEEDED" and not snap.results_ready:
+            return  # the service can report SUCCEEDED before the results file is attached: poll again
+        if snap.done:
+            self._collect(job, snap)
+
+    def _gone(self, job: JobRecord, why: str) -> None:
+        """The service lost a job or its results: every request of it gets an error saying so, and how to buy it
+        again (`resume(dir, resubmit_lost=True)`: that costs money a second time, so it is the caller's choice)."""
+        message = (
+            f"{why}; its results are lost. To pay for these requests again: polars_gemini.resume(checkpoint, "
+            "resubmit_lost=True), or call batch(..., resubmit_lost=True)"
+        )
+        self.store.update(job, state="GONE", error=why)
+        self.store.add_results(job, synthetic_errors(self.store.job_keys(job), GONE_CODE, message))
+
+    def _collect(self, job: JobRecord, snap: _client.JobSnapshot) -> None:
+        keys = self.store.job_keys(job)
+        if snap.state != "SUCCEEDED" and job.adopted:  # an earlier call's job: its keys are not known, nor needed
+            results = synthetic_errors(keys.head(0), 13, "")
+        elif snap.state != "SUCCEEDED":
+            message = f"job {job.name} ended {snap.state}" + (f": {snap.error}" if snap.error else "")
+            code = snap.error_code if snap.state == "FAILED" and snap.error_code else None
+            results = synthetic_errors(keys, code or JOB_STATE_CODES.get(snap.state, 13), message)
+        else:
+            try:
+                results = self._download(job, snap)
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+                self._gone(job, f"the results file {snap.result_file} of job {job.name} is no longer on the service")
+                return
+            results = results.filter(pl.col(KEY).is_in(keys.implode()))
+            results = results.unique(subset=KEY, keep="first", maintain_order=True)
+            missing = keys.head(0) if job.adopted else keys.filter(~keys.is_in(results.get_column(KEY).implode()))
+            message = f"no result was returned for this request by job {job.name}"
+            results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)])
+        self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
+        if job.input_file and not self.options.keep_files:
+            _client.delete_file(self._api(), job.input_file, self.options.retry)
+
+    def _decoded(self, results: pl.DataFrame) -> pl.Series:
+        """The answers as the caller will get them: typed values in schema mode (null where invalid), else text."""
+        text = results.get_column(TEXT)
+        if self.plan.spec.field is None:
+            return text
+        decoded = decode_answers(text, self.plan.spec.field)
+        return decoded.select(pl.when(pl.col("problem").is_null()).then(pl.col("value"))).to_series()
+
+    def _download(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
+        if snap.inlined is not None:
+            lines = inline_lines(snap.inlined)
+        else:
+            assert snap.result_file is not None
+            self.store.update(job, result_file=snap.result_file)
+            data = _client.download(self._api(), snap.result_file, job.name or job.display_name, self.options.retry)
+            lines = split_lines(data)
+        results, unreadable = parse_results(lines, f"job {job.name}")
+        if unreadable:
+            self.store.update(job, unreadable_lines=unreadable)
+            warnings.warn(
+                f"{unreadable} result line(s) of job {job.name} could not be read (truncated or not JSON); their "
+                "requests get an error and are retried like any missing result.",
+                GeminiBatchWarning,
+                stacklevel=2,
+            )
+        return results
+
+    @property
+    def done(self) -> bool:
+        return not self.store.active_jobs() and (not self._may_retry() or self._todo().is_empty())
+
+    def _may_retry(self) -> bool:
+        return self.round <= self.options.max_retries + self.extra_rounds
+
+    def advance(self) -> bool:
+        """One polling step: refresh, and once a round is complete submit the retry round. True when finished."""
+        with self.store.operation():
+            if any(j.name is None and j.state != "QUEUED" for j in self.store.active_jobs()):
+                self._recover()
+            self.refresh()
+            queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
+            if queued:
+                self._launch(queued)
+            if self.store.active_jobs():
+                return False
+            if self._may_retry():
+                self._submit_round()
+            return self.done
+
+    def status(self) -> RunStatus:
+        """Job states, request counts and costs as last seen (from the checkpoint alone when resumed from one);
+        `refresh()` or `wait()` ask the service."""
+        counts = self._counts()
+        est = self.estimate.cost if self.estimate else None
+        unread = sum(j.unreadable_lines for j in self.store.jobs if j.run_id == self.run_id)
+        return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual, unread)
+
+    def _counts(self) -> RunStatus:
+        latest = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="inner")
+        done = int(latest.get_column(ERROR).is_null().sum())
+        jobs = tuple((j.name or j.display_name, j.state) for j in self.store.jobs if j.run_id == self.run_id)
+        return RunStatus(jobs, self.plan.requests.height, done, latest.height - done)
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Poll until every job has finished and its results are in: at once, then with backoff (from
+        `min(poll_interval, 0.5)` s, x1.5 each time, capped at `max_poll_interval`)."""
+        from tqdm.auto import tqdm
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(self.options.poll_interval, _FIRST_POLL)
+        total = self.plan.requests.height
+        with tqdm(total=total, unit="req", desc="gemini batch", disable=not self.options.progress) as bar:
+            while True:
+                finished = self.advance()
+                status = self._counts()
+                bar.update(status.done + status.failed - bar.n)
+                bar.set_postfix_str(_states(self.store.jobs, self.run_id), refresh=False)
+                if finished:
+                    return self
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise RunTimeoutError(self.timeout_message(timeout))
+                time.sleep(delay)
+                delay = min(max(delay * 1.5, 0.01), max(self.options.max_poll_interval, self.options.poll_interval))
+
+    def timeout_message(self, timeout: float | None, again: str = "call run.wait() again (or run.result())") -> str:
+        """What a `RunTimeoutError` says: the jobs still running and how to pick them up (`again`, or resume)."""
+        running = ", ".join(j.name or j.display_name for j in self.store.active_jobs())
+        where = (
+            f"polars_gemini.resume({str(self.store.root)!r}) from any process, or {again}"
+            if self.store.root
+            else f"{again}; pass checkpoint= to resume from another process"
+        )
+        return f"The run was not finished after {timeout} s; jobs still running: {running}. To pick them up: {where}."
+
+    def result(self, timeout: float | None = None) -> pl.DataFrame:
+        """The input frame with the answer and error columns; waits for the jobs first."""
+        if not self.done:
+            self.wait(timeout)
+        by_request = per_request(self.plan, self.store.latest())
+        answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
+        if self.options.usage:
+            answers = answers.hstack(by_request.select(usage_columns(self.options.output)))
+        frame = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
+        return join_rows(frame, self.plan, answers, self.options.output)
+
+    def cost(self) -> RunCost:
+        """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""
+        mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
+        results = self.store.results().filter(pl.col("job").is_in(list(mine)))
+        price = self.options.prices.get(self.plan.spec.model)
+        sync = results.filter(pl.col("job").replace_strict(mine, default="batch") == "sync")
+        batch = results.filter(pl.col("job").replace_strict(mine, default="batch") != "sync")
+        actual = actual_cost(batch, price, batch=True)
+        if not sync.is_empty() and actual is not None:
+            actual += actual_cost(sync, price, batch=False) or 0.0
+        return RunCost(self.estimate, actual, _usage_totals(results))
+
+    def cancel(self) -> None:
+        """Cancel every job that has not finished and drop the ones not created yet (queued for quota), so that
+        nothing more is created or billed. Requests already answered are still billed by Google; a job that
+        finished before the cancel reached it keeps its results."""
+        with self.store.operation():
+            failures = []
+            for job in self.store.active_jobs():
+                if job.name:
+                    try:
+                        _client.cancel_job(self._api(), job.name, self.options.retry)
+                    except APIError as exc:
+                        if exc.code not in (400, 409):  # 400 FAILED_PRECONDITION: it has already finished
+                            failures.append(exc)
+                elif job.state in ("QUEUED", "PREPARED"):  # never created: nothing to cancel, nothing billed
+                    message = "cancelled before its job was created"
+                    self.store.update(job, state="CANCELLED")
+                    self.store.add_results(job, synthetic_errors(self.store.job_keys(job), 1, message))
+            if failures:
+                raise failures[0]
+
+    def close(self) -> None:
+        """Release the checkpoint lock (also released when the process exits)."""
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+
+
+_SUBMISSIONS: dict[str, threading.Lock] = {}
+_SUBMISSIONS_GUARD = threading.Lock()
+
+
+def _submitting(run_id: str) -> threading.Lock:
+    """One submission at a time per run id in this process: two threads sending the same work at once (ids come
+    from the work) take turns, so the second finds the first one's jobs instead of creating them again."""
+    with _SUBMISSIONS_GUARD:
+        return _SUBMISSIONS.setdefault(run_id, threading.Lock())
+
+
+def _round_and_shard(display_name: str) -> tuple[int, int]:
+    """Round and shard numbers from a display name `...-r<round>-<shard>` (0, 0 if it has another form)."""
+    parts = display_name.rsplit("-", 2)
+    try:
+        return int(parts[-2].removeprefix("r")), int(parts[-1])
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+def _reusable(snap: _client.JobSnapshot) -> bool:
+    """A job found on the service worth re-attaching to: running, or succeeded (its results are paid for)."""
+    return snap.active or snap.state == "SUCCEEDED"
+
+
+def _too_large(exc: APIError) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _PAYLOAD_TOO_LARGE)
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Estimate and actual side by side. `actual` is USD from usageMetadata (None when the price is unknown)."""
+
+    estimate: Estimate | None
+    actual: float | None
+    tokens: dict[str, int]
+
+    def __repr__(self) -> str:
+        est = self.estimate
+        expected = f"{_usd(est.cost)} expected, {_usd(est.cost_max)} at most" if est else "no estimate"
+        tokens = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
+        return f"RunCost(estimate: {expected}; actual so far: {_usd(self.actual)}; tokens: {tokens})"
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.4f}"
+
+
+def _usage_totals(results: pl.DataFrame) -> dict[str, int]:
+    u = pl.col("usage").struct
+    names = {"input": "promptTokenCount", "output": "candidatesTokenCount", "thinking": "thoughtsTokenCount",
+             "cached": "cachedContentTokenCount"}  # fmt: skip
+    row = results.select(u.field(f).fill_null(0).sum().alias(k) for k, f in names.items()).row(0, named=True)
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def _states(jobs: list[JobRecord], run_id: str) -> str:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        if job.run_id == run_id:
+            counts[job.state] = counts.get(job.state, 0) + 1
+    return ", ".join(f"{n} {s.lower()}" for s, n in counts.items())

@@ -1,0 +1,166 @@
+"""Result lines -> one row per key: answer text, error, finish reason and usage. Vectorized over whole files.
+
+Both transports end up here in one shape, a JSONL line per request: `{"key":..,"response":{..}}` or
+`{"key":..,"error"|"status":{"code":..,"message":..}}` (the file format; inline results are converted to it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import polars as pl
+
+from polars_gemini.core.json_columns import json_decode_tolerant, spread
+from polars_gemini.core.result_columns import (
+    ERROR,
+    ERROR_CODE,
+    FINISH,
+    KEY,
+    LINE,
+    TEXT,
+    USAGE,
+    USAGE_DTYPE,
+)
+
+_STATUS = pl.Struct({"code": pl.Int64, "message": pl.String, "status": pl.String})
+_PART = pl.Struct({"text": pl.String, "thought": pl.Boolean})
+_LINE_DTYPE = pl.Struct(
+    {
+        "key": pl.String,
+        "metadata": pl.Struct({"key": pl.String}),
+        "response": pl.Struct(
+            {
+                "candidates": pl.List(
+                    pl.Struct(
+                        {
+                            "content": pl.Struct({"parts": pl.List(_PART)}),
+                            "finishReason": pl.String,
+                            "finishMessage": pl.String,
+                        }
+                    )
+                ),
+                "promptFeedback": pl.Struct({"blockReason": pl.String, "blockReasonMessage": pl.String}),
+                "usageMetadata": USAGE_DTYPE,
+            }
+        ),
+        "error": _STATUS,
+        "status": _STATUS,
+    }
+)
+# Codes a retry can fix: gRPC UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE, and their
+# HTTP forms. CANCELLED (1) is deliberately absent: a job the user cancelled is not resubmitted behind their back.
+RETRYABLE_CODES = (2, 4, 8, 10, 13, 14, 408, 429, 500, 502, 503, 504)
+MISSING_CODE = 2  # a key absent from a finished job's results
+UNREADABLE_CODE = 13  # a result line with the request's key but a shape no response has: the service's fault
+GONE_CODE = 404  # the job or its results file is no longer on the service: re-sent only when the caller asks
+JOB_STATE_CODES = {"FAILED": 13, "EXPIRED": 4, "CANCELLED": 1, "PARTIALLY_SUCCEEDED": 2}
+
+
+def split_lines(data: bytes) -> pl.Series:
+    """The non-empty lines of a JSONL file as a String column.
+
+    Read as a one-column CSV whose separator is a control byte: valid JSON escapes control characters inside strings,
+    so \\x01 never occurs and each physical line is one field.
+    """
+    if not data or data.isspace():  # not `data.strip()`: that copies a file of a gigabyte
+        return pl.Series(LINE, [], dtype=pl.String)
+    frame = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x01", quote_char=None, schema={LINE: pl.String})
+    # A line is kept when it has a non-whitespace character; the regex stops at the first one instead of copying
+    # every line stripped.
+    return frame.filter(pl.col(LINE).str.contains(r"\S")).get_column(LINE)
+
+
+def parse_lines(lines: pl.Series) -> pl.DataFrame:
+    """One row per line: key, answer text (thought parts skipped), error message and code, finish reason, usage.
+    Every line must decode (`parse_results` is the tolerant form)."""
+    frame = pl.DataFrame({LINE: spread(lines)}).with_columns(pl.col(LINE).str.json_decode(_LINE_DTYPE).alias("p"))
+    return _fields(frame)
+
+
+def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
+    """`parse_lines`, tolerant of bad lines: (results, number of lines that could not be read at all).
+
+    A line with the shape of no response but a readable key becomes an error for that key; a line with no readable
+    key (truncated, not JSON) is counted and left out, so its key is missing and retried as such. A clean file costs
+    what `parse_lines` costs; only a file that fails is decoded again, tolerantly (`_json.json_decode_tolerant`).
+    """
+    try:
+        return parse_lines(lines), 0
+    except pl.exceptions.PolarsError:
+        decoded, problems = json_decode_tolerant(lines, _LINE_DTYPE)
+    frame = pl.DataFrame({LINE: lines, "p": decoded, "bad": problems.is_not_null()})
+    broken = frame.filter(pl.col("bad")).select(
+        pl.coalesce(pl.col(LINE).str.json_path_match("$.key"), pl.col(LINE).str.json_path_match("$.metadata.key"))
+    ).to_series()
+    message = f"the result line for this request from {where} could not be read (it has no response's shape)"
+    shaped = synthetic_errors(broken.drop_nulls().unique(maintain_order=True), UNREADABLE_CODE, message)
+    good = _fields(frame.filter(~pl.col("bad")).drop("bad"))
+    return pl.concat([good, shaped]), int(broken.null_count())
+
+
+def _fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """The result columns from the decoded lines (struct column `p`) and the raw ones (`line`)."""
+    p = pl.col("p")
+    cand = p.struct.field("response").struct.field("candidates").list.first()
+    parts = cand.struct.field("content").struct.field("parts")
+    text = parts.list.eval(
+        pl.when(pl.element().struct.field("thought").fill_null(False).not_()).then(pl.element().struct.field("text"))
+    ).list.drop_nulls()
+    status = pl.coalesce(p.struct.field("error"), p.struct.field("status"))
+    block = p.struct.field("response").struct.field("promptFeedback").struct.field("blockReason")
+    finish = cand.struct.field("finishReason")
+    # A candidate with neither content nor a finish reason is no answer (the service's fault: retried), while one
+    # that has either but no text is the empty answer ("" in text mode; an invalid JSON object in schema mode):
+    # never a row with neither an answer nor an error.
+    hollow = cand.is_not_null() & cand.struct.field("content").is_null() & finish.is_null()
+    error = pl.when(hollow).then(pl.lit("response candidate has neither content nor a finishReason")).otherwise(
+        _error_message(status, block, finish, p.struct.field("response"))
+    )
+    answer = pl.when(text.list.len() > 0).then(text.list.join("")).when(error.is_null()).then(pl.lit(""))
+    return frame.select(
+        pl.coalesce(p.struct.field("key"), p.struct.field("metadata").struct.field("key")).alias(KEY),
+        answer.alias(TEXT),
+        error.alias(ERROR),
+        pl.coalesce(
+            status.struct.field("code"),
+            pl.when(block.is_not_null()).then(pl.lit(3)),
+            pl.when(hollow).then(pl.lit(UNREADABLE_CODE)),
+        ).alias(ERROR_CODE),
+        finish.alias(FINISH),
+        p.struct.field("response").struct.field("usageMetadata").alias(USAGE),
+        pl.col(LINE),
+    )
+
+
+def _error_message(status: pl.Expr, block: pl.Expr, finish: pl.Expr, response: pl.Expr) -> pl.Expr:
+    code = status.struct.field("code").cast(pl.String).fill_null("?")
+    return (
+        pl.when(status.is_not_null())
+        .then(pl.format("request failed (code {}): {}", code, status.struct.field("message").fill_null("")))
+        .when(block.is_not_null())
+        .then(pl.format("prompt blocked (blockReason {}); rephrase it or adjust safety_settings", block))
+        .when(finish == "MAX_TOKENS")
+        .then(pl.lit("answer truncated (finishReason MAX_TOKENS); raise max_output_tokens or the thinking budget"))
+        .when(finish.is_in(["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "OTHER"]))
+        .then(pl.format("no usable answer (finishReason {})", finish))
+        .when(response.is_null())
+        .then(pl.lit("result line has neither a response nor an error"))
+        .when(response.struct.field("candidates").list.len().fill_null(0) == 0)
+        .then(pl.lit("response has no candidates"))
+    )
+
+
+def synthetic_errors(keys: pl.Series, code: int, message: str) -> pl.DataFrame:
+    """Result rows (in `parse_lines`' shape) recording an error for `keys` that got no answer of their own."""
+    tail = f'","error":{{"code":{code},"message":{json.dumps(message, ensure_ascii=False)}}}}}'
+    line = pl.concat_str([pl.lit('{"key":"'), pl.col(KEY), pl.lit(tail)])
+    return pl.DataFrame({KEY: keys}).select(
+        pl.col(KEY).cast(pl.String),
+        pl.lit(None, pl.String).alias(TEXT),
+        pl.lit(message).alias(ERROR),
+        pl.lit(code, pl.Int64).alias(ERROR_CODE),
+        pl.lit(None, pl.String).alias(FINISH),
+        pl.lit(None, USAGE_DTYPE).alias(USAGE),
+        line.alias(LINE),
+    )

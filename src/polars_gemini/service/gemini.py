@@ -1,0 +1,335 @@
+"""The one module that talks to google-genai. Everything else in the library is pure data in, data out.
+
+Two kinds of call, two policies:
+
+* **Idempotent calls** (get, list, download, upload, file get/delete, cancel, generateContent) are retried here with
+  capped exponential backoff and jitter (tenacity, the SDK's own retry engine) on 408/429/5xx, timeouts and connection
+  errors. The SDK's own retry is switched off per call so that the policy is the same for every call (the SDK's
+  download ignores retry options altogether) and so that a caller's client works as it is.
+* **Creating a job** costs money and is not idempotent: it is sent once, never retried blindly. When its outcome is
+  unknown (timeout, connection error, 5xx), the job is looked up by its unique display name first and created again
+  only if the service does not have it.
+
+Every error that escapes is an `APIError` naming the call, the job or file, and the URL when the host is
+unreachable; never the API key.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tenacity
+from google import genai
+from google.genai import errors, types
+
+from polars_gemini.core.errors import APIError, MissingAPIKeyError
+
+T = TypeVar("T")
+
+ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED")
+RETRYABLE_HTTP = (408, 429, 500, 502, 503, 504)
+RETRY = types.HttpRetryOptions(
+    attempts=6, initial_delay=1.0, max_delay=60.0, exp_base=2.0, jitter=1.0, http_status_codes=list(RETRYABLE_HTTP)
+)
+"""The default policy for idempotent calls: 6 attempts, 1 s doubling to at most 60 s (about 30 s in all)."""
+# The SDK's own retry is off for every call the library makes: the policy above runs here instead.
+_ONCE = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+# Rpc status names of the codes that say a request is wrong, whatever the number of times it is sent.
+STATUS_NAMES = {
+    1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND", 7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 13: "INTERNAL", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED",
+}  # fmt: skip
+# How a create whose outcome is unknown is looked up: a create still being processed may land a moment later.
+LOOKUPS = 3
+LOOKUP_PAUSE = 1.0
+_CLOCK_SKEW = timedelta(seconds=60)  # between this machine's clock and the service's
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Timeouts and connection errors of whichever httpx the SDK uses (httpx, or its fork httpx2)."""
+    found: list[type[Exception]] = []
+    for module in ("httpx", "httpx2"):
+        try:
+            found.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = _transport_errors()
+
+
+def is_client(value: object) -> bool:
+    """Whether `value` is a google-genai client (checked here: the only module that imports the SDK's client)."""
+    return isinstance(value, genai.Client)
+
+
+def client_from_env(environ: Mapping[str, str] | None = None) -> genai.Client:
+    """A client built from GEMINI_API_KEY / GOOGLE_API_KEY."""
+    env = os.environ if environ is None else environ
+    key = next((env[name] for name in ENV_KEYS if env.get(name)), None)
+    if key is None:
+        raise MissingAPIKeyError(
+            "No Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or pass client=genai.Client(...). "
+            "To try the library offline, use the bundled emulator: "
+            "`with polars_gemini.emulator.Emulator() as emu: df.gemini.batch(..., client=emu.client())`."
+        )
+    return genai.Client(api_key=key)
+
+
+def retrying(what: str, fn: Callable[[], T], retry: types.HttpRetryOptions | None = None) -> T:
+    """`fn()` retried under `retry` (default `RETRY`) on retryable HTTP codes, timeouts and connection errors."""
+    policy = retry or RETRY
+    codes = tuple(policy.http_status_codes or RETRYABLE_HTTP)
+    retryer = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(policy.attempts or 1, 1)),
+        wait=tenacity.wait_exponential_jitter(
+            initial=_or(policy.initial_delay, 1.0),
+            max=_or(policy.max_delay, 60.0),
+            exp_base=_or(policy.exp_base, 2.0),
+            jitter=_or(policy.jitter, 1.0),
+        ),
+        retry=tenacity.retry_if_exception(lambda e: is_transient(e, codes)),
+        reraise=True,
+    )
+    try:
+        return retryer(fn)
+    except (errors.APIError, *TRANSPORT_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import
+        raise as_api_error(what, exc) from None
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def is_transient(exc: BaseException, codes: tuple[int, ...] = RETRYABLE_HTTP) -> bool:
+    """A failure that the same call may not meet again: a retryable HTTP code, a timeout, a lost connection."""
+    if isinstance(exc, errors.APIError):
+        return exc.code in codes
+    return isinstance(exc, TRANSPORT_ERRORS)
+
+
+def as_api_error(what: str, exc: BaseException) -> APIError:
+    """`exc` (an SDK or transport error) as the library's `APIError`: the call, the code, the message; no key."""
+    if isinstance(exc, errors.APIError):
+        status = f" {exc.status}" if exc.status else ""
+        return APIError(f"{what} failed: HTTP {exc.code}{status}: {exc.message}", code=exc.code)
+    kind = "timed out" if "Timeout" in type(exc).__name__ else f"could not reach the service ({type(exc).__name__})"
+    return APIError(f"{what} failed: {kind}{_url_of(exc)}: {exc}. Check the network and base_url, then retry.")
+
+
+def _url_of(exc: BaseException) -> str:
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]  # httpx errors carry the request they failed on
+    except (AttributeError, RuntimeError):
+        return ""
+    return f" at {url.scheme}://{url.host}{f':{url.port}' if url.port else ''}{url.path}"
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What the library needs from a batch job's state."""
+
+    name: str
+    display_name: str | None
+    state: str  # SUCCEEDED, RUNNING, ... (the SDK's JOB_STATE_ prefix removed)
+    error: str | None
+    result_file: str | None
+    inlined: list[types.InlinedResponse] | None
+    error_code: int | None = None
+    created: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("PENDING", "RUNNING", "QUEUED", "UNSPECIFIED")
+
+    @property
+    def results_ready(self) -> bool:
+        return self.result_file is not None or self.inlined is not None
+
+
+def _snapshot(job: types.BatchJob) -> JobSnapshot:
+    state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
+    dest = job.dest
+    error = f"{job.error.message} (code {job.error.code})" if job.error and job.error.message else None
+    return JobSnapshot(
+        name=job.name or "",
+        display_name=job.display_name,
+        state=state.removeprefix("JOB_STATE_"),
+        error=error,
+        result_file=dest.file_name if dest else None,
+        inlined=dest.inlined_responses if dest and dest.inlined_responses is not None else None,
+        error_code=job.error.code if job.error else None,
+        created=job.create_time,
+    )
+
+
+def upload_jsonl(
+    client: genai.Client, data: bytes | Path, display_name: str, retry: types.HttpRetryOptions | None = None
+) -> str:
+    """Upload a JSONL request file (bytes, or a path streamed from disk); returns its name (`files/...`).
+
+    Retried as a whole: an upload cut off half way leaves an orphan file, which expires after 48 h and costs nothing.
+    """
+    config = types.UploadFileConfig(mime_type="application/jsonl", display_name=display_name, http_options=_ONCE)
+
+    def upload() -> str:
+        source = str(data) if isinstance(data, Path) else io.BytesIO(data)
+        return client.files.upload(file=source, config=config).name or ""
+
+    return retrying(f"Uploading the requests of {display_name}", upload, retry)
+
+
+def create_job(
+    client: genai.Client, model: str, src: Any, display_name: str, retry: types.HttpRetryOptions | None = None
+) -> JobSnapshot:
+    """Create a batch job: the call that costs money, sent once. `display_name` must be unique.
+
+    When the outcome is unknown (timeout, connection error, 5xx), the job is looked up by its display name: the
+    service may have created it although the reply was lost. Only a job the service does not have is sent again.
+    A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once; when even the look-up fails,
+    `CreateOutcomeUnknown` says so (the job may exist: look it up again later, never create it blindly).
+    """
+    config = types.CreateBatchJobConfig(display_name=display_name, http_options=_ONCE)
+    what = f"Creating batch job {display_name}"
+    attempts = max((retry or RETRY).attempts or 1, 1)
+    for attempt in range(1, attempts + 1):
+        since = datetime.now(timezone.utc) - _CLOCK_SKEW  # a job of that name created before this attempt is not it
+        try:
+            return _snapshot(client.batches.create(model=model, src=src, config=config))
+        except (errors.APIError, *TRANSPORT_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import
+            if not is_transient(exc) or (isinstance(exc, errors.APIError) and exc.code == 429):
+                raise as_api_error(what, exc) from None
+            unknown = as_api_error(what, exc)
+        try:
+            found = find_created(client, display_name, retry, since=since)
+        except APIError as lookup:
+            raise CreateOutcomeUnknown(f"{unknown} Looking the job up failed too ({lookup}).") from None
+        if found is not None:
+            return found
+        if attempt == attempts:
+            raise CreateOutcomeUnknown(str(unknown))
+        time.sleep(min(_or((retry or RETRY).initial_delay, 1.0) * 2 ** (attempt - 1), 30.0))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+class CreateOutcomeUnknown(APIError):
+    """A create whose outcome is unknown and whose look-up failed or found nothing yet: the job may exist."""
+
+
+def find_created(
+    client: genai.Client,
+    display_name: str,
+    retry: types.HttpRetryOptions | None = None,
+    *,
+    since: datetime | None = None,
+    lookups: int = LOOKUPS,
+) -> JobSnapshot | None:
+    """The job named `display_name` that this create made: created after `since`, and running or succeeded (an
+    older job of that name, cancelled or failed, is not it). Looked for `lookups` times: a create in flight may
+    still be landing."""
+    for attempt in range(lookups):
+        found = [
+            j for j in find_jobs(client, display_name, retry, exact=True)
+            if (j.active or j.state == "SUCCEEDED") and (since is None or j.created is None or j.created >= since)
+        ]  # fmt: skip
+        if found:
+            return found[0]
+        if attempt < lookups - 1:
+            time.sleep(min(_or((retry or RETRY).initial_delay, LOOKUP_PAUSE), LOOKUP_PAUSE))
+    return None
+
+
+def best_match(jobs: list[JobSnapshot]) -> JobSnapshot:
+    """Of several jobs with one display name, the one to follow: an active or succeeded one, newest first."""
+    usable = [j for j in jobs if j.active or j.state == "SUCCEEDED"]
+    return (usable or jobs)[0]  # `list` answers newest first
+
+
+def get_job(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> JobSnapshot:
+    config = types.GetBatchJobConfig(http_options=_ONCE)
+    snap = _snapshot(retrying(f"Polling {name}", lambda: client.batches.get(name=name, config=config), retry))
+    if snap.state == "FAILED" and snap.error is None:
+        return _with_operation_error(client, snap, retry)
+    return snap
+
+
+def _with_operation_error(client: genai.Client, snap: JobSnapshot, retry: types.HttpRetryOptions | None) -> JobSnapshot:
+    """A FAILED job with the reason the service gave. The SDK drops the operation's `error` in Gemini API mode
+    (`BatchJob.error` stays None), so the operation is read once more as plain JSON through the SDK's own client."""
+
+    def read() -> Any:
+        response = client._api_client.request("get", snap.name, {}, _ONCE)
+        return json.loads(response.body or "{}").get("error")
+
+    error = retrying(f"Reading why {snap.name} failed", read, retry)
+    if not isinstance(error, dict) or not error:
+        return snap
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    status = error.get("status") or (STATUS_NAMES.get(code, "") if code is not None else "")
+    message = f"{error.get('message') or 'no message'} (code {code}{f' {status}' if status else ''})"
+    return JobSnapshot(snap.name, snap.display_name, snap.state, message, snap.result_file, snap.inlined, code)
+
+
+def cancel_job(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> None:
+    config = types.CancelBatchJobConfig(http_options=_ONCE)
+    retrying(f"Cancelling {name}", lambda: client.batches.cancel(name=name, config=config), retry)
+
+
+def find_jobs(
+    client: genai.Client, display_prefix: str, retry: types.HttpRetryOptions | None = None, *, exact: bool = False
+) -> list[JobSnapshot]:
+    """Jobs whose display name starts with (or, `exact`, equals) `display_prefix`, newest first."""
+    config = types.ListBatchJobsConfig(page_size=100, http_options=_ONCE)
+    jobs = retrying("Listing batch jobs", lambda: list(client.batches.list(config=config)), retry)
+    name = display_prefix
+    return [
+        _snapshot(j) for j in jobs if (j.display_name == name if exact else (j.display_name or "").startswith(name))
+    ]
+
+
+def download(client: genai.Client, file_name: str, job: str, retry: types.HttpRetryOptions | None = None) -> bytes:
+    config = types.DownloadFileConfig(http_options=_ONCE)
+    what = f"Downloading the results of {job} ({file_name})"
+    data = retrying(what, lambda: client.files.download(file=file_name, config=config), retry)
+    return data or b""
+
+
+def delete_file(client: genai.Client, file_name: str, retry: types.HttpRetryOptions | None = None) -> None:
+    """Delete an input file; one already gone (expired, or deleted by a retry whose first reply was lost) is fine.
+    The service answers 403 PERMISSION_DENIED ("... or it may not exist") for a file it no longer has."""
+    config = types.DeleteFileConfig(http_options=_ONCE)
+    try:
+        retrying(f"Deleting {file_name}", lambda: client.files.delete(name=file_name, config=config), retry)
+    except APIError as exc:
+        if exc.code not in (403, 404):
+            raise
+
+
+def generate(
+    client: genai.Client,
+    model: str,
+    prompt: str,
+    config: types.GenerateContentConfig,
+    retry: types.HttpRetryOptions | None = None,
+) -> types.GenerateContentResponse:
+    """One synchronous generateContent call (sync mode; idempotent: nothing is stored on the service)."""
+    cfg = config.model_copy(update={"http_options": _ONCE})
+    return retrying(
+        f"generateContent on {model}",
+        lambda: client.models.generate_content(model=model, contents=prompt, config=cfg),
+        retry,
+    )

@@ -1,0 +1,47 @@
+"""Synchronous mode: the same contract as a batch run through `generateContent`, for iterating on a prompt.
+
+Standard (not batch) prices apply. Concurrency is bounded; 429, 5xx, timeouts and lost connections are retried
+(`_client.retrying`).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+from google import genai
+from google.genai import types
+
+from polars_gemini.core.errors import APIError
+from polars_gemini.core.result_columns import LINE
+from polars_gemini.prepare.plan import Plan
+from polars_gemini.prepare.requests import KEY, PROMPT
+from polars_gemini.service import gemini as _client
+from polars_gemini.service.responses import response_json
+
+# Errors that would fail every row alike: raise them instead of recording one per row.
+_FATAL = (401, 403, 404)
+
+
+def run_sync(
+    plan: Plan, client: genai.Client, max_concurrency: int, progress: bool, retry: types.HttpRetryOptions | None = None
+) -> pl.Series:
+    """Result lines (the results-file shape, parsed by `run.results`) for every request of `plan`, one call each."""
+    from tqdm.auto import tqdm
+
+    pairs = list(plan.requests.select(KEY, PROMPT).iter_rows())
+
+    def one(pair: tuple[str, str]) -> str:
+        key, prompt = pair
+        try:
+            response = _client.generate(client, plan.spec.model, prompt, plan.spec.config, retry)
+        except APIError as exc:
+            if exc.code in _FATAL:
+                raise
+            return json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}})
+        return json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
+
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+        lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc="gemini sync", disable=not progress))
+    return pl.Series(LINE, lines, dtype=pl.String)
