@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import run
+import goals
 
 HEADER = (
     "stage",
@@ -103,12 +103,12 @@ def targets(summary: list[dict[str, Any]]) -> list[str]:
         checks = []
         if s["stage"] in ("prepare", "ingest-text", "ingest-typed"):
             speedup, io_ratio = s["speedup"], s["io_ratio"]
-            checks.append(("x per-row", speedup, speedup is not None and speedup >= run.TARGET_SPEEDUP))
-            checks.append(("x Polars I/O", io_ratio, io_ratio is not None and io_ratio <= run.TARGET_IO_RATIO))
+            checks.append(("x per-row", speedup, speedup is not None and speedup >= goals.TARGET_SPEEDUP))
+            checks.append(("x Polars I/O", io_ratio, io_ratio is not None and io_ratio <= goals.TARGET_IO_RATIO))
         if s["stage"] == "estimate":
-            checks.append(("seconds", s["seconds"], s["seconds"] < run.TARGET_ESTIMATE_S))
+            checks.append(("seconds", s["seconds"], s["seconds"] < goals.TARGET_ESTIMATE_S))
         ratio = s["memory_ratio"]
-        checks.append(("peak/(in+out)", ratio, ratio is not None and ratio < run.TARGET_MEMORY_RATIO))
+        checks.append(("peak/(in+out)", ratio, ratio is not None and ratio < goals.TARGET_MEMORY_RATIO))
         for name, value, ok in checks:
             lines.append(f"- {'met' if ok else 'MISSED'}: {s['stage']} at {top:,} rows, {name} = {_num(value)}")
     return lines
@@ -140,7 +140,7 @@ def write(records: list[dict[str, Any]], out: Path) -> None:
     notes = ["", "Targets:", *targets(summary), "", *e2e_notes(summary)]
     print("\n" + text + "\n" + "\n".join(notes))
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": run.machine(), "summary": summary, "records": records}
+    payload = {"machine": goals.machine(), "summary": summary, "records": records}
     (out / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
     m = payload["machine"]
     header = f"Measured {m['date']} on {m['cpus']} CPUs, Polars {m['polars']}, Python {m['python']}."

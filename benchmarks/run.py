@@ -15,11 +15,8 @@ Results: `benchmarks/results/latest.json` and `latest.md`.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
-import os
-import platform
 import re
 import resource
 import subprocess
@@ -41,7 +38,6 @@ from polars_gemini.prepare.plan import Plan, Shard  # noqa: E402
 
 STAGES = ("prepare", "estimate", "ingest-text", "ingest-typed", "e2e")
 VARIANTS = ("library", "per_row", "polars_io")
-TARGET_SPEEDUP, TARGET_IO_RATIO, TARGET_ESTIMATE_S, TARGET_MEMORY_RATIO = 30.0, 2.0, 5.0, 3.0
 
 # -- memory -------------------------------------------------------------------------------------------------------
 
@@ -343,19 +339,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="check that library and per-row outputs agree")
     return parser.parse_args(argv)
-
-
-def machine() -> dict[str, Any]:
-    import google.genai
-
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "polars": pl.__version__,
-        "google_genai": google.genai.__version__,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-    }
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from polars_gemini.api import namespace as _namespace  # noqa: F401  # registers df.gemini / lf.gemini
 from polars_gemini.api.estimating import estimate, input_tokens
 from polars_gemini.api.functions import batch, submit
+from polars_gemini.api.resume import resume
 from polars_gemini.checkpoint.status import CheckpointStatus, checkpoint_status
 from polars_gemini.core.errors import (
     APIError,
@@ -27,12 +28,10 @@ from polars_gemini.core.errors import (
     SchemaError,
     TemplateError,
 )
+from polars_gemini.core.version import __version__
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.run.lifecycle import Run, RunCost, RunStatus
-from polars_gemini.run.resume import resume
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIError",

@@ -15,6 +15,7 @@ from google.genai import types
 
 from polars_gemini.api.estimating import PricesLike
 from polars_gemini.api.options import check_options
+from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord, sink_parquet
 from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, RunTimeoutError
 from polars_gemini.cost.estimate import Estimate, estimate_requests
@@ -26,7 +27,6 @@ from polars_gemini.prepare.stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini.prepare.template import prompt_exprs
 from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
 from polars_gemini.run.results import parse_lines
-from polars_gemini.run.resume import open_run
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.sync import run_sync
 

@@ -16,7 +16,7 @@ from polars_gemini.tokens.tokenizer import count_tokens, estimate_tokens, exact_
 
 # 4,124 texts with their exact Gemini token counts: the corpus the shipped model was fitted on (its sha256 is in
 # src/polars_gemini/data/tokenizer_model.json). Part of the repository, so a fresh clone runs every test below.
-CALIBRATION = Path(__file__).parent / "data" / "token-calibration.jsonl"
+CALIBRATION = Path(__file__).parents[1] / "data" / "token-calibration.jsonl"
 MODEL_FILE = Path(tok.__file__).parents[1] / "data" / "tokenizer_model.json"
 
 # (max |corpus-total error| %, max p95 absolute relative error %) on the held-out half, for what

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from core_support import FAST
+from testing_support import FAST
 
 from polars_gemini import TemplateError
 from polars_gemini.emulator import Emulator

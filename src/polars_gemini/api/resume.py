@@ -23,6 +23,7 @@ from polars_gemini.checkpoint.files import (
 )
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import CheckpointCorruptedError, CheckpointError, SchemaError
+from polars_gemini.core.version import __version__
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.prepare.plan import Limits, Plan, plan_fingerprint, run_id_for, shards_of
 from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_spec_from_config
@@ -77,8 +78,6 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         write_parquet(root / "input.parquet", run.frame)
     write_parquet(root / "rows.parquet", run.plan.rows)
     write_parquet(root / "requests.parquet", _requests_table(run.plan))
-    from polars_gemini import __version__
-
     manifest = {
         "format": FORMAT_VERSION, "library_version": __version__, "created_at": time.time(), "run_id": run.run_id,
         "model": spec.model, "template": template if isinstance(template, str) else None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import polars as pl
 import pytest
-from core_support import FAST
+from testing_support import FAST
 from pydantic import BaseModel, Field, create_model
 
 import polars_gemini  # noqa: F401

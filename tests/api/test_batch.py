@@ -8,7 +8,7 @@ from typing import Literal
 
 import polars as pl
 import pytest
-from core_support import FAST, echo
+from testing_support import FAST, echo
 from pydantic import BaseModel
 
 import polars_gemini

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from core_support import echo
+from testing_support import echo
 
 from polars_gemini.emulator import Emulator
 
