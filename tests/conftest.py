@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from testing_support import echo
 
 from polars_gemini.emulator import Emulator
+from testing_support import echo
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from typing import Literal
 
 import polars as pl
 import pytest
-from testing_support import FAST, echo
 from pydantic import BaseModel
 
 import polars_gemini
 from polars_gemini import ColumnClashError, ConfigurationError, ModelError, RunTimeoutError, TemplateError
 from polars_gemini.emulator import EmulatedError, Emulator, ResponderRequest, responses
+from testing_support import FAST, echo
 
 
 def reviews() -> pl.DataFrame:

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import polars as pl
 import pytest
-from testing_support import FAST
 from pydantic import BaseModel, Field, create_model
 
 import polars_gemini  # noqa: F401
 from polars_gemini import SchemaError
 from polars_gemini.emulator import Emulator, ResponderRequest, default_responder, responses
+from testing_support import FAST
 
 
 def _answer_the_prompt(request: ResponderRequest) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from typing import Any
 
 import polars as pl
 import pytest
-from testing_support import FAST
 
 from polars_gemini import TemplateError
 from polars_gemini.emulator import Emulator
+from testing_support import FAST
 
 
 def sent_prompts(emu: Emulator) -> list[str]:
