@@ -7,8 +7,7 @@
 from __future__ import annotations
 
 from polars_gemini.api import namespace as _namespace  # noqa: F401  # registers df.gemini / lf.gemini
-from polars_gemini.api.estimating import estimate, input_tokens
-from polars_gemini.api.functions import batch, submit
+from polars_gemini.api.functions import batch, estimate, input_tokens, submit
 from polars_gemini.api.resume import resume
 from polars_gemini.checkpoint.status import CheckpointStatus, checkpoint_status
 from polars_gemini.core.errors import (

@@ -1,4 +1,4 @@
-"""`df.gemini` and `lf.gemini`: stateless shims over the functions in `_api` (as Polars' own namespaces are).
+"""`df.gemini` and `lf.gemini`: stateless shims over the functions in `api.functions` (as Polars' own namespaces are).
 
 Each method spells out the whole signature of the function it calls, so that `help()`, IDEs, `inspect.signature` and
 type checkers see every option; one base class serves DataFrame and LazyFrame alike.
@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 from google.genai import types
 
-from polars_gemini.api import estimating as _estimating
 from polars_gemini.api import functions as _api
-from polars_gemini.api.estimating import PricesLike
-from polars_gemini.api.functions import ConfigLike
+from polars_gemini.api.functions import ConfigLike, PricesLike
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.prepare.schema import SchemaLike
 from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run
@@ -149,7 +147,7 @@ class _GeminiNamespace:
 
         >>> df.gemini.estimate("Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
         """
-        return _estimating.estimate(
+        return _api.estimate(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             prices=prices, expected_output_tokens=expected_output_tokens, thinking_tokens=thinking_tokens,
             calibrate=calibrate, client=client, check_model=check_model,
@@ -169,7 +167,7 @@ class _GeminiNamespace:
 
         >>> df.with_columns(df.gemini.input_tokens("Rate: {review}", model="gemini-2.5-flash"))  # doctest: +SKIP
         """
-        return _estimating.input_tokens(
+        return _api.input_tokens(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             check_model=check_model,
         )  # fmt: skip
