@@ -15,6 +15,7 @@ STAGES = {"core", "tokens", "prepare", "cost", "service", "checkpoint", "run", "
 ALLOWED = {
     ("tokens/tokenizer.py", "google.genai._local_tokenizer_loader"),
     ("tokens/tokenizer.py", "google.genai.local_tokenizer.LocalTokenizer"),
+    ("tokens/exact.py", "google.genai._local_tokenizer_loader"),
 }
 
 

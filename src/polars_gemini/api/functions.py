@@ -28,7 +28,8 @@ from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
 from polars_gemini.run.results import parse_lines
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.sync import run_sync
-from polars_gemini.tokens.tokenizer import estimate_tokens, exact_tokenizer
+from polars_gemini.tokens.exact import TokenizerLike, load_tokenizer
+from polars_gemini.tokens.tokenizer import estimate_tokens
 
 if TYPE_CHECKING:
     from google import genai
@@ -72,6 +73,7 @@ def submit(
     max_enqueued_tokens: int | None = None,
     reuse_jobs: bool = True,
     resubmit_lost: bool = False,
+    tokenizer: TokenizerLike = "auto",
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
@@ -101,7 +103,9 @@ def submit(
     limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint)
     table = as_price_table(prices)
-    est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan))
+    exact = None if plan.files else load_tokenizer(tokenizer, spec.model)  # a streamed plan counted as it went
+    est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan),
+                            exact=exact)  # fmt: skip
     _check_budget(est, max_cost)
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
@@ -241,6 +245,7 @@ def batch(
     max_enqueued_tokens: int | None = None,
     reuse_jobs: bool = True,
     resubmit_lost: bool = False,
+    tokenizer: TokenizerLike = "auto",
     timeout: float | None = None,
 ) -> pl.DataFrame:
     """Run `template` over every row at batch price and return the frame with typed answer columns.
@@ -263,7 +268,7 @@ def batch(
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-            resubmit_lost=resubmit_lost,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer,
         )  # fmt: skip
     finally:
         _BATCH_CALL.reset(inside)
@@ -290,6 +295,7 @@ def estimate(
     calibrate: int = 0,
     client: genai.Client | None = None,
     check_model: bool = True,
+    tokenizer: TokenizerLike = "auto",
 ) -> Estimate:
     """Tokens and USD for running `template` over `frame` at batch price, before anything is sent.
 
@@ -306,10 +312,7 @@ def estimate(
     requests = df.select(prompt.alias(PROMPT)).drop_nulls().unique(maintain_order=True)
     table = as_price_table(prices)
     kwargs: dict[str, Any] = {"expected_output_tokens": expected_output_tokens, "thinking_tokens": thinking_tokens}
-    exact = exact_tokenizer(spec.model)
-    if exact is not None:  # one call per distinct prompt: only when the SDK's exact tokenizer is available offline
-        counts = [exact.count_tokens(p).total_tokens or 0 for p in requests.get_column(PROMPT).to_list()]
-        kwargs |= {"prompt_tokens": pl.Series(counts), "method": "exact (google-genai LocalTokenizer)"}
+    kwargs["exact"] = load_tokenizer(tokenizer, spec.model)
     if calibrate:
         kwargs |= _calibrate(requests, spec, calibrate, client or _client.client_from_env(), kwargs)
     return estimate_requests(requests, df.height, spec, table, **kwargs)
@@ -356,6 +359,7 @@ def input_tokens(
     system_instruction: str | None = None,
     config: ConfigLike | None = None,
     check_model: bool = True,
+    tokenizer: TokenizerLike = "auto",
 ) -> pl.Series:
     """Estimated input tokens of each row's request, as a column (`input_tokens`; null where a row is not sent).
 
@@ -365,4 +369,4 @@ def input_tokens(
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
-    return per_row_input_tokens(df, template, spec)
+    return per_row_input_tokens(df, template, spec, load_tokenizer(tokenizer, spec.model))

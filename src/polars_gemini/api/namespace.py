@@ -17,6 +17,7 @@ from polars_gemini.api.functions import ConfigLike, PricesLike
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.prepare.schema import SchemaLike
 from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run
+from polars_gemini.tokens.exact import TokenizerLike
 
 if TYPE_CHECKING:
     from google import genai
@@ -59,6 +60,7 @@ class _GeminiNamespace:
         max_enqueued_tokens: int | None = None,
         reuse_jobs: bool = True,
         resubmit_lost: bool = False,
+        tokenizer: TokenizerLike = "auto",
         timeout: float | None = None,
     ) -> pl.DataFrame:
         """Run `template` over every row at batch price; the frame comes back with typed answer columns.
@@ -75,7 +77,7 @@ class _GeminiNamespace:
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-            resubmit_lost=resubmit_lost, timeout=timeout,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer, timeout=timeout,
         )  # fmt: skip
 
     def submit(
@@ -110,6 +112,7 @@ class _GeminiNamespace:
         max_enqueued_tokens: int | None = None,
         reuse_jobs: bool = True,
         resubmit_lost: bool = False,
+        tokenizer: TokenizerLike = "auto",
     ) -> Run:
         """Submit the batch jobs and return at once with a `Run` (`status()`, `wait()`, `result()`, `cancel()`).
 
@@ -125,7 +128,7 @@ class _GeminiNamespace:
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-            resubmit_lost=resubmit_lost,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer,
         )  # fmt: skip
 
     def estimate(
@@ -142,6 +145,7 @@ class _GeminiNamespace:
         calibrate: int = 0,
         client: genai.Client | None = None,
         check_model: bool = True,
+        tokenizer: TokenizerLike = "auto",
     ) -> Estimate:
         """Tokens and dollars for running `template` over the frame at batch price, before anything is sent.
 
@@ -150,7 +154,7 @@ class _GeminiNamespace:
         return _api.estimate(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             prices=prices, expected_output_tokens=expected_output_tokens, thinking_tokens=thinking_tokens,
-            calibrate=calibrate, client=client, check_model=check_model,
+            calibrate=calibrate, client=client, check_model=check_model, tokenizer=tokenizer,
         )  # fmt: skip
 
     def input_tokens(
@@ -162,6 +166,7 @@ class _GeminiNamespace:
         system_instruction: str | None = None,
         config: ConfigLike | None = None,
         check_model: bool = True,
+        tokenizer: TokenizerLike = "auto",
     ) -> pl.Series:
         """Estimated input tokens of each row's request, as a column.
 
@@ -169,7 +174,7 @@ class _GeminiNamespace:
         """
         return _api.input_tokens(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
-            check_model=check_model,
+            check_model=check_model, tokenizer=tokenizer,
         )  # fmt: skip
 
 

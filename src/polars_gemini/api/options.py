@@ -63,6 +63,7 @@ def _check_kinds(options: Mapping[str, Any]) -> None:
         "system_instruction": ((str, type(None)), "a string"),
         "output": ((str,), "a non-empty string, e.g. 'response'"),
         "prefix": ((str,), "a string, e.g. 'llm_'"),
+        "tokenizer": ((str, os.PathLike), "'auto', 'exact', 'offline' or the path of a SentencePiece model file"),
     }
     if options.get("client") is not None and not gemini.is_client(options["client"]):
         kind = type(options["client"]).__name__  # the value is never shown: a key passed as client= must not leak

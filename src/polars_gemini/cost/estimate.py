@@ -23,7 +23,10 @@ from polars_gemini.cost.prices import PriceTable
 from polars_gemini.prepare.requests import PROMPT, RequestSpec
 from polars_gemini.prepare.schema import Field
 from polars_gemini.prepare.template import prompt_exprs
+from polars_gemini.tokens.exact import ExactTokenizer
 from polars_gemini.tokens.tokenizer import count_tokens, estimate_tokens
+
+OFFLINE_METHOD = "offline estimator (tiktoken cl100k and character classes, fitted on real Gemini counts; see README)"
 
 # A text answer's expected length when the caller does not say (about a short paragraph); dated guess, as of 2026-11.
 DEFAULT_TEXT_ANSWER_TOKENS = 150
@@ -85,8 +88,9 @@ def _usd(value: float | None) -> str:
     return "price unknown" if value is None else f"${value:,.2f}"
 
 
-def input_token_exprs(spec: RequestSpec) -> tuple[pl.Expr, int]:
-    """Per-request input tokens: an expression over the prompt column, and the constant part of every request."""
+def input_token_exprs(spec: RequestSpec, exact: ExactTokenizer | None = None) -> tuple[pl.Expr, int]:
+    """Per-request input tokens: an expression over the prompt column, and the constant part of every request
+    (counted exactly with `exact`, else estimated)."""
     constant = []
     system = spec.tail.get("system_instruction")
     if system:
@@ -94,13 +98,18 @@ def input_token_exprs(spec: RequestSpec) -> tuple[pl.Expr, int]:
     schema = spec.tail.get("generation_config", {}).get("response_schema")
     if schema is not None:
         constant.append(json.dumps(schema, separators=(",", ":")))
+    if exact is not None:
+        per_prompt = pl.col(PROMPT).map_batches(exact.count_series, return_dtype=pl.Int64, is_elementwise=False)
+        return per_prompt, sum(exact.count(constant)) if constant else 0
     return estimate_tokens(pl.col(PROMPT)), sum(count_tokens(constant)) if constant else 0
 
 
-def per_row_input_tokens(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec) -> pl.Series:
-    """Estimated input tokens of each row's request (null where the row would not be sent)."""
+def per_row_input_tokens(
+    frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, exact: ExactTokenizer | None = None
+) -> pl.Series:
+    """Input tokens of each row's request (null where the row would not be sent): exact with `exact`."""
     prompt, _ = prompt_exprs(template, frame.collect_schema())
-    per_prompt, constant = input_token_exprs(spec)
+    per_prompt, constant = input_token_exprs(spec, exact)
     return frame.select(prompt.alias(PROMPT)).select((per_prompt + constant).alias(INPUT_TOKENS)).to_series()
 
 
@@ -184,10 +193,14 @@ def estimate_requests(
     thinking_tokens: int | None = None,
     input_scale: float = 1.0,
     prompt_tokens: pl.Series | None = None,
-    method: str = "offline estimator (tiktoken cl100k and character classes, fitted on real Gemini counts; see README)",
+    method: str = OFFLINE_METHOD,
+    exact: ExactTokenizer | None = None,
 ) -> Estimate:
-    """An `Estimate` for distinct requests (a frame with the `prompt` column; `prompt_tokens` if counted exactly)."""
-    per_prompt, constant = input_token_exprs(spec)
+    """An `Estimate` for distinct requests (a frame with the `prompt` column; `prompt_tokens` if already counted;
+    with `exact`, every text is counted with the exact tokenizer and `method` says so)."""
+    per_prompt, constant = input_token_exprs(spec, exact)
+    if exact is not None and prompt_tokens is None:
+        method = exact.source
     if prompt_tokens is not None:
         per_prompt = pl.lit(prompt_tokens)
     tokens = requests.select((per_prompt * input_scale + constant).round().cast(pl.Int64).alias(INPUT_TOKENS))
