@@ -91,3 +91,26 @@ def test_usage_columns_and_calibration() -> None:
     assert calibrated.output_tokens / calibrated.requests == pytest.approx(
         measured + calibrated.thinking_tokens / calibrated.requests, rel=0.5
     )
+
+
+def test_exact_estimate_matches_an_exactly_counting_emulator_on_2000_rows() -> None:
+    """With the Gemma 3 model on both sides, the estimate's input tokens are the bill's, within 1%: the estimate is
+    compared with the truth, not with itself (the emulator counts with the model, not with the estimator)."""
+    from pathlib import Path
+
+    model = Path(__file__).parents[1] / "data" / "gemma3.spiece.model"
+    df = reviews(2_000)
+    with Emulator(tokenizer=model) as emu:
+        assert emu.token_counting.startswith("exact")
+        est = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", schema=SCHEMA, tokenizer=model)
+        run = df.gemini.submit(TEMPLATE, model="gemini-2.5-flash", schema=SCHEMA, client=emu.client(),
+                               tokenizer=model, **FAST)  # fmt: skip
+        assert run.result().get_column("response_error").null_count() == 2_000
+        bill = run.cost()
+        client = emu.client()  # kept in a variable: a client nothing refers to closes its connections
+        counted = client.models.count_tokens(model="gemini-2.5-flash", contents="Hello, world!")
+    assert est.method.startswith("exact")
+    assert bill.tokens["input"] == pytest.approx(est.input_tokens, rel=0.01)
+    assert counted.total_tokens == 4  # Gemma 3: [9259, 236764, 1902, 236888]
+    offline = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", schema=SCHEMA, tokenizer="offline")
+    assert offline.input_tokens != est.input_tokens  # the estimator is not what the bill was compared with

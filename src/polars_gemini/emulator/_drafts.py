@@ -15,7 +15,6 @@ from typing import Any
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._status import EmulatedError
 from polars_gemini.emulator._types import Outcome, ResponderRequest
-from polars_gemini.tokens.tokenizer import count_tokens
 
 
 @dataclass(frozen=True)
@@ -112,8 +111,8 @@ def truncate(text: str, tokens: int, room: int) -> tuple[str, int]:
     if room <= 0 or not text:
         return "", 0
     cut = text[: max(1, len(text) * room // max(tokens, 1))]
-    count = count_tokens([cut])[0]
+    count = g.token_counts([cut])[cut]
     while count > room and len(cut) > 1:
         cut = cut[: len(cut) * 9 // 10]
-        count = count_tokens([cut])[0]
+        count = g.token_counts([cut])[cut]
     return cut, count

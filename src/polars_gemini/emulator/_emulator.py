@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -13,12 +14,14 @@ from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES,
 from polars_gemini.emulator._corrupt import corruption
 from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure
 from polars_gemini.emulator._files import FileStore
+from polars_gemini.emulator._generate import Counter, use_counter
 from polars_gemini.emulator._http import Services
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._routes import ENDPOINTS
 from polars_gemini.emulator._server import ServerThread
 from polars_gemini.emulator._status import operation_error
 from polars_gemini.emulator._types import RecordedRequest, Responder
+from polars_gemini.tokens.exact import load_tokenizer
 
 if TYPE_CHECKING:
     from google import genai
@@ -39,7 +42,10 @@ class Emulator:
     `enqueued_token_limit` are service quotas: a `batches.create` is refused with 429 RESOURCE_EXHAUSTED
     (and creates nothing) while that many jobs are PENDING or RUNNING, or when the input tokens of the
     model's active jobs plus the new job's would exceed the limit (tokens counted as `countTokens` does;
-    jobs need `pending_seconds`/`running_seconds` > 0 to stay active).
+    jobs need `pending_seconds`/`running_seconds` > 0 to stay active). `tokenizer` says how tokens are
+    counted (usage metadata, countTokens, quotas): exactly with the Gemma 3 SentencePiece model when it is
+    available (a model file path, or google-genai's cached copy under "auto"; see `polars_gemini.tokens.exact`),
+    else with the library's offline estimator; `emu.token_counting` says which.
 
     Faults, all counted per endpoint with 1-based call numbers since start (`on_call`, default: the next
     call; `times`: how many calls from there): `fail_http` answers an HTTP error; `delay_reply` performs
@@ -72,6 +78,7 @@ class Emulator:
         job_outcome: JobOutcome | None = None,
         max_active_jobs: int | None = None,
         enqueued_token_limit: int | None = None,
+        tokenizer: str | os.PathLike[str] = "auto",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -88,6 +95,9 @@ class Emulator:
         self._app = App(Services(self.settings, self._files, self._batches_service()), self._faults)
         self._host, self._port = host, port
         self._server: ServerThread | None = None
+        self._tokenizer = tokenizer
+        self._previous_counter: Counter | None = None
+        self.token_counting = "estimator"
 
     def _batches_service(self) -> BatchService:
         return BatchService(self.settings, self._files, self._faults, lambda exc: self._app.report(exc))
@@ -97,6 +107,10 @@ class Emulator:
     def start(self) -> Emulator:
         """Binds the port and starts serving; returns `self`."""
         if self._server is None:
+            exact = load_tokenizer(self._tokenizer, "gemini-2.5-flash")  # Gemini 2.x and 3.x count alike
+            if exact is not None:
+                self._previous_counter = use_counter(exact.count)
+                self.token_counting = exact.source
             self._app.stopping.clear()
             self._server = ServerThread(self._host, self._port, self._app)
             self._server.start()
@@ -108,6 +122,9 @@ class Emulator:
             self._app.stopping.set()
             self._server.stop()
             self._server = None
+        if self._previous_counter is not None:
+            use_counter(self._previous_counter)
+            self._previous_counter = None
 
     def __enter__(self) -> Emulator:
         return self.start()

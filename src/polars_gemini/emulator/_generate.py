@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,18 +165,33 @@ def answer_part(model: str, text: str, seed: int) -> dict[str, Any]:
 
 _TOKEN_CACHE: dict[str, int] = {}
 _TOKEN_CACHE_LIMIT = 1_000_000
+Counter = Callable[[list[str]], list[int]]
+_COUNTER: list[Counter] = [count_tokens]  # the one in use: the estimator, or an exact tokenizer (`use_counter`)
+
+
+def use_counter(counter: Counter) -> Counter:
+    """Count with `counter` from now on (an exact tokenizer's `count`); returns the one it replaces.
+
+    Process-wide, like the cache: an `Emulator(tokenizer=...)` installs it while it runs and restores the previous
+    one when it stops, so emulators with different tokenizers should not run at the same time.
+    """
+    previous = _COUNTER[0]
+    _COUNTER[0] = counter
+    _TOKEN_CACHE.clear()
+    return previous
 
 
 def token_counts(texts: Iterable[str]) -> dict[str, int]:
-    """Token counts by text, from the library's own estimator so estimates and "actual" usage agree.
+    """Token counts by text: exact when an exact tokenizer is installed (`use_counter`), else the library's own
+    estimator, so that estimates are compared with what the service would bill.
 
-    One `count_tokens` call for all texts not seen before: its per-call cost dwarfs the per-text cost,
+    One counter call for all texts not seen before: its per-call cost dwarfs the per-text cost,
     and a 100k-request job repeats its system instruction and schema 100k times.
     """
     known = {text: _TOKEN_CACHE.get(text) for text in dict.fromkeys(texts)}
     missing = [text for text, count in known.items() if count is None]
     if missing:
-        fresh = dict(zip(missing, count_tokens(missing), strict=True))
+        fresh = dict(zip(missing, _COUNTER[0](missing), strict=True))
         if len(_TOKEN_CACHE) > _TOKEN_CACHE_LIMIT:
             _TOKEN_CACHE.clear()
         _TOKEN_CACHE.update(fresh)
