@@ -84,9 +84,15 @@ def test_usage_columns_and_calibration() -> None:
         out = df.gemini.batch(TEMPLATE, model="gemini-2.5-flash", client=emu.client(), usage=True, **FAST)
         assert out.get_column("response_input_tokens").min() > 0  # type: ignore[operator]
         assert out.get_column("response_thinking_tokens").min() > 0  # type: ignore[operator]
-        calibrated = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", calibrate=10, client=emu.client())
+        free = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", calibrate=10, client=emu.client())
+        assert (emu.calls("models.countTokens"), emu.calls("models.generateContent")) == (10, 0)  # nothing billed
+        calibrated = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", calibrate=10, calibrate_output=True,
+                                        client=emu.client())  # fmt: skip
         assert emu.calls("models.generateContent") == 10
-    assert "calibrated on 10 sample requests" in calibrated.method
+    assert "countTokens on 10 sample prompts (free)" in free.method
+    assert "measured on 10 billed sync requests ($" in calibrated.method
+    # countTokens counts as the bill does: the calibrated input estimate is the emulator's input count.
+    assert free.input_tokens == pytest.approx(int(out.get_column("response_input_tokens").sum()), rel=0.02)
     measured = out.get_column("response_output_tokens").mean()
     assert calibrated.output_tokens / calibrated.requests == pytest.approx(
         measured + calibrated.thinking_tokens / calibrated.requests, rel=0.5
@@ -114,3 +120,14 @@ def test_exact_estimate_matches_an_exactly_counting_emulator_on_2000_rows() -> N
     assert counted.total_tokens == 4  # Gemma 3: [9259, 236764, 1902, 236888]
     offline = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", schema=SCHEMA, tokenizer="offline")
     assert offline.input_tokens != est.input_tokens  # the estimator is not what the bill was compared with
+
+
+def test_calibration_with_exact_counts_needs_no_count_tokens_calls() -> None:
+    from pathlib import Path
+
+    model = Path(__file__).parents[1] / "data" / "gemma3.spiece.model"
+    df = reviews(40)
+    with Emulator() as emu:
+        est = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", calibrate=10, client=emu.client(), tokenizer=model)
+        assert emu.calls("models.countTokens") == 0
+    assert est.method.startswith("exact") and "nothing to measure" in est.method

@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +18,13 @@ from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord, sink_parquet
 from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, RunTimeoutError
-from polars_gemini.cost.estimate import Estimate, estimate_requests, per_row_input_tokens
+from polars_gemini.cost.estimate import (
+    OFFLINE_METHOD,
+    Estimate,
+    actual_cost,
+    estimate_requests,
+    per_row_input_tokens,
+)
 from polars_gemini.cost.prices import PriceTable, as_price_table
 from polars_gemini.prepare.plan import Limits, Plan, check_clash, make_plan, output_columns, run_id_for
 from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_spec, request_keys
@@ -293,14 +300,17 @@ def estimate(
     expected_output_tokens: int | None = None,
     thinking_tokens: int | None = None,
     calibrate: int = 0,
+    calibrate_output: bool = False,
     client: genai.Client | None = None,
     check_model: bool = True,
     tokenizer: TokenizerLike = "auto",
 ) -> Estimate:
     """Tokens and USD for running `template` over `frame` at batch price, before anything is sent.
 
-    `calibrate=N` sends N sample requests synchronously (billed at standard price) and uses their real usage to
-    correct the input estimate and measure answer and thinking tokens.
+    `calibrate=N` counts N sample prompts with countTokens (not billed) and scales the input estimate by what they
+    measure; with `calibrate_output=True` it also sends those N requests synchronously (billed at standard price)
+    and measures answer and thinking tokens. The `Estimate`'s method says what was measured and what it cost.
+    `tokenizer=` chooses exact or estimated counts (see `polars_gemini.tokens.exact`).
 
     >>> polars_gemini.estimate(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     """
@@ -314,40 +324,63 @@ def estimate(
     kwargs: dict[str, Any] = {"expected_output_tokens": expected_output_tokens, "thinking_tokens": thinking_tokens}
     kwargs["exact"] = load_tokenizer(tokenizer, spec.model)
     if calibrate:
-        kwargs |= _calibrate(requests, spec, calibrate, client or _client.client_from_env(), kwargs)
+        api = client or _client.client_from_env()
+        kwargs |= _calibrate(requests, spec, calibrate, api, kwargs, table, measure_output=calibrate_output)
     return estimate_requests(requests, df.height, spec, table, **kwargs)
 
 
 def _calibrate(
-    requests: pl.DataFrame, spec: RequestSpec, n: int, client: genai.Client, given: dict[str, Any]
-) -> dict[str, Any]:
-    """Measure usage on `n` sample requests: the input scale, mean answer tokens and mean thinking tokens."""
+    requests: pl.DataFrame, spec: RequestSpec, n: int, client: genai.Client, given: dict[str, Any], prices: PriceTable,
+    *, measure_output: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Measure `n` sample requests: their prompts' tokens with countTokens (free), and with `measure_output` their
+    answer and thinking tokens with billed synchronous calls."""
     if n < 0:
         raise ConfigurationError(f"calibrate must be a number of sample rows >= 0, got {n}.")
     sample = requests.sample(min(n, requests.height), seed=0) if requests.height > n else requests
-    sample = sample.with_columns(request_keys(sample.get_column(PROMPT), spec).alias(KEY))
-    plan = Plan(spec, sample.select(KEY), sample, ())
+    measured: dict[str, Any] = {}
+    notes = []
+    if given.get("exact") is None:  # exact counts need no correction
+        scale = _counted_scale(sample, spec, client)
+        measured["input_scale"] = scale
+        notes.append(f"input tokens scaled x{scale:.3f} by countTokens on {sample.height} sample prompts (free)")
+    if measure_output:
+        answer, thinking, usd = _measured_output(sample, spec, client, prices)
+        measured["expected_output_tokens"] = given["expected_output_tokens"] or round(answer)
+        if given["thinking_tokens"] is None:
+            measured["thinking_tokens"] = round(thinking)
+        cost = "cost unknown" if usd is None else f"${usd:,.4f} at standard price"
+        notes.append(f"answer and thinking measured on {sample.height} billed sync requests ({cost})")
+    base = given["exact"].source if given.get("exact") is not None else OFFLINE_METHOD
+    return measured | {"method": f"{base}; calibrated: " + "; ".join(notes or ["nothing to measure"])}
+
+
+def _counted_scale(sample: pl.DataFrame, spec: RequestSpec, client: genai.Client) -> float:
+    """Real prompt tokens (countTokens) of `sample` over their estimate: how much the estimator is off here."""
+    prompts = sample.get_column(PROMPT).to_list()
+    # One call per sample prompt: a handful of prompts, and countTokens takes one request at a time.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counted = sum(pool.map(lambda p: _client.count_tokens(client, spec.model, p), prompts))
+    estimated = int(sample.select(estimate_tokens(pl.col(PROMPT)).sum()).item() or 0)
+    return counted / estimated if estimated else 1.0
+
+
+def _measured_output(
+    sample: pl.DataFrame, spec: RequestSpec, client: genai.Client, prices: PriceTable
+) -> tuple[float, float, float | None]:
+    """Mean answer and thinking tokens of `sample` answered synchronously, and what those calls cost."""
+    keyed = sample.with_columns(request_keys(sample.get_column(PROMPT), spec).alias(KEY))
+    plan = Plan(spec, keyed.select(KEY), keyed, ())
     usage = parse_lines(run_sync(plan, client, max_concurrency=4, progress=False)).filter(pl.col("usage").is_not_null())
     if usage.is_empty():
         raise ConfigurationError("Calibration got no usable answer from the sample requests; see their errors.")
     u = pl.col("usage").struct
-    measured = (
-        usage.join(sample, on=KEY)
-        .select(
-            (u.field("promptTokenCount").sum() / estimate_tokens(pl.col(PROMPT)).sum()).alias("scale"),
-            u.field("candidatesTokenCount").fill_null(0).mean().alias("answer"),
-            u.field("thoughtsTokenCount").fill_null(0).mean().alias("thinking"),
-        )
-        .row(0, named=True)
-    )
-    return {
-        "input_scale": float(measured["scale"]) if given.get("prompt_tokens") is None else 1.0,
-        "expected_output_tokens": given["expected_output_tokens"] or round(measured["answer"]),
-        "thinking_tokens": given["thinking_tokens"]
-        if given["thinking_tokens"] is not None
-        else round(measured["thinking"]),
-        "method": f"calibrated on {usage.height} sample requests (usageMetadata)",
-    }
+    row = usage.select(
+        u.field("candidatesTokenCount").fill_null(0).mean().alias("answer"),
+        u.field("thoughtsTokenCount").fill_null(0).mean().alias("thinking"),
+    ).row(0, named=True)
+    usd = actual_cost(usage, prices.get(spec.model), batch=False)
+    return float(row["answer"] or 0.0), float(row["thinking"] or 0.0), usd
 
 
 def input_tokens(

@@ -143,6 +143,7 @@ class _GeminiNamespace:
         expected_output_tokens: int | None = None,
         thinking_tokens: int | None = None,
         calibrate: int = 0,
+        calibrate_output: bool = False,
         client: genai.Client | None = None,
         check_model: bool = True,
         tokenizer: TokenizerLike = "auto",
@@ -154,7 +155,8 @@ class _GeminiNamespace:
         return _api.estimate(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             prices=prices, expected_output_tokens=expected_output_tokens, thinking_tokens=thinking_tokens,
-            calibrate=calibrate, client=client, check_model=check_model, tokenizer=tokenizer,
+            calibrate=calibrate, calibrate_output=calibrate_output, client=client, check_model=check_model,
+            tokenizer=tokenizer,
         )  # fmt: skip
 
     def input_tokens(

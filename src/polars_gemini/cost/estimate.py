@@ -199,7 +199,7 @@ def estimate_requests(
     """An `Estimate` for distinct requests (a frame with the `prompt` column; `prompt_tokens` if already counted;
     with `exact`, every text is counted with the exact tokenizer and `method` says so)."""
     per_prompt, constant = input_token_exprs(spec, exact)
-    if exact is not None and prompt_tokens is None:
+    if exact is not None and prompt_tokens is None and method == OFFLINE_METHOD:
         method = exact.source
     if prompt_tokens is not None:
         per_prompt = pl.lit(prompt_tokens)

@@ -319,6 +319,17 @@ def delete_file(client: genai.Client, file_name: str, retry: types.HttpRetryOpti
             raise
 
 
+def count_tokens(
+    client: genai.Client, model: str, text: str, retry: types.HttpRetryOptions | None = None
+) -> int:
+    """countTokens for one text prompt. Not billed and outside the inference quota (ai.google.dev/gemini-api/docs/
+    billing: "Requests to the GetTokens API are not billed")."""
+    config = types.CountTokensConfig(http_options=_ONCE)
+    what = f"countTokens on {model}"
+    result = retrying(what, lambda: client.models.count_tokens(model=model, contents=text, config=config), retry)
+    return result.total_tokens or 0
+
+
 def generate(
     client: genai.Client,
     model: str,
