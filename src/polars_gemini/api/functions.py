@@ -26,7 +26,15 @@ from polars_gemini.cost.estimate import (
     per_row_input_tokens,
 )
 from polars_gemini.cost.prices import PriceTable, as_price_table
-from polars_gemini.prepare.plan import Limits, Plan, check_clash, make_plan, output_columns, run_id_for
+from polars_gemini.prepare.plan import (
+    Limits,
+    Plan,
+    check_clash,
+    check_length,
+    make_plan,
+    output_columns,
+    run_id_for,
+)
 from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_spec, request_keys
 from polars_gemini.prepare.schema import SchemaLike, check_names
 from polars_gemini.prepare.stream import TOKENS, chunk_rows, stream_plan
@@ -314,12 +322,15 @@ def estimate(
 
     >>> polars_gemini.estimate(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     """
+    check_options(dict(locals()))  # first statement: the arguments, exactly as given
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
     prompt, _ = prompt_exprs(template, df.collect_schema())
-    requests = df.select(prompt.alias(PROMPT)).drop_nulls().unique(maintain_order=True)
+    rendered = df.select(prompt.alias(PROMPT))
+    check_length(rendered.height, df.height, template)
+    requests = rendered.drop_nulls().unique(maintain_order=True)
     table = as_price_table(prices)
     kwargs: dict[str, Any] = {"expected_output_tokens": expected_output_tokens, "thinking_tokens": thinking_tokens}
     kwargs["exact"] = load_tokenizer(tokenizer, spec.model)
@@ -398,6 +409,7 @@ def input_tokens(
 
     >>> df.with_columns(polars_gemini.input_tokens(df, "Rate: {review}", model="gemini-2.5-flash"))  # doctest: +SKIP
     """
+    check_options(dict(locals()))  # first statement: the arguments, exactly as given
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model

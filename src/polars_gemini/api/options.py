@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import polars as pl
 from google.genai import types
 
 from polars_gemini.core.errors import ConfigurationError
@@ -22,10 +24,14 @@ _INTS = {  # option: (least value, hint)
     "max_requests_per_job": (1, "e.g. 10_000"),
     "inline_limit_bytes": (0, "0 sends every job as an uploaded file"),
     "file_limit_bytes": (1, "the service takes files up to 2 GB"),
+    "calibrate": (0, "the number of sample prompts to measure, e.g. 20"),
+    "expected_output_tokens": (0, "the answer's length in tokens, e.g. 50"),
+    "thinking_tokens": (0, "thinking tokens per request, e.g. 500; 0 for none"),
 }
-_OPTIONAL = ("max_enqueued_tokens", "max_requests_per_job", "inline_limit_bytes", "file_limit_bytes")
+_OPTIONAL = ("max_enqueued_tokens", "max_requests_per_job", "inline_limit_bytes", "file_limit_bytes",
+             "expected_output_tokens", "thinking_tokens")  # fmt: skip
 _SECONDS = ("poll_interval", "max_poll_interval", "timeout")
-_BOOLS = ("progress", "check_model", "keep_files", "usage", "reuse_jobs", "resubmit_lost")
+_BOOLS = ("progress", "check_model", "keep_files", "usage", "reuse_jobs", "resubmit_lost", "calibrate_output", "submit")
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -74,6 +80,15 @@ def _check_kinds(options: Mapping[str, Any]) -> None:
             raise ConfigurationError(f"{name} must be {hint}; got {options[name]!r} of type {kind}.")
     if options.get("output") == "":
         raise ConfigurationError("output must be a non-empty string, e.g. 'response'.")
+    if "frame" in options and not isinstance(options["frame"], (pl.DataFrame, pl.LazyFrame)):
+        kind = type(options["frame"]).__name__
+        raise ConfigurationError(f"frame must be a polars DataFrame or LazyFrame, got a {kind}: use pl.DataFrame(...).")
+    checkpoint = options.get("checkpoint")
+    if checkpoint is not None and (str(checkpoint).strip() == "" or Path(checkpoint).is_file()):
+        raise ConfigurationError(
+            f"checkpoint must name a directory (created if missing), got {str(checkpoint)!r}, which is "
+            f"{'empty' if str(checkpoint).strip() == '' else 'a file'}. Example: checkpoint='runs/reviews'."
+        )
 
 
 def _finite_at_least(value: object, least: float) -> bool:

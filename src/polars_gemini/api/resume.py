@@ -25,7 +25,15 @@ from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import CheckpointCorruptedError, CheckpointError, SchemaError
 from polars_gemini.core.version import __version__
 from polars_gemini.cost.estimate import Estimate
-from polars_gemini.prepare.plan import Limits, Plan, plan_fingerprint, run_id_for, shards_of
+from polars_gemini.prepare.plan import (
+    Limits,
+    Plan,
+    check_clash,
+    output_columns,
+    plan_fingerprint,
+    run_id_for,
+    shards_of,
+)
 from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_spec_from_config
 from polars_gemini.prepare.schema import Field, field_from_json, field_to_json, from_dtype
 from polars_gemini.prepare.stream import TOKENS
@@ -153,8 +161,12 @@ def resume(
     max_active_jobs: int = MAX_ACTIVE_JOBS,
     max_enqueued_tokens: int | None = None,
     resubmit_lost: bool = False,
+    submit: bool = True,
 ) -> Run:
     """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
+
+    `submit=False` only opens it: nothing is created until `wait()`/`result()`, so `run.cancel()` can drop the jobs a
+    crash left queued or unsent without paying for them.
 
     `output`, `prefix`, `max_retries` and `keep_files` default to what the run was started with. Requests whose job
     or results the service no longer has (jobs are kept 48 hours) get an error saying so; `resubmit_lost=True` pays
@@ -193,11 +205,12 @@ def resume(
         )
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files)
     frame = read_parquet(root / "input.parquet")
+    check_clash(frame.columns, output_columns(spec, run_options.output, run_options.prefix, usage))
     run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,
                    _estimate(manifest.get("estimate")))  # fmt: skip
     run.extra_rounds = 1 if resubmit_lost else 0
     try:
-        return run.submit()
+        return run.submit() if submit else run
     except BaseException:
         run.close()
         raise

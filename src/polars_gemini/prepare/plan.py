@@ -97,7 +97,11 @@ def plan_fingerprint(plan: Plan) -> str:
 def run_id_for(plan: Plan, limits: Limits) -> str:
     """A run's id, from its work alone: the same work (same requests, split the same way) gets the same job display
     names, so a second call finds the jobs of the first one on the service instead of paying for them again."""
-    digest = hashlib.sha256(plan_fingerprint(plan).encode())
+    # The set of requests, not the rows' order: the same work read in another order (a group_by, several files, a
+    # shuffled frame) finds the same jobs.
+    keys = plan.requests.get_column(KEY).sort()
+    digest = hashlib.sha256(plan.spec.fingerprint.encode())
+    digest.update(keys.str.join("").item().encode() if keys.len() else b"")
     digest.update(repr(sorted(asdict(limits).items())).encode())
     return digest.hexdigest()[:12]
 

@@ -79,10 +79,23 @@ def build_spec(
         if cfg.system_instruction is not None:
             raise ConfigurationError("`system_instruction` was given both as an argument and in `config`.")
         updates["system_instruction"] = system_instruction
-    cfg = cfg.model_copy(update=updates) if updates else cfg
+    # Client-side options never belong to the request (and may carry headers with a key): the library sets its own.
+    updates["http_options"] = None
+    cfg = cfg.model_copy(update=updates)
+    _check_limits(cfg)
     if field is not None:
         cfg = types.GenerateContentConfig.model_validate(cfg.model_dump(exclude_none=True))
     return RequestSpec(name, cfg, field, _tail(cfg))
+
+
+def _check_limits(cfg: types.GenerateContentConfig) -> None:
+    """Generation limits that can only be wrong: refused before anything is sent (the service would bill a job of
+    MAX_TOKENS errors, and a negative bound would blind the budget guard)."""
+    if cfg.max_output_tokens is not None and cfg.max_output_tokens < 1:
+        raise ConfigurationError(f"config max_output_tokens must be >= 1, got {cfg.max_output_tokens}.")
+    budget = cfg.thinking_config.thinking_budget if cfg.thinking_config else None
+    if budget is not None and budget < -1:
+        raise ConfigurationError(f"thinking_budget must be -1 (dynamic), 0 (off) or more, got {budget}.")
 
 
 def _check_model(model: str, check: bool) -> str:

@@ -129,9 +129,12 @@ class Run:
         with self.store.operation(), _submitting(self.run_id):
             self._recover()
             fresh = not any(j.run_id == self.run_id for j in self.store.jobs)
-            if self.options.reuse_jobs and fresh and not self._todo().is_empty():
+            # A checkpoint's own run id is in its manifest: its jobs are this run's, whatever reuse_jobs says.
+            adopt = self.options.reuse_jobs or self.store.root is not None
+            if adopt and fresh and not self._todo().is_empty():
                 self._adopt()
-            self._submit_round()
+            if self.round == 0 or self._may_retry():  # a finished run called again buys no further round
+                self._submit_round()
         return self
 
     def _adopt(self) -> None:
@@ -398,7 +401,7 @@ class Run:
             try:
                 results = self._download(job, snap)
             except APIError as exc:
-                if exc.code != 404:
+                if exc.code not in (403, 404):  # the service answers 403 "... or it may not exist" for a lost file
                     raise
                 self._gone(job, f"the results file {snap.result_file} of job {job.name} is no longer on the service")
                 return
