@@ -119,7 +119,7 @@ def test_reuse_jobs_false_with_a_checkpoint_still_finds_its_own_jobs(emu: Emulat
     ids=[
         "dict-frame", "empty-checkpoint", "negative-max-output", "calibrate-str", "negative-output",
         "negative-thinking", "prices-int", "system-int", "check-model-str", "wrong-length",
-    ],  # fmt: skip
+    ],
 )
 def test_more_bad_input_is_a_library_error_before_any_request(emu: Emulator, call: Any) -> None:
     with pytest.raises(polars_gemini.GeminiBatchError):
