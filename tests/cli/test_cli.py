@@ -113,3 +113,39 @@ def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str], argv
 def test_demo_function_rejects_no_rows() -> None:
     with pytest.raises(ConfigurationError, match=r"at least 1 row, got rows=0"):
         run_demo(rows=0)
+
+
+def test_prices_command_prints_every_model_and_tier(capsys: pytest.CaptureFixture[str]) -> None:
+    from polars_gemini.core.models import MODELS
+
+    assert main(["prices"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    assert header.split() == ["model", "tier", "prompt", "input", "output", "cached", "audio", "cached", "audio",
+                              "storage/h", "as", "of", "source"]  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith("gemini-")]
+    assert {row[0] for row in rows} >= set(MODELS) | {"gemini-embedding-001"}
+    assert {row[1] for row in rows} == {"standard", "batch", "flex", "priority"}
+    assert ["gemini-2.5-flash", "priority", "any", "0.54", "4.5", "0.054", "1.8", "0.18", "1.8", "2026-08-04"] in [
+        row[:10] for row in rows
+    ]
+    assert ["gemini-2.5-flash", "batch", "any", "0.15", "1.25", "0.03", "0.5", "0.1", "1"] in [row[:9] for row in rows]
+    assert "sources:" in out and "https://ai.google.dev/gemini-api/docs/pricing" in out and "notes:" in out
+
+
+def test_prices_command_filters_by_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "--model", "models/gemini-2.5-pro"]) == 0
+    out, _ = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines() if line.startswith("gemini-")]
+    assert {row[0] for row in rows} == {"gemini-2.5-pro"} and len(rows) == 8  # 4 tiers x 2 prompt sizes
+    assert ["gemini-2.5-pro", "priority", ">200k", "4.5", "27", "0.45", "-", "-", "8.1"] in [row[:9] for row in rows]
+    assert "pricing-2026-08-04: https://ai.google.dev/gemini-api/docs/pricing" in out
+    assert "pricing-2026-03-30:" not in out  # only the sources the printed rows cite (and the notes name)
+
+
+def test_prices_command_for_an_unknown_model_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "--model", "gemini-9-ultra"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("polars-gemini prices: error: no price for model 'gemini-9-ultra'")

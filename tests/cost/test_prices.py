@@ -5,9 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from polars_gemini import estimate
 from polars_gemini.core.errors import ConfigurationError, ModelError
+from polars_gemini.core.models import MODELS
 from polars_gemini.cost.arithmetic import cost, cost_expr
-from polars_gemini.cost.prices import ModelPrice, PriceTable, as_price_table, load_prices
+from polars_gemini.cost.prices import SERVICE_TIERS, ModelPrice, PriceTable, Rates, as_price_table, load_prices
 
 # The README's pricing snapshot: standard -> batch, USD per 1M tokens (input, output).
 README_TABLE = {
@@ -71,7 +73,66 @@ def test_later_models_have_derived_batch_prices(table: PriceTable) -> None:
 def test_every_batch_rate_is_half_of_standard_and_every_cache_rate_is_sourced(table: PriceTable) -> None:
     for price in table.models.values():
         assert price.batch.input == price.standard.input / 2 and price.batch.output == price.standard.output / 2
-        assert price.standard.cached_input < price.standard.input and price.cached_source
+        assert price.standard.cached_input <= price.standard.input and price.batch.cached_input <= price.batch.input
+        assert price.cached_source
+
+
+def test_every_model_the_library_accepts_is_priced_and_embeddings_too(table: PriceTable) -> None:
+    assert set(MODELS) <= set(table.models)
+    embed = table.require("gemini-embedding-001")
+    assert (embed.standard.input, embed.batch.input, embed.standard.output) == (0.15, 0.075, 0.0)
+
+
+def test_every_rate_carries_a_date_and_a_source_that_resolves(table: PriceTable) -> None:
+    for name, price in table.models.items():
+        for tier in price.tiers:
+            for long_context in (False, True):
+                rates = price.tier_rates(tier, long_context=long_context)
+                assert rates is not None and rates.as_of and rates.source, (name, tier, long_context)
+                cited = [key for key in table.sources if key in rates.source]
+                assert cited or rates.source.startswith("derived"), (name, tier, rates.source)
+    assert all("http" in text or ".md" in text for text in table.sources.values())
+    assert table.notes and any("Priority" in note for note in table.notes)
+
+
+def test_derived_rates_say_so(table: PriceTable) -> None:
+    lite = table.require("gemini-2.5-flash-lite")
+    assert lite.flex is not None and lite.flex.source.startswith("derived")
+    assert (lite.flex.input, lite.flex.output) == (lite.batch.input, lite.batch.output)
+    published = table.require("gemini-2.5-flash")
+    assert published.flex is not None and not published.flex.source.startswith("derived")
+
+
+def test_cached_input_and_cache_storage_from_the_pricing_page(table: PriceTable) -> None:
+    flash, pro = table.require("gemini-2.5-flash"), table.require("gemini-2.5-pro")
+    # cache hits in a batch are priced as in standard (batch docs; the page lists the same rate in both tabs)
+    assert (flash.standard.cached_input, flash.batch.cached_input) == (0.03, 0.03)
+    assert (flash.standard.cached_audio_input, flash.standard.cache_storage) == (0.10, 1.00)
+    assert pro.standard_long is not None and pro.standard_long.cached_input == 0.25
+    assert pro.standard.cached_input == 0.125
+    assert pro.standard.cache_storage == 4.50
+    lite3 = table.require("gemini-3.1-flash-lite-preview")
+    assert (lite3.batch.cached_input, lite3.batch.cache_storage) == (0.0125, 0.50)
+    no_cache = table.require("gemini-2.0-flash-lite")
+    assert no_cache.standard.cached_input == no_cache.standard.input and "not available" in no_cache.cached_source
+
+
+def test_flex_and_priority_rates_where_published(table: PriceTable) -> None:
+    for model in ("gemini-2.5-pro", "gemini-2.5-flash"):
+        price = table.require(model)
+        assert price.tiers == SERVICE_TIERS
+        flex, priority = price.tier_rates("flex"), price.tier_rates("priority")
+        assert flex is not None and (flex.input, flex.output) == (price.batch.input, price.batch.output)
+        assert priority is not None and priority.input == pytest.approx(1.8 * price.standard.input)
+        assert priority.output == pytest.approx(1.8 * price.standard.output)
+    pro_priority_long = table.require("gemini-2.5-pro").tier_rates("priority", long_context=True)
+    assert pro_priority_long is not None and (pro_priority_long.input, pro_priority_long.output) == (4.50, 27.00)
+    assert table.require("gemini-2.5-flash").tier_rates("priority").cache_storage == 1.80  # type: ignore[union-attr]
+    for model in ("gemini-3-flash-preview", "gemini-2.0-flash"):  # no per-model Priority rate was found
+        assert table.require(model).tier_rates("priority") is None
+    assert "flex" not in table.require("gemini-2.0-flash").tiers
+    with pytest.raises(ConfigurationError, match=r"unknown service tier 'turbo'.*standard, batch, flex, priority"):
+        table.require("gemini-2.5-flash").tier_rates("turbo")
 
 
 def test_unknown_model_is_none_and_require_says_how_to_price_it(table: PriceTable) -> None:
@@ -94,6 +155,56 @@ def test_override_adds_and_replaces_without_touching_the_shipped_table(table: Pr
     assert "overridden" in custom.source and "my-model" in custom.source
     assert load_prices().require("gemini-2.5-flash").standard.input == 0.30
     assert custom.get("gemini-2.5-pro") == table.get("gemini-2.5-pro")
+
+
+def test_prices_overrides_carry_tier_rates(table: PriceTable) -> None:
+    custom = as_price_table(
+        {
+            "my-model": {
+                "input": 1.0, "output": 4.0, "cached_input": 0.1,
+                "flex": {"input": 0.5, "output": 2.0}, "priority": {"input": 1.8, "output": 7.2},
+                "long_context": {"above_prompt_tokens": 100_000, "standard": {"input": 2.0, "output": 8.0}},
+            }
+        }
+    )  # fmt: skip
+    mine = custom.require("my-model")
+    assert mine.tiers == SERVICE_TIERS and mine.tier_rates("flex") == Rates(0.5, 2.0, 0.5, source=mine.flex.source)  # type: ignore[union-attr]
+    assert mine.tier_rates("priority").input == 1.8  # type: ignore[union-attr]
+    assert mine.batch.cached_input == 0.1 and mine.batch.source.startswith("derived")  # cache hits as standard
+    assert mine.batch_long is not None and mine.batch_long.input == 1.0  # batch long derived from standard long
+    assert mine.tier_rates("flex", long_context=True) is None  # a long prompt's flex rate was not given
+    assert "caller" in mine.standard.source
+    assert ModelPrice.from_dict("my-model", mine.to_dict()) == mine
+    with pytest.raises(ConfigurationError, match=r"unknown keys \['cahced_input'\]"):
+        as_price_table({"m": {"input": 1.0, "output": 2.0, "cahced_input": 0.1}})
+    with pytest.raises(ConfigurationError, match=r"flex\)\.input must be a finite number"):
+        as_price_table({"m": {"input": 1.0, "output": 2.0, "flex": {"input": -1, "output": 1}}})
+    with pytest.raises(ConfigurationError, match="above_prompt_tokens must be a whole number"):
+        as_price_table({"m": {"input": 1, "output": 2, "long_context": {"above_prompt_tokens": "200k"}}})
+
+
+def test_unknown_model_still_gets_token_counts_and_price_unknown() -> None:
+    df = pl.DataFrame({"t": ["one review", "another review"]})
+    est = estimate(df, "{t}", model="gemini-9-ultra", check_model=False, tokenizer="offline")
+    assert est.input_tokens > 0 and est.cost is None and "price unknown" in repr(est)
+    tiered = {"gemini-9-ultra": {"input": 1.0, "output": 2.0, "flex": {"input": 0.5, "output": 1.0}}}
+    priced = estimate(df, "{t}", model="gemini-9-ultra", check_model=False, tokenizer="offline", prices=tiered)
+    assert priced.cost is not None and priced.cost > 0
+
+
+def test_rows_and_frame_list_every_tier(table: PriceTable) -> None:
+    rows = table.rows("models/gemini-2.5-pro")
+    assert [(r["tier"], r["prompt"]) for r in rows] == [
+        (tier, prompt) for prompt in ("<=200k", ">200k") for tier in SERVICE_TIERS
+    ]
+    frame = table.to_frame()
+    assert frame.height == len(table.rows()) and set(frame["model"]) == set(table.models)
+    assert frame.filter(pl.col("tier") == "priority")["model"].unique().sort().to_list() == [
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+    ]
+    with pytest.raises(ModelError, match="gemini-9-ultra"):
+        table.rows("gemini-9-ultra")
 
 
 def test_prices_argument_forms(table: PriceTable) -> None:
@@ -142,13 +253,15 @@ def test_tier_is_per_request_not_per_total(table: PriceTable) -> None:
 
 def test_cached_tokens_are_part_of_the_prompt_at_the_cached_rate(table: PriceTable) -> None:
     flash = table.require("gemini-2.5-flash")
-    # 600k uncached x $0.30/M + 400k cached x $0.075/M
+    # 600k uncached x $0.30/M + 400k cached x $0.03/M
     assert cost(flash, input_tokens=1_000_000, output_tokens=0, cached_tokens=400_000, batch=False) == pytest.approx(
-        0.21
+        0.192
     )
+    # in a batch: 600k x $0.15/M + 400k cached x $0.03/M (cache hits are not discounted further)
+    assert cost(flash, input_tokens=1_000_000, output_tokens=0, cached_tokens=400_000) == pytest.approx(0.102)
     pro = table.require("gemini-2.5-pro")
     long = cost(pro, input_tokens=300_000, output_tokens=0, cached_tokens=300_000, batch=False)
-    assert long == pytest.approx(300_000 * 0.625 / 1e6)
+    assert long == pytest.approx(300_000 * 0.25 / 1e6)
 
 
 def test_audio_tokens_use_the_audio_rate_or_the_input_rate(table: PriceTable) -> None:
@@ -156,7 +269,10 @@ def test_audio_tokens_use_the_audio_rate_or_the_input_rate(table: PriceTable) ->
     assert cost(flash, input_tokens=1_000_000, output_tokens=0, audio_tokens=1_000_000, batch=False) == 1.00
     assert cost(flash, input_tokens=1_000_000, output_tokens=0, audio_tokens=1_000_000) == 0.50
     lite = table.require("gemini-2.5-flash-lite")
-    assert cost(lite, input_tokens=1_000_000, output_tokens=0, audio_tokens=1_000_000, batch=False) == 0.10
+    assert cost(lite, input_tokens=1_000_000, output_tokens=0, audio_tokens=1_000_000, batch=False) == 0.30
+    no_audio_rate = table.require("gemini-2.0-flash-lite")  # the page lists one input rate for every modality
+    assert no_audio_rate.standard.audio_input is None
+    assert cost(no_audio_rate, input_tokens=1_000_000, output_tokens=0, audio_tokens=1_000_000, batch=False) == 0.075
 
 
 def test_inconsistent_counts_are_refused(table: PriceTable) -> None:

@@ -1,4 +1,4 @@
-"""The `polars-gemini` command: `emulator`, `demo`, `status`.
+"""The `polars-gemini` command: `emulator`, `demo`, `status`, `prices`.
 
 A library error (`GeminiBatchError`) is the command's answer, not a crash: it is printed as one error line on stderr
 and the exit status is 2, like a usage error.
@@ -44,6 +44,8 @@ def _build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="report a checkpointed run from its directory (no API call by default)")
     status.add_argument("checkpoint", help="the checkpoint directory")
     status.add_argument("--refresh", action="store_true", help="refresh job states from the API (GEMINI_API_KEY)")
+    prices = sub.add_parser("prices", help="print the shipped price table (USD per 1M tokens) with dates and sources")
+    prices.add_argument("--model", help="only this model ('models/' prefix allowed)")
     return parser
 
 
@@ -72,7 +74,43 @@ def _run(args: argparse.Namespace) -> int:
 
         print(checkpoint_status(args.checkpoint, client=client_from_env() if args.refresh else None))
         return 0
+    if args.command == "prices":
+        print(_price_table(args.model))
+        return 0
     return 2
+
+
+# (row key, column title) of the `prices` table
+_PRICE_COLUMNS = (
+    ("model", "model"), ("tier", "tier"), ("prompt", "prompt"), ("input", "input"), ("output", "output"),
+    ("cached_input", "cached"), ("audio_input", "audio"), ("cached_audio_input", "cached audio"),
+    ("cache_storage", "storage/h"), ("as_of", "as of"), ("source", "source"),
+)  # fmt: skip
+
+
+def _price_table(model: str | None) -> str:
+    """The shipped price table as aligned text: a row per model, service tier and prompt size; then its sources."""
+    from polars_gemini.cost.prices import load_prices
+
+    table = load_prices()
+    rows = table.rows(model)  # an unknown model raises ModelError, reported as the command's error
+    cells = [[title for _, title in _PRICE_COLUMNS]]
+    cells += [[_price_cell(row[key]) for key, _ in _PRICE_COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_PRICE_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in cells]
+    cites = [row["source"] for row in rows] + list(table.notes)
+    cited = [f"  {key}: {text}" for key, text in table.sources.items() if any(key in cite for cite in cites)]
+    head = (
+        f"Gemini API prices in USD per 1M tokens (storage/h: per 1M tokens per hour), table as of {table.as_of}; "
+        "'-': no separate rate (audio is priced as input) or not published."
+    )
+    return "\n".join([head, "", *lines, "", "sources:", *cited, "", "notes:", *(f"  - {n}" for n in table.notes)])
+
+
+def _price_cell(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":
