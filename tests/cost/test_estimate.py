@@ -131,3 +131,24 @@ def test_calibration_with_exact_counts_needs_no_count_tokens_calls() -> None:
         est = df.gemini.estimate(TEMPLATE, model="gemini-2.5-flash", calibrate=10, client=emu.client(), tokenizer=model)
         assert emu.calls("models.countTokens") == 0
     assert est.method.startswith("exact") and "nothing to measure" in est.method
+
+
+def test_gemini_3_thinking_levels_and_the_advice_when_thinking_dominates() -> None:
+    df = pl.DataFrame({"t": [f"review {i}" for i in range(100)]})
+    schema = {"ok": pl.Boolean}
+    high = df.gemini.estimate("{t}", model="gemini-3-flash-preview", schema=schema)
+    low = df.gemini.estimate("{t}", model="gemini-3-flash-preview", schema=schema,
+                             config={"thinking_config": {"thinking_level": "low"}})  # fmt: skip
+    minimal = df.gemini.estimate("{t}", model="gemini-3-flash-preview", schema=schema,
+                                 config={"thinking_config": {"thinking_level": "minimal"}})  # fmt: skip
+    assert high.thinking_tokens > low.thinking_tokens > minimal.thinking_tokens > 0
+    assert any("level low" in note for note in low.assumptions)
+    advice = high.assumptions[0]
+    assert advice.startswith("thinking is") and "thinking_level='minimal' would cost about $" in advice
+    flash = df.gemini.estimate("{t}", model="gemini-2.5-flash", schema=schema)
+    assert "thinking_budget=0 would cost $" in flash.assumptions[0]
+    pro = df.gemini.estimate("{t}", model="gemini-2.5-pro", schema=schema)
+    assert "cannot stop thinking; thinking_budget=128" in pro.assumptions[0]
+    off = df.gemini.estimate("{t}", model="gemini-2.5-flash", schema=schema,
+                             config={"thinking_config": {"thinking_budget": 0}})  # fmt: skip
+    assert not any(note.startswith("thinking is") for note in off.assumptions)

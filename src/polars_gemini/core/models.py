@@ -26,18 +26,30 @@ class ModelInfo:
     max_thinking_tokens: int
     max_output_tokens: int = 65_536
     supports_batch: bool = True
+    thinking_levels: tuple[tuple[str, int], ...] = ()  # Gemini 3: (level, expected thinking tokens per request)
+    can_stop_thinking: bool = True  # whether thinking_budget=0 turns thinking off (2.5 Pro: it cannot)
+
+    def level_tokens(self, level: str) -> int | None:
+        """Expected thinking tokens per request at `level` ("minimal" ... "high"), None if the model has no levels."""
+        return dict(self.thinking_levels).get(level.lower())
+
+
+# Gemini 3 thinks at a level (minimal, low, medium, high; the API default is high). Google publishes no token counts
+# per level: these are dated guesses scaled from each model's default (high), to be replaced by `calibrate=`.
+def _levels(high: int) -> tuple[tuple[str, int], ...]:
+    return (("minimal", high // 20), ("low", high // 4), ("medium", high // 2), ("high", high), ("xhigh", 2 * high))
 
 
 _M = ModelInfo
 MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in (
-        _M("gemini-3.5-flash", True, 1_000, 24_576),
-        _M("gemini-3.5-flash-lite", True, 500, 24_576),
-        _M("gemini-3.1-pro-preview", True, 2_000, 32_768),
-        _M("gemini-3-flash-preview", True, 1_000, 24_576),
-        _M("gemini-3.1-flash-lite-preview", True, 500, 24_576),
-        _M("gemini-2.5-pro", True, 2_000, 32_768),
+        _M("gemini-3.5-flash", True, 1_000, 24_576, thinking_levels=_levels(1_000)),
+        _M("gemini-3.5-flash-lite", True, 500, 24_576, thinking_levels=_levels(500)),
+        _M("gemini-3.1-pro-preview", True, 2_000, 32_768, thinking_levels=_levels(2_000)),
+        _M("gemini-3-flash-preview", True, 1_000, 24_576, thinking_levels=_levels(1_000)),
+        _M("gemini-3.1-flash-lite-preview", True, 500, 24_576, thinking_levels=_levels(500)),
+        _M("gemini-2.5-pro", True, 2_000, 32_768, can_stop_thinking=False),
         _M("gemini-2.5-flash", True, 1_000, 24_576),
         _M("gemini-2.5-flash-lite", False, 0, 24_576),
         _M("gemini-2.0-flash", False, 0, 0, 8_192),

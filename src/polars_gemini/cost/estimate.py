@@ -9,6 +9,7 @@ are an expected value and an upper bound: the expected answer (a typical JSON in
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,8 @@ from typing import Any
 import polars as pl
 from google.genai import types
 
-from polars_gemini.core.models import ModelInfo, model_info
+from polars_gemini.core.errors import ConfigurationError
+from polars_gemini.core.models import AS_OF, ModelInfo, model_info
 from polars_gemini.cost.arithmetic import cost, cost_expr
 from polars_gemini.cost.prices import PriceTable
 from polars_gemini.prepare.requests import PROMPT, RequestSpec
@@ -168,9 +170,19 @@ def output_guess(spec: RequestSpec, expected_output_tokens: int | None, thinking
 
 def _thinking(cfg: types.GenerateContentConfig, info: ModelInfo | None, override: int | None, notes: list[str]) -> int:
     """Expected thinking tokens per request."""
-    budget = cfg.thinking_config.thinking_budget if cfg.thinking_config else None
+    thinking = cfg.thinking_config
+    budget = thinking.thinking_budget if thinking else None
+    level = _level(thinking)
     if override is not None:
         return override
+    if level is not None and info is not None and info.thinking_levels:
+        tokens = info.level_tokens(level)
+        if tokens is None:
+            known = [lv for lv, _ in info.thinking_levels]
+            raise ConfigurationError(f"thinking_level {level!r} is not one of {known}.")
+        notes.append(f"thinking: level {level} ~ {tokens:,} tokens per request (a dated guess as of {AS_OF}; "
+                     "calibrate=N with calibrate_output=True measures it)")  # fmt: skip
+        return tokens
     if info is None or budget == 0 or (not info.thinks_by_default and not budget):
         return 0
     if budget is not None and budget > 0:
@@ -181,6 +193,38 @@ def _thinking(cfg: types.GenerateContentConfig, info: ModelInfo | None, override
     notes.append(f"thinking: {info.default_thinking_tokens:,} tokens per request, the model's dated default "
                  "(pass thinking_tokens= or calibrate=N to measure)")  # fmt: skip
     return int(info.default_thinking_tokens)
+
+
+def _level(thinking: types.ThinkingConfig | None) -> str | None:
+    level = thinking.thinking_level if thinking else None
+    if level is None or level == types.ThinkingLevel.THINKING_LEVEL_UNSPECIFIED:
+        return None
+    return str(level.value if isinstance(level, types.ThinkingLevel) else level).lower()
+
+
+def _thinking_advice(spec: RequestSpec, tokens: pl.DataFrame, price: Any, guess: OutputGuess, expected: float) -> str:
+    """When thinking is over half the expected cost: say so, and what the cheapest thinking setting would cost."""
+    if not expected or not guess.thinking:
+        return ""
+    without = _costs(tokens, price, dataclasses.replace(guess, thinking=0))[0]
+    share = 1 - without / expected
+    if share <= 0.5:
+        return ""
+    info = model_info(spec.model)
+    if info is not None and info.thinking_levels:
+        lowest, low_tokens = info.thinking_levels[0]
+        cheaper = _costs(tokens, price, dataclasses.replace(guess, thinking=low_tokens))[0]
+        setting = f"thinking_level='{lowest}' would cost about {_money(cheaper)}"
+    elif info is not None and not info.can_stop_thinking:
+        cheaper = _costs(tokens, price, dataclasses.replace(guess, thinking=128))[0]
+        setting = f"it cannot stop thinking; thinking_budget=128 (its minimum) would cost about {_money(cheaper)}"
+    else:
+        setting = f"thinking_budget=0 would cost {_money(without)}"
+    return f"thinking is {share:.0%} of the expected cost ({_money(expected)}): {setting}"
+
+
+def _money(usd: float) -> str:
+    return f"${usd:,.2f}" if usd >= 1 else f"${usd:,.4f}"
 
 
 def estimate_requests(
@@ -211,6 +255,8 @@ def estimate_requests(
     totals: tuple[float | None, ...] = _costs(tokens, price, guess) if price is not None else (None, None, None)
     notes = guess.assumptions + (() if price else (f"price unknown for {spec.model}: pass prices=",))
     expected, worst, sync = totals
+    advice = _thinking_advice(spec, tokens, price, guess, expected) if price is not None and expected else ""
+    notes = (advice, *notes) if advice else notes
     return Estimate(spec.model, rows, n, int(tokens.get_column(INPUT_TOKENS).sum()), out, out_max, n * guess.thinking,
                     expected, worst, sync, prices.as_of, method, notes)  # fmt: skip
 
