@@ -14,21 +14,25 @@ from hypothesis import strategies as st
 from polars_gemini.tokens import tokenizer as tok
 from polars_gemini.tokens.tokenizer import count_tokens, estimate_tokens, exact_tokenizer
 
-# 4,124 texts with their exact Gemini token counts: the corpus the shipped model was fitted on (its sha256 is in
+# The two corpora the shipped model was fitted on, texts with their exact Gemini token counts (sha256 of each in
 # src/polars_gemini/data/tokenizer_model.json). Part of the repository, so a fresh clone runs every test below.
+# Calibration: 4,124 texts (English, Python, German, Spanish, Russian, Chinese). Scripts: 17,770 gettext messages
+# and source-code chunks in 52 languages of 9 scripts (tests/data/token-scripts.README.md says how it was built).
 CALIBRATION = Path(__file__).parents[1] / "data" / "token-calibration.jsonl"
+SCRIPTS = Path(__file__).parents[1] / "data" / "token-scripts.jsonl"
 MODEL_FILE = Path(tok.__file__).parents[1] / "data" / "tokenizer_model.json"
 
 # (max |corpus-total error| %, max p95 absolute relative error %) on the held-out half, for what
-# `estimate_tokens` returns on a column of at most MAX_ENCODED texts: the cl100k model. Measured (2026-11-25):
-# ALL +0.2%/10.3, en -0.9/9.8, py_code +0.3/8.0, py_docstrings +0.6/9.7, de +1.7/12.5, es +1.8/16.7,
-# ru -1.5/15.8, zh +1.4/16.3. The p95 of Spanish, Russian and Chinese misses the 15% target: 45-70 short
-# held-out texts per language, where one token is 5-15% (p95 for texts of >= 20 tokens: 12.1, 15.0, 15.5).
+# `estimate_tokens` returns on a column of at most MAX_ENCODED texts: the cl100k model. Measured (2026-12-01,
+# fitted on both corpora): ALL +0.0%/11.8, en -1.6/10.0, py_code +0.3/8.3, py_docstrings +0.9/12.1,
+# de +1.5/12.5, es -0.2/15.4, ru -0.7/15.8, zh -2.4/16.3 (before the scripts corpus, 2026-11-25: ALL +0.2/10.3,
+# en -0.9/9.8, py_docstrings +0.6/9.7, zh +1.4/16.3). 40-70 short held-out texts per non-English language, where
+# one token is 5-15%, so their p95 misses the 15% target (p95 for texts of >= 20 tokens: 12.5, 13.2, 15.0, 16.3).
 BOUNDS = {
-    "ALL": (1.5, 12.0),
+    "ALL": (1.5, 12.5),
     "en": (2.0, 12.0),
     "py_code": (2.0, 10.0),
-    "py_docstrings": (2.0, 12.0),
+    "py_docstrings": (2.0, 13.5),
     "de": (3.0, 15.0),
     "es": (3.0, 20.0),
     "ru": (3.0, 18.0),
@@ -48,10 +52,12 @@ def held_out() -> pl.DataFrame:
     return frame.with_columns(est=estimate_tokens(pl.col("text")))
 
 
-def test_calibration_file_is_the_corpus_the_model_was_fitted_on() -> None:
-    recorded = json.loads(MODEL_FILE.read_text(encoding="utf-8"))["training_corpus"]
-    assert hashlib.sha256(CALIBRATION.read_bytes()).hexdigest() == recorded["sha256"]
-    assert pl.read_ndjson(CALIBRATION).height == recorded["texts"]
+@pytest.mark.parametrize("path", [CALIBRATION, SCRIPTS], ids=lambda p: p.name)
+def test_corpus_files_are_the_ones_the_model_was_fitted_on(path: Path) -> None:
+    corpora = json.loads(MODEL_FILE.read_text(encoding="utf-8"))["training_corpora"]
+    recorded = {Path(c["name"]).name: c for c in corpora}[path.name]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded["sha256"]
+    assert pl.read_ndjson(path).height == recorded["texts"]
 
 
 def _errors(frame: pl.DataFrame) -> dict[str, float]:
@@ -73,12 +79,12 @@ def test_held_out_accuracy(held_out: pl.DataFrame, group: str, bounds: tuple[flo
 
 
 def test_texts_of_twenty_tokens_or_more_are_within_eleven_percent(held_out: pl.DataFrame) -> None:
-    assert _errors(held_out)["p95_ge20"] <= 11.0  # measured 9.1
+    assert _errors(held_out)["p95_ge20"] <= 11.0  # measured 9.7 (9.1 before the scripts corpus)
 
 
 def test_shipped_error_figures_are_the_measured_ones(held_out: pl.DataFrame) -> None:
-    model = tok.fitted_model()
-    shipped, shipped_cl100k = model["held_out_error"], model["cl100k_model"]["held_out_error"]
+    model, name = tok.fitted_model(), CALIBRATION.name
+    shipped, shipped_cl100k = model["held_out_error"][name], model["cl100k_model"]["held_out_error"][name]
     assert shipped["ALL"]["n"] == shipped_cl100k["ALL"]["n"] == held_out.height
     assert shipped_cl100k["ALL"]["total_error_pct"] == pytest.approx(_errors(held_out)["total"], abs=0.01)
     fast = held_out.with_columns(est=tok._tokens(held_out["text"], tok.fast_linear(held_out["text"])))
@@ -99,6 +105,100 @@ def test_large_column_path_tracks_the_cl100k_model_on_corpus_totals(held_out: pl
     assert tok.estimate_series(texts, max_encoded=0, sample_size=50).equals(
         tok.estimate_series(texts, max_encoded=0, sample_size=50)
     )
+
+
+# The scripts corpus, held out: whole languages the fit never saw (cs da fi hu ro hr lt et gl eu; sr be mk mn; fa ps;
+# ne mai; zh_TW zh_HK; Perl, SQL) and, in the other languages, messages whose English msgid hashes even (Greek,
+# Japanese and Korean have one language each on Debian: they are measured on unseen messages only). Texts are
+# short UI messages (median 12 tokens, so one token is ~8%): per-text p95 is 10-45%, far above prose's.
+# (max |corpus-total error| %, max p95 %) per script, on the small-column path. Measured (2026-12-01):
+# latin -2.2%/21.4, cyrillic -7.0/28.6, greek -0.3/26.7, arabic +2.7/38.5, devanagari -7.9/42.9, han +7.0/40.9,
+# kana +0.3/33.3, hangul -1.5/25.0, code -0.1/10.4 (fitted on the calibration file alone: latin -1.4/22.2,
+# cyrillic -9.8, greek -29.8, arabic -37.6, devanagari -14.0, han +9.4, kana +27.1/100, hangul +11.4, code -1.5).
+# The +-3% target is missed for Cyrillic, Devanagari and Han (Arabic is just inside): their unseen languages are
+# tokenized more (Belarusian, Macedonian, Mongolian, Serbian; Nepali, Maithili) or less (Persian; Traditional
+# Chinese, which cl100k splits finely) than the fitted ones, and no script-level count can tell them apart.
+SCRIPT_BOUNDS = {
+    "latin": (3.0, 24.0),
+    "cyrillic": (8.0, 32.0),
+    "greek": (3.0, 30.0),
+    "arabic": (4.0, 44.0),
+    "devanagari": (9.0, 46.0),
+    "han": (8.0, 44.0),
+    "kana": (3.0, 36.0),
+    "hangul": (3.0, 28.0),
+    "code": (3.0, 12.0),
+}
+# The large-column path (character-class model times the factor the cl100k model measures on the column), each
+# language's held-out texts as one column: the same totals within ~0.4 points, per-text p95 up to ~12 points higher.
+# Measured: latin -2.3/33.3, cyrillic -7.0/33.3, greek -0.2/30.0, arabic +2.7/40.0, devanagari -7.6/40.0,
+# han +6.7/41.7, kana +0.4/33.3, hangul -1.5/27.3, code -0.1/15.0.
+LARGE_SCRIPT_P95 = {
+    "latin": 36.0,
+    "cyrillic": 36.0,
+    "greek": 33.0,
+    "arabic": 44.0,
+    "devanagari": 44.0,
+    "han": 45.0,
+    "kana": 36.0,
+    "hangul": 30.0,
+    "code": 18.0,
+}
+# Unseen languages alone, small-column path, max |corpus-total error| %. Measured: latin -2.7 (per language
+# -8.5 eu .. +1.6 cs), cyrillic -9.4 (mk -12.5, mn -11.2, be -10.1, sr -5.0), arabic +9.0 (fa +16.1, ps -1.6),
+# devanagari -14.2 (mai -17.0, ne -11.3), han +11.3 (zh_TW +11.5, zh_HK +11.0), code +1.7 (Perl +3.5, SQL -0.2).
+UNSEEN_BOUNDS = {"latin": 3.5, "cyrillic": 11.0, "arabic": 12.0, "devanagari": 16.0, "han": 13.0, "code": 3.0}
+
+
+@pytest.fixture(scope="module")
+def scripts_held_out() -> pl.DataFrame:
+    """Held-out texts of the scripts corpus with `est` (small-column path) and `est_large` (one column per language)."""
+    frame = pl.read_ndjson(SCRIPTS)
+    fitted = frame.filter(pl.col("split") == "fit")["lang"].unique().implode()
+    held = frame.filter(pl.col("split") == "held_out").with_columns(unseen=~pl.col("lang").is_in(fitted))
+    held = held.with_columns(est=tok.estimate_series(held["text"]))
+    columns = held.group_by("lang", maintain_order=True)
+    return pl.concat(
+        [part.with_columns(est_large=tok.estimate_series(part["text"], max_encoded=0)) for _, part in columns]
+    )
+
+
+@pytest.mark.parametrize(("script", "bounds"), SCRIPT_BOUNDS.items())
+def test_held_out_accuracy_per_script(scripts_held_out: pl.DataFrame, script: str, bounds: tuple[float, float]) -> None:
+    errors = _errors(scripts_held_out.filter(pl.col("script") == script))
+    assert abs(errors["total"]) <= bounds[0], errors
+    assert errors["p95"] <= bounds[1], errors
+
+
+@pytest.mark.parametrize(("script", "p95"), LARGE_SCRIPT_P95.items())
+def test_held_out_accuracy_per_script_on_the_large_column_path(
+    scripts_held_out: pl.DataFrame, script: str, p95: float
+) -> None:
+    rows = scripts_held_out.filter(pl.col("script") == script)
+    errors = _errors(rows.with_columns(est="est_large"))
+    assert abs(errors["total"]) <= SCRIPT_BOUNDS[script][0], errors
+    assert abs(errors["total"] - _errors(rows)["total"]) <= 1.0, errors
+    assert errors["p95"] <= p95, errors
+
+
+@pytest.mark.parametrize(("script", "bound"), UNSEEN_BOUNDS.items())
+def test_languages_the_fit_never_saw(scripts_held_out: pl.DataFrame, script: str, bound: float) -> None:
+    unseen = scripts_held_out.filter(pl.col("unseen") & (pl.col("script") == script))
+    assert unseen["lang"].n_unique() >= 2
+    assert abs(_errors(unseen)["total"]) <= bound
+
+
+def test_every_script_family_holds_out_whole_languages(scripts_held_out: pl.DataFrame) -> None:
+    unseen = scripts_held_out.filter("unseen").group_by("script").agg(pl.col("lang").unique().sort())
+    families = dict(zip(unseen["script"], unseen["lang"].to_list(), strict=True))
+    assert families == {
+        "latin": ["cs", "da", "et", "eu", "fi", "gl", "hr", "hu", "lt", "ro"],
+        "cyrillic": ["be", "mk", "mn", "sr"],
+        "arabic": ["fa", "ps"],
+        "devanagari": ["mai", "ne"],
+        "han": ["zh_HK", "zh_TW"],  # kana (Japanese) and Hangul (Korean) are the same CJK family
+        "code": ["perl", "sql"],
+    }
 
 
 def test_large_column_factor_is_one_per_column_and_clamped() -> None:
@@ -122,7 +222,8 @@ def test_a_column_above_the_threshold_gives_the_same_numbers_eagerly_lazily_and_
 
 def test_shipped_fit_says_when_and_on_what_it_was_fitted() -> None:
     model = tok.fitted_model()
-    assert model["as_of"] and model["training_corpus"]["name"].endswith("token-calibration.jsonl")
+    names = [Path(c["name"]).name for c in model["training_corpora"]]
+    assert model["as_of"] and names == [CALIBRATION.name, SCRIPTS.name]
     assert all(c >= 0 for c in model["coefficients"].values())
 
 
@@ -167,14 +268,14 @@ def test_estimates_are_deterministic_integers_at_least_one_for_non_empty_text(te
     assert all((n == 0) if t == "" else (isinstance(n, int) and n >= 1) for t, n in zip(texts, counts, strict=True))
 
 
-def test_scripts_without_calibration_data_get_plausible_counts() -> None:
-    # No ground truth: only sanity bounds (chars per token between 0.5 and 6) for the assumed class mapping.
+def test_scripts_without_any_data_get_plausible_counts() -> None:
+    # Neither corpus has Hebrew, Thai, Georgian, Tamil or emoji: only sanity bounds (chars per token between 0.5
+    # and 6) for the classes they borrow.
     texts = {
-        "fr": "Le matin, la ville se réveille lentement et l'odeur du pain chaud se répand dans les rues.",
-        "ja": "朝になると、町はゆっくりと目を覚まします。パン屋は夜明け前に店を開けます。",
-        "ko": "아침이 되면 도시는 천천히 깨어납니다. 빵집은 해가 뜨기 전에 문을 엽니다.",
-        "ar": "في الصباح تستيقظ المدينة ببطء ويفتح الخبازون أبوابهم قبل الفجر.",
-        "hi": "सुबह होते ही शहर धीरे-धीरे जागता है और बेकरी वाले अपनी दुकानें खोल देते हैं।",
+        "he": "בבוקר העיר מתעוררת לאט, והאופים פותחים את דלתותיהם לפני עלות השחר.",
+        "th": "ในตอนเช้า เมืองค่อยๆ ตื่นขึ้น และคนทำขนมปังก็เปิดร้านก่อนรุ่งสาง",
+        "ka": "დილით ქალაქი ნელა იღვიძებს და მცხობლები კარებს გათენებამდე აღებენ.",
+        "ta": "காலையில் நகரம் மெதுவாக விழிக்கிறது, ரொட்டி கடைகள் விடியும் முன் திறக்கின்றன.",
         "emoji": "Great job 🎉🎉 see you soon 👋",
     }
     for lang, text in texts.items():
