@@ -17,16 +17,21 @@ from google.genai import types
 from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord, sink_parquet
-from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, RunTimeoutError
+from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, MediaError, RunTimeoutError
 from polars_gemini.cost.estimate import (
+    INPUT_TOKENS,
     OFFLINE_METHOD,
     Estimate,
     actual_cost,
     estimate_requests,
     per_row_input_tokens,
+    request_input_tokens,
 )
 from polars_gemini.cost.prices import PriceTable, as_price_table
+from polars_gemini.prepare.media import INLINE_MEDIA_BYTES, MediaColumns, MediaLike, media_columns
+from polars_gemini.prepare.media import notes as media_notes
 from polars_gemini.prepare.plan import (
+    SKIP,
     Limits,
     Plan,
     check_clash,
@@ -89,6 +94,9 @@ def submit(
     reuse_jobs: bool = True,
     resubmit_lost: bool = False,
     tokenizer: TokenizerLike = "auto",
+    media: MediaLike = None,
+    on_media_error: Literal["skip", "raise"] = "skip",
+    media_inline_bytes: int = INLINE_MEDIA_BYTES,
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
@@ -116,11 +124,13 @@ def submit(
     check_names(spec.field, output, prefix, usage=usage)
     check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix, usage))
     limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
-    data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint)
+    columns = media_columns(media, template, frame.collect_schema())
+    data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint, columns, media_inline_bytes)
+    _check_media(plan, on_media_error)
     table = as_price_table(prices)
     exact = None if plan.files else load_tokenizer(tokenizer, spec.model)  # a streamed plan counted as it went
     est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan),
-                            exact=exact)  # fmt: skip
+                            exact=exact, rows_not_sent=_not_sent(plan), notes=_media_notes(plan))  # fmt: skip
     _check_budget(est, max_cost)
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
@@ -138,8 +148,10 @@ def submit(
         run.extra_rounds = 1
     try:
         if mode == "sync":
-            lines = run_sync(plan, client, max_concurrency, progress, retry)
+            parts = run.media_parts(plan.requests.select(KEY, PROMPT))
+            lines = run_sync(plan, client, max_concurrency, progress, retry, parts)
             run.store.add_results(_sync_job(run), parse_lines(lines))
+            run.cleanup_media()
             return run
         return _submit_or_explain(run)
     except BaseException:
@@ -152,7 +164,8 @@ def submit(
 
 def _plan(
     frame: FrameLike, template: str | pl.Expr, spec: RequestSpec, limits: Limits, memory_budget: int | None,
-    checkpoint: str | os.PathLike[str] | None,
+    checkpoint: str | os.PathLike[str] | None, media: MediaColumns | None = None,
+    media_inline_bytes: int = INLINE_MEDIA_BYTES,
 ) -> tuple[FrameLike, Plan]:  # fmt: skip
     """The plan, in memory, or, with a memory budget, streamed into request files.
 
@@ -162,7 +175,7 @@ def _plan(
     """
     if memory_budget is None:
         df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-        return df, make_plan(df, template, spec, limits)
+        return df, make_plan(df, template, spec, limits, media, media_inline_bytes)
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or not 0 < memory_budget < 2**62:
         raise ConfigurationError(f"memory_budget is a number of bytes > 0, e.g. 2_000_000_000; got {memory_budget!r}.")
     if checkpoint is not None:
@@ -175,6 +188,33 @@ def _plan(
     lf = pl.scan_parquet(staged)
     chunk = chunk_rows(lf, template, memory_budget)
     return lf, stream_plan(lf, template, spec, limits, directory, chunk)
+
+
+def _check_media(plan: Plan, on_media_error: str) -> None:
+    """With `on_media_error="raise"`, media that cannot be sent stop the call before anything is sent."""
+    if on_media_error != "raise" or plan.media is None:
+        return
+    bad = plan.rows.filter(pl.col(SKIP).str.starts_with("not sent: media column"))
+    if bad.height:
+        first = bad.with_row_index().head(3)
+        where = "; ".join(f"{r[SKIP].removeprefix('not sent: ')}" for r in first.iter_rows(named=True))
+        raise MediaError(
+            f"{bad.height:,} row(s) hold media that cannot be sent: {where}. Fix or drop those rows, or pass "
+            "on_media_error='skip' to send the others (each skipped row then says why in its error column)."
+        )
+
+
+def _not_sent(plan: Plan) -> int:
+    return int(plan.rows.get_column(KEY).null_count())
+
+
+def _media_notes(plan: Plan) -> tuple[str, ...]:
+    if plan.media is None:
+        return ()
+    skipped = plan.rows.filter(pl.col(SKIP).str.starts_with("not sent: media column"))
+    first = f"{skipped.height:,} row(s) hold media that cannot be sent, e.g. {skipped.item(0, SKIP)}" if (
+        skipped.height) else None  # fmt: skip
+    return tuple(n for n in (first, *media_notes(plan.media)) if n)
 
 
 def _streamed_tokens(plan: Plan) -> pl.Series | None:
@@ -261,6 +301,9 @@ def batch(
     reuse_jobs: bool = True,
     resubmit_lost: bool = False,
     tokenizer: TokenizerLike = "auto",
+    media: MediaLike = None,
+    on_media_error: Literal["skip", "raise"] = "skip",
+    media_inline_bytes: int = INLINE_MEDIA_BYTES,
     timeout: float | None = None,
 ) -> pl.DataFrame:
     """Run `template` over every row at batch price and return the frame with typed answer columns.
@@ -283,7 +326,8 @@ def batch(
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-            resubmit_lost=resubmit_lost, tokenizer=tokenizer,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
+            media_inline_bytes=media_inline_bytes,
         )  # fmt: skip
     finally:
         _BATCH_CALL.reset(inside)
@@ -312,6 +356,8 @@ def estimate(
     client: genai.Client | None = None,
     check_model: bool = True,
     tokenizer: TokenizerLike = "auto",
+    media: MediaLike = None,
+    on_media_error: Literal["skip", "raise"] = "skip",
 ) -> Estimate:
     """Tokens and USD for running `template` over `frame` at batch price, before anything is sent.
 
@@ -327,17 +373,23 @@ def estimate(
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
-    prompt, _ = prompt_exprs(template, df.collect_schema())
-    rendered = df.select(prompt.alias(PROMPT))
-    check_length(rendered.height, df.height, template)
-    requests = rendered.drop_nulls().unique(maintain_order=True)
+    columns = media_columns(media, template, df.collect_schema())
+    if columns:
+        plan = make_plan(df, template, spec, Limits(), columns)
+        _check_media(plan, on_media_error)
+        requests, not_sent, notes = plan.requests, _not_sent(plan), _media_notes(plan)
+    else:
+        prompt, _ = prompt_exprs(template, df.collect_schema())
+        rendered = df.select(prompt.alias(PROMPT))
+        check_length(rendered.height, df.height, template)
+        requests, not_sent, notes = rendered.drop_nulls().unique(maintain_order=True), rendered.null_count().item(), ()
     table = as_price_table(prices)
     kwargs: dict[str, Any] = {"expected_output_tokens": expected_output_tokens, "thinking_tokens": thinking_tokens}
     kwargs["exact"] = load_tokenizer(tokenizer, spec.model)
     if calibrate:
         api = client or _client.client_from_env()
         kwargs |= _calibrate(requests, spec, calibrate, api, kwargs, table, measure_output=calibrate_output)
-    return estimate_requests(requests, df.height, spec, table, **kwargs)
+    return estimate_requests(requests, df.height, spec, table, rows_not_sent=not_sent, notes=notes, **kwargs)
 
 
 def _calibrate(
@@ -404,6 +456,8 @@ def input_tokens(
     config: ConfigLike | None = None,
     check_model: bool = True,
     tokenizer: TokenizerLike = "auto",
+    media: MediaLike = None,
+    on_media_error: Literal["skip", "raise"] = "skip",
 ) -> pl.Series:
     """Estimated input tokens of each row's request, as a column (`input_tokens`; null where a row is not sent).
 
@@ -414,4 +468,11 @@ def input_tokens(
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
     )
-    return per_row_input_tokens(df, template, spec, load_tokenizer(tokenizer, spec.model))
+    exact = load_tokenizer(tokenizer, spec.model)
+    columns = media_columns(media, template, df.collect_schema())
+    if not columns:
+        return per_row_input_tokens(df, template, spec, exact)
+    plan = make_plan(df, template, spec, Limits(), columns)
+    _check_media(plan, on_media_error)
+    per_request = plan.requests.select(KEY).with_columns(request_input_tokens(plan.requests, spec, exact))
+    return plan.rows.select(KEY).join(per_request, on=KEY, how="left", maintain_order="left").get_column(INPUT_TOKENS)

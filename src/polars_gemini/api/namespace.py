@@ -15,6 +15,7 @@ from google.genai import types
 from polars_gemini.api import functions as _api
 from polars_gemini.api.functions import ConfigLike, PricesLike
 from polars_gemini.cost.estimate import Estimate
+from polars_gemini.prepare.media import INLINE_MEDIA_BYTES, MediaLike
 from polars_gemini.prepare.schema import SchemaLike
 from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run
 from polars_gemini.tokens.exact import TokenizerLike
@@ -61,6 +62,9 @@ class _GeminiNamespace:
         reuse_jobs: bool = True,
         resubmit_lost: bool = False,
         tokenizer: TokenizerLike = "auto",
+        media: MediaLike = None,
+        on_media_error: Literal["skip", "raise"] = "skip",
+        media_inline_bytes: int = INLINE_MEDIA_BYTES,
         timeout: float | None = None,
     ) -> pl.DataFrame:
         """Run `template` over every row at batch price; the frame comes back with typed answer columns.
@@ -77,7 +81,8 @@ class _GeminiNamespace:
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-            resubmit_lost=resubmit_lost, tokenizer=tokenizer, timeout=timeout,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
+            media_inline_bytes=media_inline_bytes, timeout=timeout,
         )  # fmt: skip
 
     def submit(
@@ -113,6 +118,9 @@ class _GeminiNamespace:
         reuse_jobs: bool = True,
         resubmit_lost: bool = False,
         tokenizer: TokenizerLike = "auto",
+        media: MediaLike = None,
+        on_media_error: Literal["skip", "raise"] = "skip",
+        media_inline_bytes: int = INLINE_MEDIA_BYTES,
     ) -> Run:
         """Submit the batch jobs and return at once with a `Run` (`status()`, `wait()`, `result()`, `cancel()`).
 
@@ -128,7 +136,8 @@ class _GeminiNamespace:
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
-            resubmit_lost=resubmit_lost, tokenizer=tokenizer,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
+            media_inline_bytes=media_inline_bytes,
         )  # fmt: skip
 
     def estimate(
@@ -147,6 +156,8 @@ class _GeminiNamespace:
         client: genai.Client | None = None,
         check_model: bool = True,
         tokenizer: TokenizerLike = "auto",
+        media: MediaLike = None,
+        on_media_error: Literal["skip", "raise"] = "skip",
     ) -> Estimate:
         """Tokens and dollars for running `template` over the frame at batch price, before anything is sent.
 
@@ -156,7 +167,7 @@ class _GeminiNamespace:
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             prices=prices, expected_output_tokens=expected_output_tokens, thinking_tokens=thinking_tokens,
             calibrate=calibrate, calibrate_output=calibrate_output, client=client, check_model=check_model,
-            tokenizer=tokenizer,
+            tokenizer=tokenizer, media=media, on_media_error=on_media_error,
         )  # fmt: skip
 
     def input_tokens(
@@ -169,6 +180,8 @@ class _GeminiNamespace:
         config: ConfigLike | None = None,
         check_model: bool = True,
         tokenizer: TokenizerLike = "auto",
+        media: MediaLike = None,
+        on_media_error: Literal["skip", "raise"] = "skip",
     ) -> pl.Series:
         """Estimated input tokens of each row's request, as a column.
 
@@ -176,7 +189,7 @@ class _GeminiNamespace:
         """
         return _api.input_tokens(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
-            check_model=check_model, tokenizer=tokenizer,
+            check_model=check_model, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
         )  # fmt: skip
 
 

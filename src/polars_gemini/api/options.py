@@ -27,6 +27,7 @@ _INTS = {  # option: (least value, hint)
     "calibrate": (0, "the number of sample prompts to measure, e.g. 20"),
     "expected_output_tokens": (0, "the answer's length in tokens, e.g. 50"),
     "thinking_tokens": (0, "thinking tokens per request, e.g. 500; 0 for none"),
+    "media_inline_bytes": (0, "media up to this size go inline, larger ones are uploaded; 0 uploads every one"),
 }
 _OPTIONAL = ("max_enqueued_tokens", "max_requests_per_job", "inline_limit_bytes", "file_limit_bytes",
              "expected_output_tokens", "thinking_tokens")  # fmt: skip
@@ -41,6 +42,16 @@ def check_options(options: Mapping[str, Any]) -> None:
     """
     if options.get("mode", "batch") not in ("batch", "sync"):
         raise ConfigurationError(f"mode must be 'batch' or 'sync', got {options['mode']!r}.")
+    if options.get("on_media_error", "skip") not in ("skip", "raise"):
+        raise ConfigurationError(
+            f"on_media_error must be 'skip' (the row is not sent and says why) or 'raise', got "
+            f"{options['on_media_error']!r}."
+        )
+    if options.get("media") is not None and options.get("memory_budget") is not None:
+        raise ConfigurationError(
+            "media= and memory_budget= cannot be combined yet: media rows are planned in memory. Drop memory_budget "
+            "(a media row's text is small; its media are read one file at a time)."
+        )
     for name in (n for n in ("checkpoint", "memory_budget") if options.get("mode") == "sync" and options.get(n)):
         raise ConfigurationError(f"{name}= applies to batch runs; sync mode is for quick iterations on few rows.")
     for name, (least, hint) in _INTS.items():

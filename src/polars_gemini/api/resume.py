@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from google import genai
 
 MANIFEST = "manifest.json"
+MEDIA = "media.parquet"
 ROWS_ASKING = "rows"
 
 
@@ -86,6 +87,8 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         write_parquet(root / "input.parquet", run.frame)
     write_parquet(root / "rows.parquet", run.plan.rows)
     write_parquet(root / "requests.parquet", _requests_table(run.plan))
+    if run.plan.media is not None:  # what each media marker of the prompts is: type, hash, where to read it
+        write_parquet(root / MEDIA, run.plan.media)
     manifest = {
         "format": FORMAT_VERSION, "library_version": __version__, "created_at": time.time(), "run_id": run.run_id,
         "model": spec.model, "template": template if isinstance(template, str) else None,
@@ -203,7 +206,8 @@ def resume(
             f"Request file(s) of the streamed run in {root} are missing: {', '.join(missing[:3])}. Restore them, or "
             "run the same batch(...) call again: its jobs are found on the service by name, nothing is paid twice."
         )
-    plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files)
+    media = read_parquet(root / MEDIA) if (root / MEDIA).exists() else None
+    plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files, media)
     frame = read_parquet(root / "input.parquet")
     check_clash(frame.columns, output_columns(spec, run_options.output, run_options.prefix, usage))
     run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,

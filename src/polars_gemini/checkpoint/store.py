@@ -14,6 +14,12 @@ from polars_gemini.checkpoint.files import JobRecord, jobs_frame, jobs_from_fram
 from polars_gemini.core.result_columns import empty_results
 from polars_gemini.prepare.requests import KEY
 
+MEDIA_FILES = "media_files.parquet"
+# Media files uploaded for a run: which media id (MIME type and content hash) is which Files API file, till when.
+MEDIA_FILES_SCHEMA: dict[str, pl.DataType] = {
+    "media_id": pl.String(), "name": pl.String(), "uri": pl.String(), "expires_at": pl.Float64(),
+    "run_id": pl.String(), "ours": pl.Boolean(),
+}  # fmt: skip
 ATTEMPT = "attempt"
 ANSWER = "answer"
 JOB = "job"
@@ -27,6 +33,7 @@ class Store:
         self.jobs: list[JobRecord] = []
         self._keys: dict[str, pl.Series] = {}
         self._results: list[pl.DataFrame] = []
+        self.media_files = pl.DataFrame(schema=MEDIA_FILES_SCHEMA)
         self._lock = threading.RLock()  # jobs are collected from several threads
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
@@ -41,6 +48,8 @@ class Store:
         assert self.root is not None
         path = self.root / "jobs.parquet"
         self.jobs = jobs_from_frame(read_parquet(path)) if path.exists() else []
+        if (self.root / MEDIA_FILES).exists():
+            self.media_files = read_parquet(self.root / MEDIA_FILES).select(MEDIA_FILES_SCHEMA)
         for job in self.jobs:
             results = self.root / "results" / f"{job.display_name}.parquet"
             if results.exists():  # a crash after writing results but before updating jobs.parquet
@@ -61,6 +70,18 @@ class Store:
     def close(self) -> None:
         if self.root is not None:
             _lock.release(self.root, self)
+
+    # -- media files ------------------------------------------------------------------------------------------
+
+    def set_media_files(self, rows: pl.DataFrame, drop: list[str] | tuple[str, ...] = ()) -> None:
+        """Record uploaded media files (`MEDIA_FILES_SCHEMA`; a media id recorded again replaces its old file) and
+        forget those named in `drop`, persisting at once."""
+        with self._lock:
+            kept = self.media_files.filter(~pl.col("name").is_in(list(drop)))
+            kept = kept.join(rows.select("media_id"), on="media_id", how="anti")
+            self.media_files = pl.concat([kept, rows.select(MEDIA_FILES_SCHEMA)])
+            if self.root is not None:
+                write_parquet(self.root / MEDIA_FILES, self.media_files)
 
     # -- jobs -----------------------------------------------------------------------------------------------
 

@@ -61,6 +61,11 @@ class RequestTooLargeError(ConfigurationError):
     """A single request is larger than the API accepts."""
 
 
+class MediaError(ConfigurationError):
+    """A media cell cannot be sent (missing or unreadable file, unsupported type, over a size limit), raised only with
+    `on_media_error="raise"`; otherwise the row is not sent and its error says why."""
+
+
 class APIError(GeminiBatchError):
     """The Gemini API refused a call. `code` is the HTTP status when known."""
 
@@ -99,6 +104,7 @@ __all__ = [
     "ConfigurationError",
     "GeminiBatchError",
     "GeminiBatchWarning",
+    "MediaError",
     "MissingAPIKeyError",
     "ModelError",
     "RequestTooLargeError",

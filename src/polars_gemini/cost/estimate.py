@@ -22,6 +22,7 @@ from polars_gemini.core.errors import ConfigurationError
 from polars_gemini.core.models import AS_OF, ModelInfo, model_info
 from polars_gemini.cost.arithmetic import cost, cost_expr
 from polars_gemini.cost.prices import PriceTable
+from polars_gemini.prepare.media import MEDIA_TOKENS, strip_markers
 from polars_gemini.prepare.requests import PROMPT, RequestSpec
 from polars_gemini.prepare.schema import Field
 from polars_gemini.prepare.template import prompt_exprs
@@ -53,6 +54,8 @@ class Estimate:
     prices_as_of: str
     method: str
     assumptions: tuple[str, ...] = field(default=())
+    media_tokens: int = 0  # of `input_tokens`: the media parts' (images, audio, video, documents)
+    rows_not_sent: int = 0  # rows that will not be sent (a null cell, or media that cannot be sent)
 
     @property
     def price_known(self) -> bool:
@@ -65,8 +68,10 @@ class Estimate:
         usd = _usd
         return [
             ("model", self.model),
-            ("rows / requests", f"{self.rows:,} / {self.requests:,} (after dedup)"),
-            ("input tokens", f"{self.input_tokens:,}"),
+            ("rows / requests", f"{self.rows:,} / {self.requests:,} (after dedup)"
+                                + (f"; {self.rows_not_sent:,} rows not sent" if self.rows_not_sent else "")),
+            ("input tokens", f"{self.input_tokens:,}" + (f" ({self.media_tokens:,} of them media)"
+                                                         if self.media_tokens else "")),
             ("output tokens", f"{self.output_tokens:,} expected ({self.thinking_tokens:,} thinking), "
                               f"{self.output_tokens_max:,} at most"),
             ("batch cost", f"{usd(self.cost)} expected, {usd(self.cost_max)} at most"),
@@ -113,6 +118,16 @@ def per_row_input_tokens(
     prompt, _ = prompt_exprs(template, frame.collect_schema())
     per_prompt, constant = input_token_exprs(spec, exact)
     return frame.select(prompt.alias(PROMPT)).select((per_prompt + constant).alias(INPUT_TOKENS)).to_series()
+
+
+def request_input_tokens(requests: pl.DataFrame, spec: RequestSpec, exact: ExactTokenizer | None = None) -> pl.Series:
+    """Input tokens of each distinct request (a frame with `prompt`, and `media_tokens` when prompts hold media:
+    the text without its media markers, plus the media's tokens)."""
+    per_prompt, constant = input_token_exprs(spec, exact)
+    if MEDIA_TOKENS not in requests.columns:
+        return requests.select((per_prompt + constant).alias(INPUT_TOKENS)).to_series()
+    text = requests.with_columns(strip_markers(pl.col(PROMPT)))
+    return text.select((per_prompt + constant + pl.col(MEDIA_TOKENS)).alias(INPUT_TOKENS)).to_series()
 
 
 def _typical(field: Field) -> Any:
@@ -239,26 +254,36 @@ def estimate_requests(
     prompt_tokens: pl.Series | None = None,
     method: str = OFFLINE_METHOD,
     exact: ExactTokenizer | None = None,
+    rows_not_sent: int = 0,
+    notes: tuple[str, ...] = (),
 ) -> Estimate:
-    """An `Estimate` for distinct requests (a frame with the `prompt` column; `prompt_tokens` if already counted;
-    with `exact`, every text is counted with the exact tokenizer and `method` says so)."""
+    """An `Estimate` for distinct requests (a frame with the `prompt` column, and `media_tokens` when prompts hold
+    media; `prompt_tokens` if already counted; with `exact`, every text is counted with the exact tokenizer and
+    `method` says so). `notes`: further assumptions to state (the media's)."""
+    media = pl.col(MEDIA_TOKENS) if MEDIA_TOKENS in requests.columns else pl.lit(0)
+    if MEDIA_TOKENS in requests.columns:
+        requests = requests.with_columns(strip_markers(pl.col(PROMPT)))
     per_prompt, constant = input_token_exprs(spec, exact)
     if exact is not None and prompt_tokens is None and method == OFFLINE_METHOD:
         method = exact.source
     if prompt_tokens is not None:
         per_prompt = pl.lit(prompt_tokens)
-    tokens = requests.select((per_prompt * input_scale + constant).round().cast(pl.Int64).alias(INPUT_TOKENS))
+    tokens = requests.select(
+        ((per_prompt * input_scale + constant).round() + media).cast(pl.Int64).alias(INPUT_TOKENS),
+        media.cast(pl.Int64).alias(MEDIA_TOKENS),
+    )
     guess = output_guess(spec, expected_output_tokens, thinking_tokens)
     n = requests.height
     out, out_max = n * (guess.answer + guess.thinking), n * guess.maximum
     price = prices.get(spec.model)
     totals: tuple[float | None, ...] = _costs(tokens, price, guess) if price is not None else (None, None, None)
-    notes = guess.assumptions + (() if price else (f"price unknown for {spec.model}: pass prices=",))
+    notes = notes + guess.assumptions + (() if price else (f"price unknown for {spec.model}: pass prices=",))
     expected, worst, sync = totals
     advice = _thinking_advice(spec, tokens, price, guess, expected) if price is not None and expected else ""
     notes = (advice, *notes) if advice else notes
     return Estimate(spec.model, rows, n, int(tokens.get_column(INPUT_TOKENS).sum()), out, out_max, n * guess.thinking,
-                    expected, worst, sync, prices.as_of, method, notes)  # fmt: skip
+                    expected, worst, sync, prices.as_of, method, notes, int(tokens.get_column(MEDIA_TOKENS).sum()),
+                    rows_not_sent)  # fmt: skip
 
 
 def _costs(tokens: pl.DataFrame, price: Any, guess: OutputGuess) -> tuple[float, float, float]:

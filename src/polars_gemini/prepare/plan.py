@@ -13,6 +13,18 @@ import polars as pl
 
 from polars_gemini.core.errors import ColumnClashError, RequestTooLargeError, TemplateError
 from polars_gemini.core.json_columns import spread
+from polars_gemini.prepare.media import (
+    ID,
+    INLINE_MEDIA_BYTES,
+    MEDIA_BYTES,
+    MEDIA_TOKENS,
+    MediaColumns,
+    choose_transport,
+    empty_table,
+    media_uses,
+    per_prompt,
+    resolve,
+)
 from polars_gemini.prepare.requests import (
     KEY,
     NBYTES,
@@ -71,6 +83,13 @@ class Plan:
     requests: pl.DataFrame
     shards: tuple[Shard, ...]
     files: tuple[Path, ...] = ()
+    media: pl.DataFrame | None = None  # the media table (`prepare.media.MEDIA_SCHEMA`) when prompts hold media
+
+    def media_of(self, prompts: pl.Series) -> pl.DataFrame:
+        """The media table's rows that `prompts` hold."""
+        if self.media is None or self.media.is_empty():
+            return empty_table()
+        return self.media.join(media_uses(prompts).select(ID), on=ID, how="semi")
 
     def shard_requests(self, index: int) -> pl.DataFrame:
         return self.requests.filter(pl.col(SHARD) == index)
@@ -124,10 +143,21 @@ def check_clash(columns: list[str], added: list[str]) -> None:
         )
 
 
-def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, limits: Limits) -> Plan:
-    prompt, null_col = prompt_exprs(template, frame.collect_schema())
+def make_plan(
+    frame: pl.DataFrame,
+    template: str | pl.Expr,
+    spec: RequestSpec,
+    limits: Limits,
+    media: MediaColumns | None = None,
+    inline_media_bytes: int = INLINE_MEDIA_BYTES,
+) -> Plan:
+    """The plan of a call: every row's key (or why it is not sent), the distinct requests, their shards. With
+    `media`, those columns' cells are resolved first (read, hashed, typed) and become media parts."""
+    resolved = resolve(frame, media, spec.model, media_resolution(spec)) if media else None
+    source = resolved.frame if resolved is not None else frame
+    prompt, null_col = prompt_exprs(template, source.collect_schema())
     try:
-        rendered = frame.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
+        rendered = source.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
     except pl.exceptions.ShapeError:  # a prompt expression not of one value per row
         check_length(-1, frame.height, template)
         raise
@@ -137,16 +167,34 @@ def make_plan(frame: pl.DataFrame, template: str | pl.Expr, spec: RequestSpec, l
     # Sizes come from regex counts: run them on every core (`spread`), then rejoin the chunks.
     nbytes = pl.DataFrame({PROMPT: spread(distinct)}).select(escaped_size(pl.col(PROMPT)) + line_overhead(spec))
     requests = pl.DataFrame({KEY: request_keys(distinct, spec), PROMPT: distinct, NBYTES: nbytes.to_series().rechunk()})
+    table = None
+    if resolved is not None:
+        table = choose_transport(resolved.table, distinct, inline_media_bytes)
+        costs = per_prompt(distinct, table)
+        requests = requests.with_columns(
+            costs.get_column(MEDIA_TOKENS), (pl.col(NBYTES) + costs.get_column(MEDIA_BYTES)).alias(NBYTES)
+        )
     check_sizes(requests, limits)
     requests, shards = shard(requests, limits)
     keyed = rendered.join(requests.select(PROMPT, KEY), on=PROMPT, how="left", maintain_order="left")
-    rows = keyed.select(
-        pl.col(KEY),
-        pl.when(pl.col(NULL_COLUMN).is_not_null())
-        .then(pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN)))
-        .alias(SKIP),
+    null_reason: pl.Expr = pl.when(pl.col(NULL_COLUMN).is_not_null()).then(
+        pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN))
     )
-    return Plan(spec, rows, requests, shards)
+    if resolved is not None:  # a media cell that cannot be sent says why, before any null column
+        keyed = keyed.with_columns(resolved.errors)
+        null_reason = (
+            pl.when(pl.col("media_error").is_not_null())
+            .then(pl.lit("not sent: ") + pl.col("media_error"))
+            .otherwise(null_reason)
+        )
+    rows = keyed.select(pl.col(KEY), null_reason.alias(SKIP))
+    return Plan(spec, rows, requests, shards, media=table)
+
+
+def media_resolution(spec: RequestSpec) -> str | None:
+    """The request-level `media_resolution` of a call (a `MEDIA_RESOLUTION_*` name), or None."""
+    value = spec.config.media_resolution
+    return None if value is None else str(getattr(value, "value", value))
 
 
 def check_length(prompts: int, rows: int, template: str | pl.Expr) -> None:

@@ -20,6 +20,7 @@ from google.genai import types
 
 from polars_gemini.core.errors import ConfigurationError, ModelError
 from polars_gemini.core.models import MODELS, normalize_model
+from polars_gemini.prepare.media import replace_markers, sdk_parts
 from polars_gemini.prepare.schema import Field, SchemaLike, response_schema, to_field
 
 KEY = "key"
@@ -170,8 +171,11 @@ def escaped_size(prompt: pl.Expr) -> pl.Expr:
     ).cast(pl.Int64)
 
 
-def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec) -> bytes:
+def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec, parts: pl.DataFrame | None = None) -> bytes:
     """JSONL file lines `{"key":..,"request":{"contents":[..],<tail>}}` for a frame with `key` and `prompt`.
+
+    With `parts` (media id, mime, data or uri: `prepare.media.PARTS_SCHEMA`), each media marker of a prompt
+    becomes its media part, in place (`prepare.media.replace_markers`).
 
     Polars JSON-escapes each prompt (`struct.json_encode`) and its CSV writer lays out the lines: four unquoted
     columns joined by the separator `,`, which is exactly the comma the JSON needs between them. The shared tail is
@@ -179,6 +183,8 @@ def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec) -> bytes:
     longer than writing it).
     """
     text = pl.struct(pl.col(PROMPT).alias("text")).struct.json_encode()
+    if parts is not None and parts.height:
+        text = replace_markers(text, parts)
     tail = spec.tail_json[1:-1]
     columns = [
         pl.concat_str(pl.lit('{"key":"'), pl.col(KEY), pl.lit('"')).alias("k"),
@@ -193,17 +199,23 @@ def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec) -> bytes:
     return buf.getvalue()
 
 
-def inline_requests(requests: pl.DataFrame, spec: RequestSpec) -> list[types.InlinedRequest]:
-    """SDK request objects for the inline transport.
+def inline_requests(
+    requests: pl.DataFrame, spec: RequestSpec, parts: pl.DataFrame | None = None
+) -> list[types.InlinedRequest]:
+    """SDK request objects for the inline transport (`parts`: the media of the prompts' markers, as for
+    `encode_jsonl`).
 
     One Python object per request is what the SDK takes; the inline transport is only chosen while the payload stays
     under the inline limit, so this loop is bounded (tens of thousands of rows at most).
     """
+    media = {m: (mime, data, uri) for m, mime, data, uri in parts.iter_rows()} if parts is not None else {}
+
+    def content(prompt: str) -> list[types.Part]:
+        return sdk_parts(prompt, media) if media else [types.Part(text=prompt)]
+
     return [
         types.InlinedRequest(
-            contents=[types.Content(role="user", parts=[types.Part(text=prompt)])],
-            config=spec.config,
-            metadata={KEY: key},
+            contents=[types.Content(role="user", parts=content(prompt))], config=spec.config, metadata={KEY: key}
         )
         for key, prompt in requests.select(KEY, PROMPT).iter_rows()
     ]

@@ -25,6 +25,7 @@ from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.prepare.plan import Limits, Plan, shard
 from polars_gemini.prepare.requests import KEY, NBYTES, encode_jsonl, inline_requests
+from polars_gemini.run import media as _media
 from polars_gemini.run.assemble import answer_columns, join_rows, per_request
 from polars_gemini.run.decode import decode_answers
 from polars_gemini.run.results import (
@@ -158,6 +159,7 @@ class Run:
                 stacklevel=3,
             )
             self._each(self._refresh_one, [j for j in self.store.active_jobs() if j.name])
+
     def _api(self) -> genai.Client:
         if self.client is None:
             raise MissingAPIKeyError("This run has no client: pass client= (or set GEMINI_API_KEY) to continue it.")
@@ -317,7 +319,8 @@ class Run:
     def _create(self, job: JobRecord) -> None:
         src: Any
         if job.transport == "inline":
-            src = inline_requests(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
+            prompts = self.plan.prompts(self.store.job_keys(job))
+            src = inline_requests(prompts, self.plan.spec, self.media_parts(prompts))
         else:
             if job.input_file is None:
                 with _UPLOADS:  # bounds the request files held in memory at once
@@ -346,8 +349,23 @@ class Run:
             if not path.is_absolute() and self.store.root is not None:
                 path = self.store.root / path
             return _client.upload_jsonl(self._api(), path, name, self.options.retry)
-        data = encode_jsonl(self.plan.prompts(self.store.job_keys(job)), self.plan.spec)
+        prompts = self.plan.prompts(self.store.job_keys(job))
+        data = encode_jsonl(prompts, self.plan.spec, self.media_parts(prompts))
         return _client.upload_jsonl(self._api(), data, name, self.options.retry)
+
+    def media_parts(self, prompts: pl.DataFrame) -> pl.DataFrame | None:
+        """The wire form of the media these prompts hold (uploading those that must be), or None."""
+        if self.plan.media is None:
+            return None
+        o = self.options
+        return _media.stage(self.plan, prompts.get_column("prompt"), self.store, self.client, self.run_id, o.retry,
+                            o.max_concurrency, o.progress)  # fmt: skip
+
+    def cleanup_media(self) -> int:
+        """Delete the media files this run uploaded (done at the end of a run unless `keep_files`); how many."""
+        if self.plan.media is None or self.options.keep_files:
+            return 0
+        return _media.cleanup(self.store, self.client, self.run_id, self.options.retry, self.options.max_concurrency)
 
     def _each(self, fn: Callable[[JobRecord], None], jobs: list[JobRecord]) -> None:
         if len(jobs) <= 1:
@@ -461,6 +479,8 @@ class Run:
                 return False
             if self._may_retry():
                 self._submit_round()
+            if self.done:
+                self.cleanup_media()
             return self.done
 
     def status(self) -> RunStatus:

@@ -319,9 +319,60 @@ def delete_file(client: genai.Client, file_name: str, retry: types.HttpRetryOpti
             raise
 
 
-def count_tokens(
-    client: genai.Client, model: str, text: str, retry: types.HttpRetryOptions | None = None
-) -> int:
+@dataclass(frozen=True)
+class FileSnapshot:
+    """A Files API file as the library needs it."""
+
+    name: str
+    uri: str
+    display_name: str | None
+    state: str  # ACTIVE, PROCESSING, FAILED
+    expires_at: float | None  # epoch seconds
+
+
+def _file_snapshot(f: types.File) -> FileSnapshot:
+    state = f.state.value if f.state is not None else "ACTIVE"
+    expires = f.expiration_time.timestamp() if f.expiration_time is not None else None
+    return FileSnapshot(f.name or "", f.uri or "", f.display_name, state, expires)
+
+
+def upload_media(
+    client: genai.Client, data: bytes, mime_type: str, display_name: str, retry: types.HttpRetryOptions | None = None
+) -> FileSnapshot:
+    """Upload one media file; retried as a whole (an upload cut off half way leaves an orphan that expires)."""
+    config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name, http_options=_ONCE)
+    upload = lambda: client.files.upload(file=io.BytesIO(data), config=config)  # noqa: E731
+    return _file_snapshot(retrying(f"Uploading media {display_name}", upload, retry))
+
+
+def get_file(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> FileSnapshot | None:
+    """A file's state, or None when the service no longer has it (403 "... or it may not exist", or 404)."""
+    config = types.GetFileConfig(http_options=_ONCE)
+    try:
+        return _file_snapshot(
+            retrying(f"Reading file {name}", lambda: client.files.get(name=name, config=config), retry)
+        )
+    except APIError as exc:
+        if exc.code in (403, 404):
+            return None
+        raise
+
+
+def list_files(client: genai.Client, prefix: str, retry: types.HttpRetryOptions | None = None) -> list[FileSnapshot]:
+    """The project's files whose display name starts with `prefix`."""
+    config = types.ListFilesConfig(page_size=100, http_options=_ONCE)
+    files = retrying("Listing files", lambda: list(client.files.list(config=config)), retry)
+    return [_file_snapshot(f) for f in files if (f.display_name or "").startswith(prefix)]
+
+
+def file_uri(client: genai.Client, name: str) -> str:
+    """The URI of the Files API file `name` (`files/abc`) on this client's service."""
+    base = (client._api_client._http_options.base_url or "https://generativelanguage.googleapis.com/").rstrip("/")
+    version = client._api_client._http_options.api_version or "v1beta"
+    return f"{base}/{version}/{name}"
+
+
+def count_tokens(client: genai.Client, model: str, text: str, retry: types.HttpRetryOptions | None = None) -> int:
     """countTokens for one text prompt. Not billed and outside the inference quota (ai.google.dev/gemini-api/docs/
     billing: "Requests to the GetTokens API are not billed")."""
     config = types.CountTokensConfig(http_options=_ONCE)
@@ -333,7 +384,7 @@ def count_tokens(
 def generate(
     client: genai.Client,
     model: str,
-    prompt: str,
+    prompt: str | list[types.Part],
     config: types.GenerateContentConfig,
     retry: types.HttpRetryOptions | None = None,
 ) -> types.GenerateContentResponse:
