@@ -12,3 +12,25 @@ FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 def echo(request: ResponderRequest) -> dict[str, Any]:
     """Answer every prompt with 'echo: <prompt>' so tests can check which answer reached which row."""
     return responses.text("echo: " + request.text)(request)
+
+
+def make_png(width: int, height: int, seed: int = 0) -> bytes:
+    """A real, valid RGB PNG of `width` x `height` whose pixels (and so bytes) depend on `seed`."""
+    import struct
+    import zlib
+
+    row = bytes((x * 7 + seed * 31) % 256 for x in range(width * 3))
+    raw = b"".join(b"\x00" + row for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def digest(data: bytes) -> str:
+    """The short digest of a media part's bytes that the emulator's default answers carry."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:12]
