@@ -49,7 +49,7 @@ class Store:
         path = self.root / "jobs.parquet"
         self.jobs = jobs_from_frame(read_parquet(path)) if path.exists() else []
         if (self.root / MEDIA_FILES).exists():
-            self.media_files = read_parquet(self.root / MEDIA_FILES).select(MEDIA_FILES_SCHEMA)
+            self.media_files = read_parquet(self.root / MEDIA_FILES).select(list(MEDIA_FILES_SCHEMA))
         for job in self.jobs:
             results = self.root / "results" / f"{job.display_name}.parquet"
             if results.exists():  # a crash after writing results but before updating jobs.parquet
@@ -79,7 +79,7 @@ class Store:
         with self._lock:
             kept = self.media_files.filter(~pl.col("name").is_in(list(drop)))
             kept = kept.join(rows.select("media_id"), on="media_id", how="anti")
-            self.media_files = pl.concat([kept, rows.select(MEDIA_FILES_SCHEMA)])
+            self.media_files = pl.concat([kept, rows.select(list(MEDIA_FILES_SCHEMA))])
             if self.root is not None:
                 write_parquet(self.root / MEDIA_FILES, self.media_files)
 

@@ -100,21 +100,24 @@ def _ensure_uploaded(
     """Media id -> URI for every row of `uploads`, uploading those with no usable file."""
     from tqdm.auto import tqdm
 
+    # One listing of the service's media files (by display name) decides what is usable: a recorded file that
+    # expired, was deleted (by another run's clean-up, say) or is about to expire is uploaded again.
     fresh = time.time() + EXPIRY_MARGIN
-    known = store.media_files.filter(pl.col("expires_at").fill_null(float("inf")) > fresh)
+    listing: dict[str, _client.FileSnapshot] = {}
+    for snap in _client.list_files(client, PREFIX, retry):
+        if snap.state == "ACTIVE" and (snap.expires_at or float("inf")) > fresh:
+            listing[(snap.display_name or "").removeprefix(PREFIX)] = snap
+    live = {s.name for s in listing.values()}
+    known = store.media_files.filter(pl.col("name").is_in(list(live)))
     uris = dict(known.join(uploads.select(ID), on=ID, how="semi").select(ID, "uri").iter_rows())
     todo = uploads.filter(~pl.col(ID).is_in(list(uris)))
     if todo.is_empty():
         return uris
-    found: dict[str, _client.FileSnapshot] = {}
-    for snap in _client.list_files(client, PREFIX, retry):
-        if snap.state == "ACTIVE" and (snap.expires_at or float("inf")) > fresh:
-            found[(snap.display_name or "").removeprefix(PREFIX)] = snap
     pending: list[dict[str, object]] = []
     lock, last = threading.Lock(), [time.monotonic()]
-    adopted = [(m, s) for m in todo.get_column(ID).to_list() if (s := found.get(m)) is not None]
-    if adopted:
-        store.set_media_files(_records([(m, s) for m, s in adopted], run_id, ours=False))
+    adopted = [(m, s) for m in todo.get_column(ID).to_list() if (s := listing.get(m)) is not None]
+    if adopted:  # uploaded before a crash, or by another run: used as they are, deleted by whoever uploaded them
+        store.set_media_files(_records(adopted, run_id, ours=False))
         uris |= {m: s.uri for m, s in adopted}
     todo = todo.filter(~pl.col(ID).is_in(list(uris)))
 
@@ -140,8 +143,12 @@ def _ensure_uploaded(
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool,
             tqdm(total=len(rows), unit="file", desc="uploading media", disable=not progress) as bar,
         ):
-            for _ in pool.map(upload, rows):
-                bar.update(1)
+            try:
+                for _ in pool.map(upload, rows):
+                    bar.update(1)
+            except BaseException:  # stop the uploads not started yet: the next call resumes from the records
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     finally:
         with lock:
             flush()
