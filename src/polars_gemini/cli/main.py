@@ -41,6 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a typed batch job over synthetic reviews (emulator unless --live)")
     demo.add_argument("--rows", type=_number(int, 1), default=2_000, help="how many reviews (at least 1)")
     demo.add_argument("--live", action="store_true", help="use the real Gemini API with GEMINI_API_KEY")
+    demo.add_argument("--photos", type=_number(int, 0), default=200, help="how many generated photos to caption")
     status = sub.add_parser("status", help="report a checkpointed run from its directory (no API call by default)")
     status.add_argument("checkpoint", help="the checkpoint directory")
     status.add_argument("--refresh", action="store_true", help="refresh job states from the API (GEMINI_API_KEY)")
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from polars_gemini.cli.demo import run
 
-        run(rows=int(args.rows), live=args.live)
+        run(rows=int(args.rows), live=args.live, photos=int(args.photos))
         return 0
     if args.command == "status":
         from polars_gemini.checkpoint.status import checkpoint_status
