@@ -24,10 +24,11 @@ MODEL_FILE = Path(tok.__file__).parents[1] / "data" / "tokenizer_model.json"
 
 # (max |corpus-total error| %, max p95 absolute relative error %) on the held-out half, for what
 # `estimate_tokens` returns on a column of at most MAX_ENCODED texts: the cl100k model. Measured (2026-12-01,
-# fitted on both corpora): ALL +0.0%/11.8, en -1.6/10.0, py_code +0.3/8.3, py_docstrings +0.9/12.1,
-# de +1.5/12.5, es -0.2/15.4, ru -0.7/15.8, zh -2.4/16.3 (before the scripts corpus, 2026-11-25: ALL +0.2/10.3,
-# en -0.9/9.8, py_docstrings +0.6/9.7, zh +1.4/16.3). 40-70 short held-out texts per non-English language, where
-# one token is 5-15%, so their p95 misses the 15% target (p95 for texts of >= 20 tokens: 12.5, 13.2, 15.0, 16.3).
+# fitted on both corpora): ALL +0.0%/12.5, en -1.6/10.5, py_code +0.2/8.6, py_docstrings +1.0/12.5,
+# de +1.3/12.5, es -0.8/18.2, ru +0.3/16.0, zh -1.9/16.0 (with a cl100k term for Han: ALL +0.0/11.8; before the
+# scripts corpus, 2026-11-25: ALL +0.2/10.3, en -0.9/9.8, py_docstrings +0.6/9.7, zh +1.4/16.3). 40-70 short
+# held-out texts per non-English language, where one token is 5-15%, so their p95 misses the 15% target (p95
+# for texts of >= 20 tokens: 12.5, 13.2, 16.0, 16.0).
 BOUNDS = {
     "ALL": (1.5, 12.5),
     "en": (2.0, 12.0),
@@ -79,7 +80,7 @@ def test_held_out_accuracy(held_out: pl.DataFrame, group: str, bounds: tuple[flo
 
 
 def test_texts_of_twenty_tokens_or_more_are_within_eleven_percent(held_out: pl.DataFrame) -> None:
-    assert _errors(held_out)["p95_ge20"] <= 11.0  # measured 9.7 (9.1 before the scripts corpus)
+    assert _errors(held_out)["p95_ge20"] <= 11.0  # measured 10.2 (9.7 with a cl100k term for Han, 9.1 before)
 
 
 def test_shipped_error_figures_are_the_measured_ones(held_out: pl.DataFrame) -> None:
@@ -112,42 +113,45 @@ def test_large_column_path_tracks_the_cl100k_model_on_corpus_totals(held_out: pl
 # Japanese and Korean have one language each on Debian: they are measured on unseen messages only). Texts are
 # short UI messages (median 12 tokens, so one token is ~8%): per-text p95 is 10-45%, far above prose's.
 # (max |corpus-total error| %, max p95 %) per script, on the small-column path. Measured (2026-12-01):
-# latin -2.2%/21.4, cyrillic -7.0/28.6, greek -0.3/26.7, arabic +2.7/38.5, devanagari -7.9/42.9, han +7.0/40.9,
-# kana +0.3/33.3, hangul -1.5/25.0, code -0.1/10.4 (fitted on the calibration file alone: latin -1.4/22.2,
+# latin -2.8%/21.4, cyrillic -6.7/28.6, greek -0.7/26.3, arabic +2.2/33.3, devanagari -8.2/40.0, han +1.9/41.7,
+# kana +0.7/33.3, hangul -1.2/25.0, code -0.4/10.3 (with a cl100k term for Han and zero-width joiners counted as
+# punctuation: latin -2.2, arabic +2.7, han +7.0; fitted on the calibration file alone: latin -1.4/22.2,
 # cyrillic -9.8, greek -29.8, arabic -37.6, devanagari -14.0, han +9.4, kana +27.1/100, hangul +11.4, code -1.5).
-# The +-3% target is missed for Cyrillic, Devanagari and Han (Arabic is just inside): their unseen languages are
-# tokenized more (Belarusian, Macedonian, Mongolian, Serbian; Nepali, Maithili) or less (Persian; Traditional
-# Chinese, which cl100k splits finely) than the fitted ones, and no script-level count can tell them apart.
+# The +-3% target is missed for Cyrillic and Devanagari: their unseen languages are tokenized more (Belarusian,
+# Macedonian, Mongolian, Serbian; Nepali, Maithili) than the fitted ones (Ukrainian, Russian; Hindi), and no count
+# of characters, marks, word lengths or cl100k tokens tried could tell them apart; Persian is tokenized less.
 SCRIPT_BOUNDS = {
     "latin": (3.0, 24.0),
-    "cyrillic": (8.0, 32.0),
+    "cyrillic": (7.5, 32.0),
     "greek": (3.0, 30.0),
-    "arabic": (4.0, 44.0),
-    "devanagari": (9.0, 46.0),
-    "han": (8.0, 44.0),
+    "arabic": (3.0, 37.0),
+    "devanagari": (9.0, 44.0),
+    "han": (3.0, 44.0),
     "kana": (3.0, 36.0),
     "hangul": (3.0, 28.0),
     "code": (3.0, 12.0),
 }
 # The large-column path (character-class model times the factor the cl100k model measures on the column), each
 # language's held-out texts as one column: the same totals within ~0.4 points, per-text p95 up to ~12 points higher.
-# Measured: latin -2.3/33.3, cyrillic -7.0/33.3, greek -0.2/30.0, arabic +2.7/40.0, devanagari -7.6/40.0,
-# han +6.7/41.7, kana +0.4/33.3, hangul -1.5/27.3, code -0.1/15.0.
+# Measured: latin -2.9/33.3, cyrillic -7.0/33.3, greek -0.6/30.0, arabic +2.0/37.5, devanagari -7.8/40.0,
+# han +2.2/37.5, kana +0.7/33.3, hangul -1.4/27.3, code -0.4/15.0.
 LARGE_SCRIPT_P95 = {
     "latin": 36.0,
     "cyrillic": 36.0,
     "greek": 33.0,
     "arabic": 44.0,
     "devanagari": 44.0,
-    "han": 45.0,
+    "han": 41.0,
     "kana": 36.0,
     "hangul": 30.0,
     "code": 18.0,
 }
-# Unseen languages alone, small-column path, max |corpus-total error| %. Measured: latin -2.7 (per language
-# -8.5 eu .. +1.6 cs), cyrillic -9.4 (mk -12.5, mn -11.2, be -10.1, sr -5.0), arabic +9.0 (fa +16.1, ps -1.6),
-# devanagari -14.2 (mai -17.0, ne -11.3), han +11.3 (zh_TW +11.5, zh_HK +11.0), code +1.7 (Perl +3.5, SQL -0.2).
-UNSEEN_BOUNDS = {"latin": 3.5, "cyrillic": 11.0, "arabic": 12.0, "devanagari": 16.0, "han": 13.0, "code": 3.0}
+# Unseen languages alone, small-column path, max |corpus-total error| %. Measured: latin -3.4 (per language
+# -9.9 eu .. +1.8 cs), cyrillic -9.0 (mk -11.9, mn -10.7, be -9.8, sr -5.0), arabic +6.9 (fa +12.1, ps -0.9),
+# devanagari -14.4 (mai -17.3, ne -11.4), han +0.4 (zh_TW +3.0, zh_HK -4.7), code +1.4 (Perl +3.0, SQL -0.4).
+# Before (cl100k term for Han, joiners as punctuation): latin -2.7, cyrillic -9.4, arabic +9.0 (fa +16.1),
+# devanagari -14.2, han +11.3 (zh_TW +11.5, zh_HK +11.0), code +1.7.
+UNSEEN_BOUNDS = {"latin": 3.5, "cyrillic": 10.0, "arabic": 8.0, "devanagari": 16.0, "han": 3.0, "code": 3.0}
 
 
 @pytest.fixture(scope="module")
