@@ -16,10 +16,9 @@ def echo(request: ResponderRequest) -> dict[str, Any]:
 
 def make_png(width: int, height: int, seed: int = 0) -> bytes:
     """A real, valid RGB PNG of `width` x `height` whose pixels (and so bytes) depend on `seed`."""
+    import random
     import struct
     import zlib
-
-    import random
 
     rng = random.Random(seed)  # noise: the file is about as large as its pixels (3 bytes each)
     raw = b"".join(b"\x00" + rng.randbytes(width * 3) for _ in range(height))
