@@ -36,6 +36,12 @@ Faults for reliability tests (see `Emulator` for the details):
 - `emu.end_next_job("FAILED", code=3, message="...")`: the Operation carries
   `"error": {"code": 3, "message": "...", "status": "INVALID_ARGUMENT"}`.
 
+Media parts (`inlineData`, `fileData`) are checked per request like the real API, counted by
+`polars_gemini.tokens.media`, and quoted by the default responder: answers start with
+`[media <d1> <d2> ...] `, each digest `hashlib.sha256(part_bytes).hexdigest()[:12]` in part order
+(`responses.media_tag(*datas)` builds the tag). `emu.advance_time`, `emu.expire_file`,
+`emu.set_file_state` and `emu.uploads` cover file lifetimes, processing and upload counts.
+
 Responders answer each request: `Emulator(responder=...)` takes a callable from `ResponderRequest`
 to a `GenerateContentResponse` dict that may raise `EmulatedError`; `default_responder` and the
 helpers in `responses` cover most tests.
@@ -50,10 +56,11 @@ if TYPE_CHECKING:
     from polars_gemini.emulator import responses
     from polars_gemini.emulator._emulator import Emulator
     from polars_gemini.emulator._faults import FAULTS
+    from polars_gemini.emulator._files import UploadRecord
     from polars_gemini.emulator._responder import default_responder
     from polars_gemini.emulator._routes import ENDPOINTS
     from polars_gemini.emulator._status import EmulatedError
-    from polars_gemini.emulator._types import RecordedRequest, Responder, ResponderRequest
+    from polars_gemini.emulator._types import MediaPart, RecordedRequest, Responder, ResponderRequest
 
 # Imported on first use, so that loading the pytest plugin (which imports this package) stays cheap.
 _LAZY = {
@@ -61,6 +68,8 @@ _LAZY = {
     "EmulatedError": "_status",
     "FAULTS": "_faults",
     "ENDPOINTS": "_routes",
+    "MediaPart": "_types",
+    "UploadRecord": "_files",
     "RecordedRequest": "_types",
     "Responder": "_types",
     "ResponderRequest": "_types",
@@ -72,9 +81,11 @@ __all__ = [
     "FAULTS",
     "EmulatedError",
     "Emulator",
+    "MediaPart",
     "RecordedRequest",
     "Responder",
     "ResponderRequest",
+    "UploadRecord",
     "default_responder",
     "responses",
 ]

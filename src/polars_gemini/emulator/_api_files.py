@@ -57,7 +57,7 @@ def _chunk(services: Services, request: Request) -> Response:
             raise invalid_argument("X-Goog-Upload-Offset must be the byte offset of this chunk.")
         services.files.append(upload, int(offset), request.body)
     if "finalize" in commands:
-        meta = services.files.finalize(upload_id, upload)
+        meta = services.files.finalize(upload_id, upload, services.settings.video_processing_seconds)
         return json_response({"file": meta}, headers={"x-goog-upload-status": "final"})
     if not commands & {"upload", "query"}:
         raise invalid_argument(f"Unknown X-Goog-Upload-Command {request.headers.get('x-goog-upload-command')!r}.")
@@ -66,7 +66,7 @@ def _chunk(services: Services, request: Request) -> Response:
 
 
 def get(services: Services, request: Request, params: Mapping[str, str]) -> Response:
-    return json_response(services.files.get(f"files/{params['id']}").meta)
+    return json_response(services.files.meta(f"files/{params['id']}"))
 
 
 def list_(services: Services, request: Request, params: Mapping[str, str]) -> Response:

@@ -8,6 +8,7 @@ from typing import Any
 from polars_gemini.core.models import ModelInfo
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._http import Request, Response, Services, check_size, json_response, known_model
+from polars_gemini.emulator._media import request_media
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._status import invalid_argument
 from polars_gemini.emulator._types import ResponderRequest
@@ -19,20 +20,23 @@ def generate_content(services: Services, request: Request, params: Mapping[str, 
     check_size(request, services.settings.inline_limit_bytes, "generateContent")
     model = known_model(services, params, "generateContent")
     body = check_request(parse_json(request.body), "body")
-    return json_response(services.settings.responder(ResponderRequest(model, body, None, "sync")))
+    media = request_media(body, model, services.files)
+    return json_response(services.settings.responder(ResponderRequest(model, body, None, "sync", media)))
 
 
 def count_tokens(services: Services, request: Request, params: Mapping[str, str]) -> Response:
-    """Counts like `promptTokenCount` of `generateContent`, so the two always agree."""
-    known_model(services, params, "countTokens")
+    """Counts like `promptTokenCount` of `generateContent` (texts, then media parts), so the two always agree."""
+    model = known_model(services, params, "countTokens")
     body = require_object(parse_json(request.body), "body")
     counted = body.get("generateContentRequest") or body
     if not isinstance(counted, dict) or not counted.get("contents"):
         raise invalid_argument("* CountTokensRequest.contents: contents is not specified.")
+    media = [(part.modality, part.tokens) for part in request_media(counted, model, services.files)]
     texts = g.counted_texts(counted)
     counts = g.token_counts(texts)
-    total = sum(counts[text] for text in texts)
-    return json_response({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
+    text_total = sum(counts[text] for text in texts)
+    total = text_total + sum(tokens for _, tokens in media)
+    return json_response({"totalTokens": total, "promptTokensDetails": g.prompt_details(text_total, media)})
 
 
 def get(services: Services, request: Request, params: Mapping[str, str]) -> Response:

@@ -10,12 +10,14 @@ import threading
 from typing import Any
 
 from polars_gemini.emulator import _quota, _results
+from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._corrupt import corrupt_file, corrupt_inline
 from polars_gemini.emulator._faults import Faults
 from polars_gemini.emulator._files import FileStore
-from polars_gemini.emulator._ids import new_id, now_ns
+from polars_gemini.emulator._ids import new_id
 from polars_gemini.emulator._jobs import ACTIVE, TERMINAL, Ending, Entry, Job, operation
+from polars_gemini.emulator._media import request_media
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._results import OnError
 from polars_gemini.emulator._status import EmulatedError, invalid_argument, operation_error
@@ -34,8 +36,9 @@ def ending(state: str, error: dict[str, Any] | None = None) -> Ending:
 
 
 class BatchService:
-    def __init__(self, settings: Settings, files: FileStore, faults: Faults, on_error: OnError) -> None:
+    def __init__(self, settings: Settings, files: FileStore, faults: Faults, on_error: OnError, clock: Clock) -> None:
         self._settings, self._files, self._faults, self._on_error = settings, files, faults, on_error
+        self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
 
@@ -85,7 +88,7 @@ class BatchService:
         s = self._settings
         name = None if display_name is None else str(display_name)
         source = None if file_name is None else str(file_name)
-        return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds)
+        return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds, clock=self._clock)
 
     def _rule_ending(self, pending: dict[str, Any]) -> Ending:
         rule = self._settings.job_outcome
@@ -120,7 +123,7 @@ class BatchService:
                     f"Batch {job.name} is already {state} and can no longer be cancelled.",
                     "FAILED_PRECONDITION",
                 )
-            job.cancelled_ns = now_ns()
+            job.cancelled_ns = self._clock.now_ns()
 
     def delete(self, job_id: str) -> None:
         with self._lock:
@@ -150,7 +153,8 @@ class BatchService:
         if job.output is not None:
             return
         s = self._settings
-        outcomes = _results.answer_all(job.model, job.entries, s.responder, self._faults, self._on_error)
+        outcomes = _results.answer_all(job.model, job.entries, s.responder, self._faults, self._on_error,
+                                       lambda model, request: request_media(request, model, self._files))  # fmt: skip
         order = _results.result_order(len(outcomes), s.shuffle_results, job.id)
         job.failed = sum(isinstance(outcome, EmulatedError) for outcome in outcomes)
         job.succeeded = len(outcomes) - job.failed

@@ -37,6 +37,7 @@ class Settings:
     job_outcome: JobOutcome | None = None
     max_active_jobs: int | None = None
     enqueued_token_limit: int | None = None
+    video_processing_seconds: float = 0.0
     models: dict[str, ModelInfo] = field(default_factory=lambda: dict(MODELS))
 
     def add_models(self, names: Iterable[str]) -> None:

@@ -30,6 +30,7 @@ class Draft:
     max_output: int | None = None
     finish_reason: str = "STOP"
     block_reason: str | None = None
+    media: tuple[tuple[str, int], ...] = ()  # (modality, tokens) per media part of the prompt
 
 
 class Drafting:
@@ -61,10 +62,16 @@ def _try(draft: Callable[[ResponderRequest], Draft], request: ResponderRequest) 
 def plain_draft(request: ResponderRequest, answer: str, **fields: Any) -> Draft:
     """A draft answering `answer`, spending the thinking tokens the model and config imply."""
     texts = g.RequestTexts.of(request.request)
-    seed = texts.seed(request.model)
+    seed = texts.seed(request.model, [part.digest for part in request.media])
     config = g.generation_config(request.request)
     thoughts = thinking_tokens(request.model, config, random.Random(seed))
-    return Draft(request.model, seed, texts.counted(), answer, **{"thoughts": thoughts, **fields})
+    media = media_usage(request)
+    return Draft(request.model, seed, texts.counted(), answer, **{"thoughts": thoughts, "media": media, **fields})
+
+
+def media_usage(request: ResponderRequest) -> tuple[tuple[str, int], ...]:
+    """(modality, tokens) of each media part, for `Draft.media`."""
+    return tuple((part.modality, part.tokens) for part in request.media)
 
 
 def thinking_tokens(model: str, config: dict[str, Any], rng: random.Random) -> int:
@@ -95,13 +102,13 @@ def finish(draft: Draft, counts: dict[str, int]) -> dict[str, Any]:
         reason = "MAX_TOKENS"
     parts = [{"text": draft.thought, "thought": True}] if draft.thought else []
     parts += [g.answer_part(draft.model, answer, draft.seed)] if answer else []
-    usage = g.usage(prompt_tokens, answer_tokens, thoughts)
+    usage = g.usage(prompt_tokens, answer_tokens, thoughts, draft.media)
     return g.response(draft.model, draft.seed, [g.candidate(parts, reason)], usage)
 
 
 def _blocked(draft: Draft, prompt_tokens: int) -> dict[str, Any]:
     """A refused prompt: `promptFeedback.blockReason` and no candidates at all."""
-    response = g.response(draft.model, draft.seed, [], g.usage(prompt_tokens, 0, 0))
+    response = g.response(draft.model, draft.seed, [], g.usage(prompt_tokens, 0, 0, draft.media))
     del response["candidates"]
     return {"promptFeedback": {"blockReason": draft.block_reason}, **response}
 

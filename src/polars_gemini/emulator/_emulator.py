@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from polars_gemini.emulator._app import App
 from polars_gemini.emulator._batches import DEFAULT_FAILURE, BatchService, ending
+from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
 from polars_gemini.emulator._corrupt import corruption
 from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure
-from polars_gemini.emulator._files import FileStore
+from polars_gemini.emulator._files import FileStore, UploadRecord
 from polars_gemini.emulator._generate import Counter, use_counter
 from polars_gemini.emulator._http import Services
 from polars_gemini.emulator._responder import default_responder
@@ -47,6 +48,17 @@ class Emulator:
     available (a model file path, or google-genai's cached copy under "auto"; see `polars_gemini.tokens.exact`),
     else with the library's offline estimator; `emu.token_counting` says which.
 
+    Media parts (`inlineData`, `fileData` naming a Files API file or a URL on 127.0.0.1/localhost) are
+    checked per request like the real API (see `_media`), counted into `promptTokenCount` and
+    `countTokens` by `polars_gemini.tokens.media`, and reach responders as `ResponderRequest.media`.
+    The default responder quotes them: its answers start with `[media <d1> <d2> ...] ` where each
+    digest is `hashlib.sha256(part_bytes).hexdigest()[:12]`, in part order (`responses.media_tag`).
+    Files live 48 hours on the emulator's clock: `advance_time(seconds)` moves it (files expire,
+    PROCESSING files become ready, jobs age), `expire_file(name)` ends one file's life now,
+    `set_file_state(name, "PROCESSING", seconds=...)` makes a file wait, and
+    `video_processing_seconds` makes every uploaded video/* file PROCESSING that long. `emu.uploads`
+    lists every Files API upload (name, mime_type, sha256, size), to prove a file went up once.
+
     Faults, all counted per endpoint with 1-based call numbers since start (`on_call`, default: the next
     call; `times`: how many calls from there): `fail_http` answers an HTTP error; `delay_reply` performs
     the call, then holds its reply back (with `client(timeout=...)` shorter than the delay the SDK times
@@ -79,6 +91,7 @@ class Emulator:
         max_active_jobs: int | None = None,
         enqueued_token_limit: int | None = None,
         tokenizer: str | os.PathLike[str] = "auto",
+        video_processing_seconds: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -88,10 +101,12 @@ class Emulator:
             results_file_delay_polls=results_file_delay_polls, api_key=api_key,
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, job_outcome=job_outcome,
             max_active_jobs=max_active_jobs, enqueued_token_limit=enqueued_token_limit,
+            video_processing_seconds=video_processing_seconds,
         )  # fmt: skip
         self.settings.add_models(models)
         self._faults = Faults()
-        self._files = FileStore()
+        self._clock = Clock()
+        self._files = FileStore(self._clock)
         self._app = App(Services(self.settings, self._files, self._batches_service()), self._faults)
         self._host, self._port = host, port
         self._server: ServerThread | None = None
@@ -100,7 +115,7 @@ class Emulator:
         self.token_counting = "estimator"
 
     def _batches_service(self) -> BatchService:
-        return BatchService(self.settings, self._files, self._faults, lambda exc: self._app.report(exc))
+        return BatchService(self.settings, self._files, self._faults, lambda exc: self._app.report(exc), self._clock)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -186,11 +201,18 @@ class Emulator:
 
     @property
     def files(self) -> Mapping[str, dict[str, Any]]:
-        """Each file's metadata by name."""
+        """Each live file's metadata by name, as `files.get` shows it now (expired files are gone)."""
         return MappingProxyType({meta["name"]: meta for meta in self._files.metas()})
 
     def file_bytes(self, name: str) -> bytes:
-        return self._files.get(name).data
+        """The bytes of a live file (`files/<id>` or `<id>`); raises `EmulatedError` (403) for a missing one."""
+        return self._files.get(_file_name(name)).data
+
+    @property
+    def uploads(self) -> list[UploadRecord]:
+        """Every file uploaded through the Files API, oldest first, deleted and expired ones included:
+        `UploadRecord(name, mime_type, sha256, size)` with the hex SHA-256 of the bytes."""
+        return self._files.records
 
     @property
     def errors(self) -> list[BaseException]:
@@ -294,6 +316,32 @@ class Emulator:
         """
         self._faults.push_corruptions(corruption(kind, lines), jobs)
 
+    def advance_time(self, seconds: float) -> None:
+        """Moves the emulator's clock forward by `seconds`: files age (and expire after 48 hours), PROCESSING
+        files reach their ready time, jobs spend their `pending_seconds`/`running_seconds`, and new
+        timestamps (createTime, expirationTime, ...) are that much later."""
+        self._clock.advance(seconds)
+
+    def expire_file(self, name: str) -> None:
+        """Ends the 48-hour life of file `name` now: it leaves `files.get`/`files.list`, and requests naming
+        it get 403 PERMISSION_DENIED, as an expired file does on the real service."""
+        self._files.expire(_file_name(name))
+
+    def set_file_state(self, name: str, state: str, *, seconds: float | None = None) -> dict[str, Any]:
+        """Sets file `name` to `state`: "PROCESSING" (for `seconds` of the emulator's clock, then ACTIVE;
+        without `seconds` until set otherwise), "ACTIVE" or "FAILED". Requests naming a file that is not
+        ACTIVE get 400 FAILED_PRECONDITION. Returns the file's metadata.
+
+            >>> with Emulator() as emu:
+            ...     _ = emu.put_file("clip", b"...", mime_type="video/mp4", source="UPLOADED")
+            ...     emu.set_file_state("clip", "PROCESSING", seconds=30)["state"]
+            ...     emu.advance_time(30)
+            ...     emu.files["files/clip"]["state"]
+            'PROCESSING'
+            'ACTIVE'
+        """
+        return self._files.set_state(_file_name(name), state, seconds)
+
     def put_file(
         self,
         name: str,
@@ -303,9 +351,13 @@ class Emulator:
         display_name: str | None = None,
         source: str = "GENERATED",
     ) -> dict[str, Any]:
-        """Stores a file directly (e.g. a real results file to serve); returns its metadata."""
-        full = name if name.startswith("files/") else f"files/{name}"
-        return self._files.put(full, data, mime_type=mime_type, display_name=display_name, source=source)
+        """Stores a file directly (e.g. a real results file to serve, or a media file); returns its metadata.
+        Not counted in `uploads`, which lists Files API uploads only."""
+        return self._files.put(_file_name(name), data, mime_type=mime_type, display_name=display_name, source=source)
+
+
+def _file_name(name: str) -> str:
+    return name if name.startswith("files/") else f"files/{name}"
 
 
 def _check_endpoint(endpoint: str) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,13 +52,14 @@ class RequestTexts:
         """
         return [*self.prompt, *self.system, *([compact_json(self.schema)] if self.schema is not None else [])]
 
-    def seed(self, model: str) -> int:
-        """A stable 64-bit seed from the model and these texts: never the global `random` state.
+    def seed(self, model: str, digests: Sequence[str] = ()) -> int:
+        """A stable 64-bit seed from the model, these texts and the media `digests`: never the global `random` state.
 
-        Only texts count (not options), so an answer does not change with the key order or spelling
+        Only texts and media count (not options), so an answer does not change with the key order or spelling
         of the request's options, and hashing stays cheap at 100k requests.
         """
-        text = "\x1f".join([normalize_model(model), *self.prompt, "\x00", *self.system])
+        media = ["\x00media", *digests] if digests else []
+        text = "\x1f".join([normalize_model(model), *self.prompt, "\x00", *self.system, *media])
         digest = hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=8).digest()
         return int.from_bytes(digest, "big")
 
@@ -128,13 +129,32 @@ def response_id(seed: int) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def usage(prompt: int, candidates: int, thoughts: int) -> dict[str, Any]:
-    """`usageMetadata` with Google's habit of omitting zero counts."""
-    out: dict[str, Any] = {"promptTokenCount": prompt}
+def media_tag(digests: Sequence[str]) -> str:
+    """How the default responder quotes a request's media: `[media <d1> <d2> ...]`, one digest per part in order.
+
+    >>> media_tag(["9f86d081884c", "60303ae22b99"])
+    '[media 9f86d081884c 60303ae22b99]'
+    """
+    return f"[media {' '.join(digests)}]"
+
+
+def prompt_details(text_tokens: int, media: Sequence[tuple[str, int]] = ()) -> list[dict[str, Any]]:
+    """`promptTokensDetails`: TEXT first, then each media modality (in order of appearance) with its tokens."""
+    totals: dict[str, int] = {"TEXT": text_tokens}
+    for modality, tokens in media:
+        totals[modality] = totals.get(modality, 0) + tokens
+    return [{"modality": modality, "tokenCount": tokens} for modality, tokens in totals.items()]
+
+
+def usage(prompt: int, candidates: int, thoughts: int, media: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+    """`usageMetadata` with Google's habit of omitting zero counts; `prompt` counts text, `media` the
+    (modality, tokens) of each media part, added to `promptTokenCount`."""
+    total_prompt = prompt + sum(tokens for _, tokens in media)
+    out: dict[str, Any] = {"promptTokenCount": total_prompt}
     if candidates:
         out["candidatesTokenCount"] = candidates
-    out["totalTokenCount"] = prompt + candidates + thoughts
-    out["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    out["totalTokenCount"] = total_prompt + candidates + thoughts
+    out["promptTokensDetails"] = prompt_details(prompt, media)
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
     return out

@@ -8,10 +8,10 @@ the real samples (`batchStats` counts as strings with zeros omitted; nanosecond 
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._ids import rfc3339
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -48,8 +48,9 @@ class Job:
     pending_s: float
     running_s: float
     ending: Ending = Ending()
-    created_ns: int = field(default_factory=time.time_ns)
-    created_mono: float = field(default_factory=time.monotonic)
+    clock: Clock = field(default_factory=Clock, repr=False)
+    created_ns: int = field(init=False)  # both read from `clock` on creation
+    created_mono: float = field(init=False)
     cancelled_ns: int | None = None
     output: dict[str, Any] | None = None
     succeeded: int = 0
@@ -58,6 +59,10 @@ class Job:
     input_tokens: int | None = None  # counted when a quota needs it (`enqueued_token_limit`)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        self.created_ns = self.clock.now_ns()
+        self.created_mono = self.clock.monotonic()
+
     @property
     def name(self) -> str:
         return f"batches/{self.id}"
@@ -65,7 +70,7 @@ class Job:
     def state(self) -> str:
         if self.cancelled_ns is not None:
             return "CANCELLED"
-        elapsed = time.monotonic() - self.created_mono
+        elapsed = self.clock.monotonic() - self.created_mono
         if elapsed < self.pending_s:
             return "PENDING"
         if elapsed < self.pending_s + self.running_s:

@@ -12,9 +12,11 @@ from typing import Any
 from polars_gemini.emulator._faults import Faults
 from polars_gemini.emulator._jobs import Entry
 from polars_gemini.emulator._status import EmulatedError
-from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, ResponderRequest
+from polars_gemini.emulator._types import BatchResponder, MediaPart, Outcome, Responder, ResponderRequest
 
 OnError = Callable[[BaseException], None]
+MediaOf = Callable[[str, dict[str, Any]], tuple[MediaPart, ...]]
+"""(model, request) -> the request's checked media parts, or raises the request's `EmulatedError`."""
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -32,16 +34,35 @@ def gc_paused() -> Iterator[None]:
 
 
 def answer_all(
-    model: str, entries: Sequence[Entry], responder: Responder, faults: Faults, on_error: OnError
+    model: str,
+    entries: Sequence[Entry],
+    responder: Responder,
+    faults: Faults,
+    on_error: OnError,
+    media_of: MediaOf | None = None,
 ) -> list[Outcome]:
-    """One outcome per entry: an injected key failure, or whatever the responder answers."""
+    """One outcome per entry: an injected key failure, the request's media error, or whatever the responder
+    answers."""
     outcomes: list[Outcome | None] = [faults.key_error(entry.key) for entry in entries]
+    media = {i: _media(media_of, model, entry) for i, entry in enumerate(entries) if outcomes[i] is None}
+    outcomes = [part if isinstance(part := media.get(i), EmulatedError) else o for i, o in enumerate(outcomes)]
     todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
-    requests = [ResponderRequest(model, entries[i].request, entries[i].key, "batch") for i in todo]
+    requests = [ResponderRequest(model, entries[i].request, entries[i].key, "batch", _parts(media[i])) for i in todo]
     for i, outcome in zip(todo, _respond(responder, requests, on_error), strict=False):
         outcomes[i] = outcome
     missing = EmulatedError(13, "The responder returned fewer answers than requests.", "INTERNAL")
     return [missing if outcome is None else outcome for outcome in outcomes]
+
+
+def _media(media_of: MediaOf | None, model: str, entry: Entry) -> tuple[MediaPart, ...] | EmulatedError:
+    try:
+        return media_of(model, entry.request) if media_of is not None else ()
+    except EmulatedError as error:
+        return error
+
+
+def _parts(media: tuple[MediaPart, ...] | EmulatedError) -> tuple[MediaPart, ...]:
+    return media if isinstance(media, tuple) else ()
 
 
 def _respond(responder: Responder, requests: list[ResponderRequest], on_error: OnError) -> list[Outcome]:

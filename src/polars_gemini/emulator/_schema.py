@@ -34,15 +34,20 @@ class _Ctx:
     openapi: bool
     root: dict[str, Any]
     words: tuple[str, ...]
+    prefix: str = ""
 
 
-def fake_value(schema: dict[str, Any], rng: random.Random, *, openapi: bool, words: tuple[str, ...] = ()) -> Any:
+def fake_value(
+    schema: dict[str, Any], rng: random.Random, *, openapi: bool, words: tuple[str, ...] = (), prefix: str = ""
+) -> Any:
     """A JSON value conforming to `schema`, drawn from `rng` (so the same seed gives the same value).
+
+    `prefix` starts every free-text string (no `format`, before `minLength`/`maxLength` apply).
 
     >>> fake_value({"enum": ["pos", "neg"]}, random.Random(7), openapi=True) in {"pos", "neg"}
     True
     """
-    return _value(schema, _Ctx(rng, openapi, schema, words or _WORDS), 0)
+    return _value(schema, _Ctx(rng, openapi, schema, words or _WORDS, prefix), 0)
 
 
 def _value(schema: dict[str, Any], ctx: _Ctx, depth: int) -> Any:
@@ -139,7 +144,10 @@ def _boolean(schema: dict[str, Any], ctx: _Ctx, depth: int) -> bool:
 
 def _string(schema: dict[str, Any], ctx: _Ctx, depth: int) -> str:
     fmt = schema.get("format")
-    text = _FORMATS[fmt](ctx.rng) if fmt in _FORMATS else " ".join(ctx.rng.choices(ctx.words, k=ctx.rng.randint(1, 3)))
+    if fmt in _FORMATS:
+        text = _FORMATS[fmt](ctx.rng)
+    else:
+        text = ctx.prefix + " ".join(ctx.rng.choices(ctx.words, k=ctx.rng.randint(1, 3)))
     low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
     text = text.ljust(low, "x")
     return text[: int(high)] if high is not None else text

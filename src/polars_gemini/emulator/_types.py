@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,18 +14,43 @@ from polars_gemini.emulator._status import EmulatedError
 
 
 @dataclass(frozen=True)
+class MediaPart:
+    """One media part of a request (`inlineData` or `fileData`), resolved and checked: its bytes and tokens.
+
+    `mime_type` is normalized (`image/jpg` -> `image/jpeg`); `modality` is how `promptTokensDetails`
+    names it (IMAGE, AUDIO, VIDEO, DOCUMENT, TEXT); `tokens` are its prompt tokens for the request's model
+    and media resolution (`polars_gemini.tokens.media`); `source` is "inline", the file's name
+    (`files/<id>`) or the fetched URL.
+    """
+
+    mime_type: str
+    data: bytes = field(repr=False)
+    modality: str
+    tokens: int
+    source: str = "inline"
+
+    @property
+    def digest(self) -> str:
+        """The first 12 hex characters of the SHA-256 of the bytes: what the default responder quotes."""
+        return hashlib.sha256(self.data).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
 class ResponderRequest:
     """One `GenerateContentRequest` for a responder to answer.
 
     `request` is the request as the API received it, with every field name in camelCase.
     `key` is the batch line's `key` (file input) or `metadata["key"]` (inline input), `None` for
-    synchronous calls. `mode` says which API it came through.
+    synchronous calls. `mode` says which API it came through. `media` holds the request's media parts
+    in the order of `contents` and their parts, already checked (a request whose media fail never reaches
+    a responder).
     """
 
     model: str
     request: dict[str, Any]
     key: str | None = None
     mode: Literal["batch", "sync"] = "sync"
+    media: tuple[MediaPart, ...] = ()
 
     @property
     def text(self) -> str:

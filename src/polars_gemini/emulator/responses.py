@@ -15,10 +15,12 @@ answers whole batches with one tokenizer call, so they stay fast on 100k-request
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._drafts import Drafting, plain_draft
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._status import EmulatedError
@@ -27,7 +29,29 @@ from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, Re
 Answer = Responder | dict[str, Any]
 """A responder, or a fixed `GenerateContentResponse` dict returned as is."""
 
-__all__ = ["Answer", "blocked", "by_key", "error", "finish", "json_value", "text", "when", "with_thought"]
+__all__ = [
+    "Answer", "blocked", "by_key", "error", "finish", "json_value", "media_digest", "media_tag", "text", "when",
+    "with_thought",
+]  # fmt: skip
+
+
+def media_digest(data: bytes) -> str:
+    """The digest the default responder quotes for a media part: the first 12 hex characters of its SHA-256.
+
+    >>> media_digest(b"test")
+    '9f86d081884c'
+    """
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def media_tag(*datas: bytes) -> str:
+    """What the default responder's answers (text, and each free-text schema string) start with, followed by
+    a space, for a request whose media parts hold `datas` (in the order of `contents` and their parts).
+
+    >>> media_tag(b"test", b"png")
+    '[media 9f86d081884c 8f8cbb7dcf46]'
+    """
+    return g.media_tag([media_digest(data) for data in datas])
 
 
 def text(answer: str, *, finish_reason: str = "STOP") -> Responder:
