@@ -20,7 +20,7 @@ from google.genai import types
 
 from polars_gemini.core.errors import ConfigurationError, ModelError
 from polars_gemini.core.models import MODELS, normalize_model
-from polars_gemini.prepare.media import replace_markers, sdk_parts
+from polars_gemini.prepare.media import ID, media_uses, replace_markers, sdk_parts
 from polars_gemini.prepare.schema import Field, SchemaLike, response_schema, to_field
 
 KEY = "key"
@@ -35,6 +35,7 @@ _CLIENT_ONLY = ("http_options", "automatic_function_calling", "should_return_htt
 # reused by the next one. Whole-column temporaries of a million prompts cost more in first-touch page faults than
 # the work itself (measured: a fresh 1.4 GB buffer takes ~0.8 s to fault in on a 2-core VM).
 _BATCH_ROWS = 20_000
+_MEDIA_BATCH_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -182,19 +183,33 @@ def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec, parts: pl.DataFrame 
     a literal column, so no line is ever searched or copied again (a `bytes.replace` splice of a 1.4 GB file took
     longer than writing it).
     """
-    text = pl.struct(pl.col(PROMPT).alias("text")).struct.json_encode()
-    if parts is not None and parts.height:
-        text = replace_markers(text, parts)
+    media = parts is not None and parts.height > 0
     tail = spec.tail_json[1:-1]
-    columns = [
-        pl.concat_str(pl.lit('{"key":"'), pl.col(KEY), pl.lit('"')).alias("k"),
-        pl.concat_str(pl.lit('"request":{"contents":[{"parts":['), text, pl.lit("]")).alias("p"),
-        pl.lit('"role":"user"}]' + ("" if tail else "}}")).alias("r"),
-        *([pl.lit(tail + "}}").alias("t")] if tail else []),
-    ]
+
+    def columns(batch_parts: pl.DataFrame | None) -> list[pl.Expr]:
+        text = pl.struct(pl.col(PROMPT).alias("text")).struct.json_encode()
+        if batch_parts is not None and batch_parts.height:
+            text = replace_markers(text, batch_parts)
+        return [
+            pl.concat_str(pl.lit('{"key":"'), pl.col(KEY), pl.lit('"')).alias("k"),
+            pl.concat_str(pl.lit('"request":{"contents":[{"parts":['), text, pl.lit("]")).alias("p"),
+            pl.lit('"role":"user"}]' + ("" if tail else "}}")).alias("r"),
+            *([pl.lit(tail + "}}").alias("t")] if tail else []),
+        ]
+
+    shared = columns(None)
+    # With media, small batches, each given only its own media: their base64 is built batch by batch, never all
+    # at once (the file's inline media would otherwise be in memory three times over).
+    step = _MEDIA_BATCH_ROWS if media else _BATCH_ROWS
     buf = io.BytesIO()
-    for start in range(0, requests.height, _BATCH_ROWS):  # batches, not rows: see _BATCH_ROWS
-        batch = requests.slice(start, _BATCH_ROWS).select(columns)
+    for start in range(0, requests.height, step):  # batches, not rows: see _BATCH_ROWS
+        rows = requests.slice(start, step)
+        if media:
+            assert parts is not None
+            mine = parts.join(media_uses(rows.get_column(PROMPT)).select(ID), on=ID, how="semi")
+            batch = rows.select(columns(mine))
+        else:
+            batch = rows.select(shared)
         batch.write_csv(buf, include_header=False, separator=",", quote_style="never")
     return buf.getvalue()
 
