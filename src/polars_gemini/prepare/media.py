@@ -142,7 +142,7 @@ def empty_table() -> pl.DataFrame:
 
 def _cells(column: pl.Series) -> pl.Series:
     """A media column as String (paths, URIs) or Binary (bytes): `pathlib.Path` objects become their text."""
-    if column.dtype == pl.Object:
+    if column.dtype == pl.Object:  # Python objects (pathlib.Path) have no Polars kernel: one pass to make them text
         values = column.to_list()
         if all(v is None or isinstance(v, (bytes, bytearray, memoryview)) for v in values):
             return pl.Series(column.name, [bytes(v) if v is not None else None for v in values], pl.Binary)
@@ -159,6 +159,8 @@ def _cells(column: pl.Series) -> pl.Series:
 
 
 def _resolve_cells(cells: pl.Series, forced: str | None, model: str, resolution: str | None) -> pl.DataFrame:
+    # One Python call per *distinct* media, deliberately: each is a file to read or bytes to hash (sha256 has no
+    # column kernel), I/O-bound and done once per content, never once per row.
     if cells.dtype == pl.Binary:
         rows = [_from_bytes(bytes(b), forced, model, resolution) for b in cells.to_list()]
     else:
