@@ -41,8 +41,17 @@ RETRY = types.HttpRetryOptions(
     attempts=6, initial_delay=1.0, max_delay=60.0, exp_base=2.0, jitter=1.0, http_status_codes=list(RETRYABLE_HTTP)
 )
 """The default policy for idempotent calls: 6 attempts, 1 s doubling to at most 60 s (about 30 s in all)."""
-# The SDK's own retry is off for every call the library makes: the policy above runs here instead.
-_ONCE = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+
+
+def _once() -> types.HttpOptions:
+    """Options that turn the SDK's own retry off (the policy above runs here instead), fresh for every call.
+
+    Never shared: `files.upload` writes its upload headers (the file's size among them) into the options it is
+    given, so one shared object let concurrent uploads declare each other's sizes, and later calls send them.
+    """
+    return types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+
+
 # Rpc status names of the codes that say a request is wrong, whatever the number of times it is sent.
 STATUS_NAMES = {
     1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND", 7: "PERMISSION_DENIED",
@@ -184,10 +193,10 @@ def upload_jsonl(
 
     Retried as a whole: an upload cut off half way leaves an orphan file, which expires after 48 h and costs nothing.
     """
-    config = types.UploadFileConfig(mime_type="application/jsonl", display_name=display_name, http_options=_ONCE)
 
     def upload() -> str:
         source = str(data) if isinstance(data, Path) else io.BytesIO(data)
+        config = types.UploadFileConfig(mime_type="application/jsonl", display_name=display_name, http_options=_once())
         return client.files.upload(file=source, config=config).name or ""
 
     return retrying(f"Uploading the requests of {display_name}", upload, retry)
@@ -203,7 +212,7 @@ def create_job(
     A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once; when even the look-up fails,
     `CreateOutcomeUnknown` says so (the job may exist: look it up again later, never create it blindly).
     """
-    config = types.CreateBatchJobConfig(display_name=display_name, http_options=_ONCE)
+    config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once())
     what = f"Creating batch job {display_name}"
     attempts = max((retry or RETRY).attempts or 1, 1)
     for attempt in range(1, attempts + 1):
@@ -260,7 +269,7 @@ def best_match(jobs: list[JobSnapshot]) -> JobSnapshot:
 
 
 def get_job(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> JobSnapshot:
-    config = types.GetBatchJobConfig(http_options=_ONCE)
+    config = types.GetBatchJobConfig(http_options=_once())
     snap = _snapshot(retrying(f"Polling {name}", lambda: client.batches.get(name=name, config=config), retry))
     if snap.state == "FAILED" and snap.error is None:
         return _with_operation_error(client, snap, retry)
@@ -272,7 +281,7 @@ def _with_operation_error(client: genai.Client, snap: JobSnapshot, retry: types.
     (`BatchJob.error` stays None), so the operation is read once more as plain JSON through the SDK's own client."""
 
     def read() -> Any:
-        response = client._api_client.request("get", snap.name, {}, _ONCE)
+        response = client._api_client.request("get", snap.name, {}, _once())
         return json.loads(response.body or "{}").get("error")
 
     error = retrying(f"Reading why {snap.name} failed", read, retry)
@@ -285,7 +294,7 @@ def _with_operation_error(client: genai.Client, snap: JobSnapshot, retry: types.
 
 
 def cancel_job(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> None:
-    config = types.CancelBatchJobConfig(http_options=_ONCE)
+    config = types.CancelBatchJobConfig(http_options=_once())
     retrying(f"Cancelling {name}", lambda: client.batches.cancel(name=name, config=config), retry)
 
 
@@ -293,7 +302,7 @@ def find_jobs(
     client: genai.Client, display_prefix: str, retry: types.HttpRetryOptions | None = None, *, exact: bool = False
 ) -> list[JobSnapshot]:
     """Jobs whose display name starts with (or, `exact`, equals) `display_prefix`, newest first."""
-    config = types.ListBatchJobsConfig(page_size=100, http_options=_ONCE)
+    config = types.ListBatchJobsConfig(page_size=100, http_options=_once())
     jobs = retrying("Listing batch jobs", lambda: list(client.batches.list(config=config)), retry)
     name = display_prefix
     return [
@@ -302,7 +311,7 @@ def find_jobs(
 
 
 def download(client: genai.Client, file_name: str, job: str, retry: types.HttpRetryOptions | None = None) -> bytes:
-    config = types.DownloadFileConfig(http_options=_ONCE)
+    config = types.DownloadFileConfig(http_options=_once())
     what = f"Downloading the results of {job} ({file_name})"
     data = retrying(what, lambda: client.files.download(file=file_name, config=config), retry)
     return data or b""
@@ -311,7 +320,7 @@ def download(client: genai.Client, file_name: str, job: str, retry: types.HttpRe
 def delete_file(client: genai.Client, file_name: str, retry: types.HttpRetryOptions | None = None) -> None:
     """Delete an input file; one already gone (expired, or deleted by a retry whose first reply was lost) is fine.
     The service answers 403 PERMISSION_DENIED ("... or it may not exist") for a file it no longer has."""
-    config = types.DeleteFileConfig(http_options=_ONCE)
+    config = types.DeleteFileConfig(http_options=_once())
     try:
         retrying(f"Deleting {file_name}", lambda: client.files.delete(name=file_name, config=config), retry)
     except APIError as exc:
@@ -340,14 +349,16 @@ def upload_media(
     client: genai.Client, data: bytes, mime_type: str, display_name: str, retry: types.HttpRetryOptions | None = None
 ) -> FileSnapshot:
     """Upload one media file; retried as a whole (an upload cut off half way leaves an orphan that expires)."""
-    config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name, http_options=_ONCE)
-    upload = lambda: client.files.upload(file=io.BytesIO(data), config=config)  # noqa: E731
+
+    def upload() -> types.File:
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name, http_options=_once())
+        return client.files.upload(file=io.BytesIO(data), config=config)
     return _file_snapshot(retrying(f"Uploading media {display_name}", upload, retry))
 
 
 def get_file(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> FileSnapshot | None:
     """A file's state, or None when the service no longer has it (403 "... or it may not exist", or 404)."""
-    config = types.GetFileConfig(http_options=_ONCE)
+    config = types.GetFileConfig(http_options=_once())
     try:
         return _file_snapshot(
             retrying(f"Reading file {name}", lambda: client.files.get(name=name, config=config), retry)
@@ -360,7 +371,7 @@ def get_file(client: genai.Client, name: str, retry: types.HttpRetryOptions | No
 
 def list_files(client: genai.Client, prefix: str, retry: types.HttpRetryOptions | None = None) -> list[FileSnapshot]:
     """The project's files whose display name starts with `prefix`."""
-    config = types.ListFilesConfig(page_size=100, http_options=_ONCE)
+    config = types.ListFilesConfig(page_size=100, http_options=_once())
     files = retrying("Listing files", lambda: list(client.files.list(config=config)), retry)
     return [_file_snapshot(f) for f in files if (f.display_name or "").startswith(prefix)]
 
@@ -375,7 +386,7 @@ def file_uri(client: genai.Client, name: str) -> str:
 def count_tokens(client: genai.Client, model: str, text: str, retry: types.HttpRetryOptions | None = None) -> int:
     """countTokens for one text prompt. Not billed and outside the inference quota (ai.google.dev/gemini-api/docs/
     billing: "Requests to the GetTokens API are not billed")."""
-    config = types.CountTokensConfig(http_options=_ONCE)
+    config = types.CountTokensConfig(http_options=_once())
     what = f"countTokens on {model}"
     result = retrying(what, lambda: client.models.count_tokens(model=model, contents=text, config=config), retry)
     return result.total_tokens or 0
@@ -389,7 +400,7 @@ def generate(
     retry: types.HttpRetryOptions | None = None,
 ) -> types.GenerateContentResponse:
     """One synchronous generateContent call (sync mode; idempotent: nothing is stored on the service)."""
-    cfg = config.model_copy(update={"http_options": _ONCE})
+    cfg = config.model_copy(update={"http_options": _once()})
     return retrying(
         f"generateContent on {model}",
         lambda: client.models.generate_content(model=model, contents=prompt, config=cfg),
