@@ -187,3 +187,9 @@ def test_expression_template_is_typed_without_running_user_functions() -> None:
     df = pl.DataFrame({"a": ["x", "y"]})
     assert render(df, pl.col("a").map_batches(first_upper, return_dtype=pl.String)).rows() == [("X", None)] * 2
     assert calls and set(calls) == {2}  # never called on an empty frame to find the dtype
+
+
+def test_columns_named_like_polars_patterns_are_just_columns() -> None:
+    # pl.col("*") is every column and pl.col("^a$") a regex: a template names one column, whatever its name.
+    df = pl.DataFrame({"*": ["star", None], "^a$": [1, 2], "other": [[1], [2]]})
+    assert render(df, "{*} / {^a$}").rows() == [("star / 1", None), (None, "*")]

@@ -180,6 +180,12 @@ def _as_text(expr: pl.Expr, dtype: DType) -> pl.Expr:
     return _iso_durations(expr, dtype).cast(pl.String)
 
 
+def column(name: str, schema: pl.Schema) -> pl.Expr:
+    """The column `name`, whatever its name: by position, since `pl.col("*")` means every column and
+    `pl.col("^a.*$")` a regex."""
+    return pl.nth(schema.names().index(name))
+
+
 def render_exprs(tpl: Template, schema: pl.Schema) -> tuple[pl.Expr, pl.Expr]:
     """Expressions for the rendered prompt (null when a referenced column is) and for the first referenced column
     that is null (else null)."""
@@ -194,8 +200,9 @@ def render_exprs(tpl: Template, schema: pl.Schema) -> tuple[pl.Expr, pl.Expr]:
     parts: list[pl.Expr] = []
     cols = iter(tpl.columns)
     for piece in tpl.pieces:
-        parts.append(pl.lit(piece, pl.String) if piece is not None else _as_text(pl.col(c := next(cols)), schema[c]))
-    null_col = pl.coalesce([pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in tpl.referenced])
+        parts.append(pl.lit(piece, pl.String) if piece is not None else _as_text(column(c := next(cols), schema),
+                                                                                  schema[c]))  # fmt: skip
+    null_col = pl.coalesce([pl.when(column(c, schema).is_null()).then(pl.lit(c)) for c in tpl.referenced])
     # A null List/Struct renders as the text "null": only the null test keeps such a row from being sent.
     prompt = pl.when(null_col.is_null()).then(pl.concat_str(parts, ignore_nulls=False))
     return prompt.alias(PROMPT), null_col.alias(NULL_COLUMN)
