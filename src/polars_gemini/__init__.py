@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from polars_gemini.api import namespace as _namespace  # noqa: F401  # registers df.gemini / lf.gemini
+from polars_gemini.api.embed import embed, estimate_embed, submit_embed
 from polars_gemini.api.functions import batch, estimate, input_tokens, submit
 from polars_gemini.api.resume import resume
 from polars_gemini.checkpoint.status import CheckpointStatus, checkpoint_status
@@ -59,9 +60,12 @@ __all__ = [
     "__version__",
     "batch",
     "checkpoint_status",
+    "embed",
     "estimate",
+    "estimate_embed",
     "input_tokens",
     "load_prices",
     "resume",
     "submit",
+    "submit_embed",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -123,15 +124,15 @@ def submit(
     )
     check_names(spec.field, output, prefix, usage=usage)
     check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix, usage))
-    limits = _limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
+    limits = job_limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     columns = media_columns(media, template, frame.collect_schema())
     data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint, columns, media_inline_bytes)
     _check_media(plan, on_media_error)
     table = as_price_table(prices)
     exact = None if plan.files else load_tokenizer(tokenizer, spec.model)  # a streamed plan counted as it went
     est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan),
-                            exact=exact, rows_not_sent=_not_sent(plan), notes=_media_notes(plan))  # fmt: skip
-    _check_budget(est, max_cost)
+                            exact=exact, rows_not_sent=not_sent(plan), notes=_media_notes(plan))  # fmt: skip
+    check_budget(est, max_cost)
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
         usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost,
@@ -150,16 +151,30 @@ def submit(
         if mode == "sync":
             parts = run.media_parts(plan.requests.select(KEY, PROMPT))
             lines = run_sync(plan, client, max_concurrency, progress, retry, parts)
-            run.store.add_results(_sync_job(run), parse_lines(lines))
+            run.store.add_results(sync_job(run), parse_lines(lines))
             run.cleanup_media()
             return run
-        return _submit_or_explain(run)
+        return submit_or_explain(run)
     except BaseException:
         run.close()  # a failed submit never keeps the checkpoint locked: resume() must work from anywhere
         raise
     finally:
-        if not _BATCH_CALL.get():  # batch() keeps the directory busy until it returns: no thread takes it between
+        if not in_batch_call():  # batch() keeps the directory busy until it returns: no thread takes it between
             run.store.opened()
+
+
+@contextlib.contextmanager
+def batch_call() -> Iterator[None]:
+    """Marks a `batch()`-style call (submit, then wait, in one call): its checkpoint stays busy from opening to end."""
+    inside = _BATCH_CALL.set(True)
+    try:
+        yield
+    finally:
+        _BATCH_CALL.reset(inside)
+
+
+def in_batch_call() -> bool:
+    return _BATCH_CALL.get()
 
 
 def _plan(
@@ -204,7 +219,7 @@ def _check_media(plan: Plan, on_media_error: str) -> None:
         )
 
 
-def _not_sent(plan: Plan) -> int:
+def not_sent(plan: Plan) -> int:
     return int(plan.rows.get_column(KEY).null_count())
 
 
@@ -221,7 +236,7 @@ def _streamed_tokens(plan: Plan) -> pl.Series | None:
     return plan.requests.get_column(TOKENS) if TOKENS in plan.requests.columns else None
 
 
-def _check_budget(est: Estimate, max_cost: float | None) -> None:
+def check_budget(est: Estimate, max_cost: float | None) -> None:
     """Refuse to submit when the worst case could cost more than `max_cost`, before any upload."""
     if max_cost is None:
         return
@@ -237,7 +252,7 @@ def _check_budget(est: Estimate, max_cost: float | None) -> None:
         )
 
 
-def _sync_job(run: Run) -> JobRecord:
+def sync_job(run: Run) -> JobRecord:
     """A stand-in job record so sync results are stored like a batch job's."""
     job = JobRecord(f"sync-{run.run_id}", run.run_id, 1, 0, "sync", run.plan.requests.height, "SUCCEEDED")
     run.store.add_job(job, run.plan.requests.get_column("key"))
@@ -245,7 +260,7 @@ def _sync_job(run: Run) -> JobRecord:
     return job
 
 
-def _submit_or_explain(run: Run) -> Run:
+def submit_or_explain(run: Run) -> Run:
     try:
         return run.submit()
     except APIError as exc:
@@ -259,7 +274,7 @@ def _submit_or_explain(run: Run) -> Run:
         ) from exc
 
 
-def _limits(max_requests: int | None, inline: int | None, file: int | None) -> Limits:
+def job_limits(max_requests: int | None, inline: int | None, file: int | None) -> Limits:
     base = Limits()
     return Limits(
         inline if inline is not None else base.inline_bytes,
@@ -316,8 +331,7 @@ def batch(
     ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
     """
     check_options({"timeout": timeout})  # the others are checked by submit
-    inside = _BATCH_CALL.set(True)
-    try:
+    with batch_call():
         run = submit(
             frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
@@ -329,8 +343,6 @@ def batch(
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes,
         )  # fmt: skip
-    finally:
-        _BATCH_CALL.reset(inside)
     try:
         return run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
     except RunTimeoutError:
@@ -377,19 +389,19 @@ def estimate(
     if columns:
         plan = make_plan(df, template, spec, Limits(), columns)
         _check_media(plan, on_media_error)
-        requests, not_sent, notes = plan.requests, _not_sent(plan), _media_notes(plan)
+        requests, unsent, notes = plan.requests, not_sent(plan), _media_notes(plan)
     else:
         prompt, _ = prompt_exprs(template, df.collect_schema())
         rendered = df.select(prompt.alias(PROMPT))
         check_length(rendered.height, df.height, template)
-        requests, not_sent, notes = rendered.drop_nulls().unique(maintain_order=True), rendered.null_count().item(), ()
+        requests, unsent, notes = rendered.drop_nulls().unique(maintain_order=True), rendered.null_count().item(), ()
     table = as_price_table(prices)
     kwargs: dict[str, Any] = {"expected_output_tokens": expected_output_tokens, "thinking_tokens": thinking_tokens}
     kwargs["exact"] = load_tokenizer(tokenizer, spec.model)
     if calibrate:
         api = client or _client.client_from_env()
         kwargs |= _calibrate(requests, spec, calibrate, api, kwargs, table, measure_output=calibrate_output)
-    return estimate_requests(requests, df.height, spec, table, rows_not_sent=not_sent, notes=notes, **kwargs)
+    return estimate_requests(requests, df.height, spec, table, rows_not_sent=unsent, notes=notes, **kwargs)
 
 
 def _calibrate(

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 from google.genai import types
 
+from polars_gemini.api import embed as _embed
 from polars_gemini.api import functions as _api
+from polars_gemini.api.embed import DEFAULT_MODEL
 from polars_gemini.api.functions import ConfigLike, PricesLike
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.prepare.media import INLINE_MEDIA_BYTES, MediaLike
@@ -190,6 +192,128 @@ class _GeminiNamespace:
         return _api.input_tokens(
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             check_model=check_model, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
+        )  # fmt: skip
+
+
+    def embed(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str = DEFAULT_MODEL,
+        task_type: str | None = None,
+        title: str | None = None,
+        output_dimensionality: int | None = None,
+        normalize: bool = True,
+        output: str = "embedding",
+        client: genai.Client | None = None,
+        mode: Literal["batch", "sync"] = "batch",
+        max_requests_per_job: int | None = None,
+        inline_limit_bytes: int | None = None,
+        file_limit_bytes: int | None = None,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        max_concurrency: int = 8,
+        progress: bool = True,
+        check_model: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        max_retries: int = 2,
+        keep_files: bool = False,
+        max_cost: float | None = None,
+        prices: PricesLike = None,
+        usage: bool = False,
+        retry: types.HttpRetryOptions | None = None,
+        max_active_jobs: int = MAX_ACTIVE_JOBS,
+        max_enqueued_tokens: int | None = None,
+        reuse_jobs: bool = True,
+        resubmit_lost: bool = False,
+        tokenizer: TokenizerLike = "auto",
+        timeout: float | None = None,
+    ) -> pl.DataFrame:
+        """Embed every row at batch price: the frame plus an `Array(Float32, dimensions)` column and its errors.
+
+        See `polars_gemini.embed` for every option.
+
+        >>> out = df.gemini.embed("{title}: {body}", output_dimensionality=768)  # doctest: +SKIP
+        """
+        return _embed.embed(
+            self._frame, template, model=model, task_type=task_type, title=title,
+            output_dimensionality=output_dimensionality, normalize=normalize, output=output, client=client, mode=mode,
+            max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
+            file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
+            max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
+            retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
+            reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer, timeout=timeout,
+        )  # fmt: skip
+
+    def submit_embed(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str = DEFAULT_MODEL,
+        task_type: str | None = None,
+        title: str | None = None,
+        output_dimensionality: int | None = None,
+        normalize: bool = True,
+        output: str = "embedding",
+        client: genai.Client | None = None,
+        mode: Literal["batch", "sync"] = "batch",
+        max_requests_per_job: int | None = None,
+        inline_limit_bytes: int | None = None,
+        file_limit_bytes: int | None = None,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        max_concurrency: int = 8,
+        progress: bool = True,
+        check_model: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        max_retries: int = 2,
+        keep_files: bool = False,
+        max_cost: float | None = None,
+        prices: PricesLike = None,
+        usage: bool = False,
+        retry: types.HttpRetryOptions | None = None,
+        max_active_jobs: int = MAX_ACTIVE_JOBS,
+        max_enqueued_tokens: int | None = None,
+        reuse_jobs: bool = True,
+        resubmit_lost: bool = False,
+        tokenizer: TokenizerLike = "auto",
+    ) -> Run:
+        """Submit the embedding jobs and return at once with a `Run` (see `polars_gemini.submit_embed`).
+
+        >>> run = df.gemini.submit_embed("{body}", task_type="CLUSTERING")  # doctest: +SKIP
+        """
+        return _embed.submit_embed(
+            self._frame, template, model=model, task_type=task_type, title=title,
+            output_dimensionality=output_dimensionality, normalize=normalize, output=output, client=client, mode=mode,
+            max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
+            file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
+            max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
+            retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
+            reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer,
+        )  # fmt: skip
+
+    def estimate_embed(
+        self,
+        template: str | pl.Expr,
+        *,
+        model: str = DEFAULT_MODEL,
+        task_type: str | None = None,
+        title: str | None = None,
+        output_dimensionality: int | None = None,
+        prices: PricesLike = None,
+        check_model: bool = True,
+        tokenizer: TokenizerLike = "auto",
+    ) -> Estimate:
+        """Tokens and USD of embedding every row at batch price, before anything is sent (see
+        `polars_gemini.estimate_embed`).
+
+        >>> df.gemini.estimate_embed("{title}: {body}")  # doctest: +SKIP
+        """
+        return _embed.estimate_embed(
+            self._frame, template, model=model, task_type=task_type, title=title,
+            output_dimensionality=output_dimensionality, prices=prices, check_model=check_model, tokenizer=tokenizer,
         )  # fmt: skip
 
 

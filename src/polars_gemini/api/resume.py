@@ -94,13 +94,14 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "model": spec.model, "template": template if isinstance(template, str) else None,
         "template_expr": None if isinstance(template, str) else _expr_json(template),
         "config": spec.config.model_dump(mode="json", exclude_none=True, exclude={"http_options"}),
+        "task": spec.task, "embed": spec.tail if spec.embeds else None,
         "nullable": _nullable_paths(field) if field is not None else None,
         "field": field_to_json(field) if field is not None else None,
         "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
         "estimate": run.estimate.to_dict() if run.estimate else None,
         "request_files": [str(Path(f).resolve().relative_to(root.resolve())) for f in run.plan.files],
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
-                    "keep_files": run.options.keep_files,
+                    "keep_files": run.options.keep_files, "normalize": run.options.normalize,
                     "limits": dataclasses.asdict(run.options.limits)},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
@@ -194,7 +195,7 @@ def resume(
         keep_files=saved["keep_files"] if keep_files is None else keep_files, limits=Limits(**saved["limits"]),
         poll_interval=poll_interval, max_poll_interval=max_poll_interval, max_concurrency=max_concurrency,
         progress=progress, usage=usage, retry=retry, max_active_jobs=max_active_jobs,
-        max_enqueued_tokens=max_enqueued_tokens, resubmit_lost=resubmit_lost,
+        max_enqueued_tokens=max_enqueued_tokens, resubmit_lost=resubmit_lost, normalize=saved.get("normalize", True),
     )  # fmt: skip
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")
@@ -247,7 +248,7 @@ def _spec(root: Path, manifest: dict[str, Any]) -> RequestSpec:
         dtype = read_parquet(root / "schema.parquet").schema["value"]
         field = _saved_field(root, manifest, dtype)
     config = types.GenerateContentConfig.model_validate(manifest["config"])
-    spec = build_spec_from_config(manifest["model"], config, field)
+    spec = build_spec_from_config(manifest["model"], config, field, manifest.get("embed"))
     if spec.fingerprint != manifest["request_fingerprint"]:
         raise CheckpointCorruptedError(
             f"{root / MANIFEST} does not reproduce its own request fingerprint (edited by hand, or written by an "

@@ -141,7 +141,7 @@ class Store:
         if not frames:
             schema = empty_results().schema
             return pl.DataFrame(schema={**schema, ATTEMPT: pl.Int32, JOB: pl.String})
-        return pl.concat(frames, how="vertical_relaxed")
+        return pl.concat(frames, how="diagonal_relaxed")  # embedding results add a column that errors lack
 
     def latest(self) -> pl.DataFrame:
         """The result that stands per key: the most recent answer if there is one, else the most recent error.

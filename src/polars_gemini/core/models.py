@@ -28,6 +28,9 @@ class ModelInfo:
     supports_batch: bool = True
     thinking_levels: tuple[tuple[str, int], ...] = ()  # Gemini 3: (level, expected thinking tokens per request)
     can_stop_thinking: bool = True  # whether thinking_budget=0 turns thinking off (2.5 Pro: it cannot)
+    embeds: bool = False  # an embedding model (embedContent, asyncBatchEmbedContent), not a generation model
+    embedding_dimensions: int = 0  # an embedding model's full output size (its default and maximum)
+    input_token_limit: int | None = None  # tokens per request the model reads (embedding models: per text)
 
     def level_tokens(self, level: str) -> int | None:
         """Expected thinking tokens per request at `level` ("minimal" ... "high"), None if the model has no levels."""
@@ -54,6 +57,10 @@ MODELS: dict[str, ModelInfo] = {
         _M("gemini-2.5-flash-lite", False, 0, 24_576),
         _M("gemini-2.0-flash", False, 0, 0, 8_192),
         _M("gemini-2.0-flash-lite", False, 0, 0, 8_192),
+        # ai.google.dev/gemini-api/docs/embeddings: 3,072 dimensions (768 and 1,536 recommended smaller sizes),
+        # 2,048 input tokens; batch embeddings since 2025-09 (developers.googleblog.com, "Gemini Batch API now
+        # supports Embeddings").
+        _M("gemini-embedding-001", False, 0, 0, 0, embeds=True, embedding_dimensions=3_072, input_token_limit=2_048),
     )
 }
 

@@ -12,6 +12,7 @@ ERROR = "error"
 ERROR_CODE = "error_code"
 FINISH = "finish_reason"
 USAGE = "usage"
+EMBEDDING = "embedding"  # embedding runs only: the vector, List(Float32) (an Array once its size is known)
 
 USAGE_DTYPE = pl.Struct(
     {
@@ -38,3 +39,12 @@ RESULT_SCHEMA: pl.Schema = pl.Schema(
 
 def empty_results() -> pl.DataFrame:
     return pl.DataFrame(schema=RESULT_SCHEMA)
+
+
+EMBED_WIRE: pl.Schema = pl.Schema(
+    {  # type: ignore[arg-type]
+        KEY: pl.String, "values": pl.List(pl.Float32), "tokens": pl.Int64, "code": pl.Int64, "message": pl.String,
+    }
+)
+"""Embedding results as the service layer hands them over (inline responses, sync calls): per request its key,
+vector or error (code and message), and token count."""

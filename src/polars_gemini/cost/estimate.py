@@ -98,7 +98,7 @@ def _usd(value: float | None) -> str:
 def input_token_exprs(spec: RequestSpec, exact: ExactTokenizer | None = None) -> tuple[pl.Expr, int]:
     """Per-request input tokens: an expression over the prompt column, and the constant part of every request
     (counted exactly with `exact`, else estimated)."""
-    constant = []
+    constant = [spec.tail["title"]] if spec.embeds and spec.tail.get("title") else []
     system = spec.tail.get("system_instruction")
     if system:
         constant += [p.get("text", "") for p in system.get("parts", [])]
@@ -163,6 +163,8 @@ class OutputGuess:
 
 def output_guess(spec: RequestSpec, expected_output_tokens: int | None, thinking_tokens: int | None) -> OutputGuess:
     """Expected answer and thinking tokens per request, and the per-request upper bound."""
+    if spec.embeds:  # an embedding is billed by its input tokens alone
+        return OutputGuess(0, 0, 0, ("embeddings: input tokens only (no output is billed)",))
     cfg: types.GenerateContentConfig = spec.config
     info = model_info(spec.model)
     notes: list[str] = []

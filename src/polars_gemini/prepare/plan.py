@@ -128,7 +128,8 @@ def run_id_for(plan: Plan, limits: Limits) -> str:
 def output_columns(spec: RequestSpec, output: str, prefix: str, usage: bool = False) -> list[str]:
     """Names of the columns a call adds: the answer (text mode) or one per schema field, the error column, and
     with `usage` the per-row token columns."""
-    tokens = [f"{output}_{kind}_tokens" for kind in ("input", "output", "thinking", "cached")] if usage else []
+    kinds = ("input",) if spec.embeds else ("input", "output", "thinking", "cached")
+    tokens = [f"{output}_{kind}_tokens" for kind in kinds] if usage else []
     if spec.field is None:
         return [output, f"{output}_error", *tokens]
     return [f"{prefix}{name}" for name, _ in spec.field.children] + [f"{output}_error", *tokens]

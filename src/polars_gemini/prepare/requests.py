@@ -38,14 +38,35 @@ _BATCH_ROWS = 20_000
 _MEDIA_BATCH_ROWS = 500
 
 
+GENERATE = "generate"
+EMBED = "embed"
+# The task types of EmbedContentRequest (ai.google.dev/api/embeddings#TaskType, checked 2026-12-01).
+TASK_TYPES = (
+    "TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY", "CLASSIFICATION",
+    "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RequestSpec:
-    """Everything shared by the requests of one call. `tail` is the request JSON after `contents`."""
+    """Everything shared by the requests of one call. `tail` is the request JSON after `contents` (after `content`
+    for an embedding request: `task_type`, `title`, `output_dimensionality`); `task` is `generate` or `embed`."""
 
     model: str
     config: types.GenerateContentConfig
     field: Field | None
     tail: dict[str, Any]
+    task: str = GENERATE
+
+    @property
+    def embeds(self) -> bool:
+        return self.task == EMBED
+
+    @property
+    def dimensions(self) -> int | None:
+        """The embedding size asked for (`output_dimensionality`), None for the model's default."""
+        value = self.tail.get("output_dimensionality")
+        return int(value) if value is not None else None
 
     @property
     def tail_json(self) -> str:
@@ -54,7 +75,10 @@ class RequestSpec:
     @property
     def fingerprint(self) -> str:
         """Stable hash of everything but the prompt: model, system instruction, config and schema."""
-        canonical = json.dumps({"model": self.model, "request": self.tail}, sort_keys=True, ensure_ascii=False)
+        identity: dict[str, Any] = {"model": self.model, "request": self.tail}
+        if self.embeds:  # generation keys stay what they were: only embedding requests name their task
+            identity["task"] = EMBED
+        canonical = json.dumps(identity, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -68,6 +92,8 @@ def build_spec(
 ) -> RequestSpec:
     """Validate the call's arguments locally and build its `RequestSpec`."""
     name = _check_model(model, check_model)
+    if check_model and MODELS[name].embeds:
+        raise ModelError(f"{model!r} is an embedding model: use embed() (df.gemini.embed) with it, not batch().")
     cfg = _to_config(config)
     field = to_field(schema) if schema is not None else None
     updates: dict[str, Any] = {}
@@ -90,6 +116,47 @@ def build_spec(
     return RequestSpec(name, cfg, field, _tail(cfg))
 
 
+def build_embed_spec(
+    model: str,
+    *,
+    task_type: str | None = None,
+    title: str | None = None,
+    output_dimensionality: int | None = None,
+    check_model: bool = True,
+) -> RequestSpec:
+    """Validate an embedding call's arguments locally and build its `RequestSpec` (`task="embed"`)."""
+    name = _check_model(model, check_model, kind="embedding")
+    info = MODELS.get(name)
+    if check_model and info is not None and not info.embeds:
+        raise ModelError(
+            f"{model!r} is a generation model; embeddings need an embedding model such as 'gemini-embedding-001'. "
+            "Use batch() to generate text with it."
+        )
+    tail: dict[str, Any] = {}
+    if task_type is not None:
+        upper = task_type.upper() if isinstance(task_type, str) else task_type
+        if upper not in TASK_TYPES:
+            raise ConfigurationError(f"task_type must be one of {', '.join(TASK_TYPES)}; got {task_type!r}.")
+        tail["task_type"] = upper
+    if title is not None:
+        if not isinstance(title, str) or not title:
+            raise ConfigurationError(f"title must be a non-empty string, got {title!r}.")
+        if tail.get("task_type") != "RETRIEVAL_DOCUMENT":
+            raise ConfigurationError("title= applies only with task_type='RETRIEVAL_DOCUMENT' (the API's rule).")
+        tail["title"] = title
+    if output_dimensionality is not None:
+        most = info.embedding_dimensions if info is not None and info.embeds else None
+        bad = isinstance(output_dimensionality, bool) or not isinstance(output_dimensionality, int)
+        if bad or output_dimensionality < 1 or (most is not None and output_dimensionality > most):
+            hint = f"1 to {most}" if most else ">= 1"
+            raise ConfigurationError(
+                f"output_dimensionality must be an integer {hint} (768, 1536 and 3072 are recommended); "
+                f"got {output_dimensionality!r}."
+            )
+        tail["output_dimensionality"] = output_dimensionality
+    return RequestSpec(name, types.GenerateContentConfig(), None, tail, EMBED)
+
+
 def _check_limits(cfg: types.GenerateContentConfig) -> None:
     """Generation limits that can only be wrong: refused before anything is sent (the service would bill a job of
     MAX_TOKENS errors, and a negative bound would blind the budget guard)."""
@@ -100,12 +167,13 @@ def _check_limits(cfg: types.GenerateContentConfig) -> None:
         raise ConfigurationError(f"thinking_budget must be -1 (dynamic), 0 (off) or more, got {budget}.")
 
 
-def _check_model(model: str, check: bool) -> str:
+def _check_model(model: str, check: bool, kind: str = "generation") -> str:
+    example = "gemini-embedding-001" if kind == "embedding" else "gemini-2.5-flash"
     if not isinstance(model, str) or not model.strip():
-        raise ModelError(f"model must be a model name such as 'gemini-2.5-flash', got {model!r}.")
+        raise ModelError(f"model must be a model name such as {example!r}, got {model!r}.")
     name = normalize_model(model.strip())
     if check and name not in MODELS:
-        known = ", ".join(sorted(MODELS))
+        known = ", ".join(sorted(m.name for m in MODELS.values() if m.embeds == (kind == "embedding")))
         raise ModelError(
             f"Unknown model {model!r}. Known models: {known}. Hint: check the spelling; for a model newer than "
             "this library, pass check_model=False."
@@ -185,6 +253,8 @@ def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec, parts: pl.DataFrame 
     """
     media = parts is not None and parts.height > 0
     tail = spec.tail_json[1:-1]
+    if spec.embeds:
+        return _encode_embed_jsonl(requests, tail)
 
     def columns(batch_parts: pl.DataFrame | None) -> list[pl.Expr]:
         text = pl.struct(pl.col(PROMPT).alias("text")).struct.json_encode()
@@ -214,6 +284,36 @@ def encode_jsonl(requests: pl.DataFrame, spec: RequestSpec, parts: pl.DataFrame 
     return buf.getvalue()
 
 
+def _encode_embed_jsonl(requests: pl.DataFrame, tail: str) -> bytes:
+    """Embedding request lines `{"key":..,"request":{"content":{"parts":[{"text":..}]},<tail>}}`, as in Google's
+    own sample (proto names: `task_type`, `output_dimensionality`); laid out as `encode_jsonl` does."""
+    text = pl.struct(pl.col(PROMPT).alias("text")).struct.json_encode()
+    columns = [
+        pl.concat_str(pl.lit('{"key":"'), pl.col(KEY), pl.lit('"')).alias("k"),
+        pl.concat_str(pl.lit('"request":{"content":{"parts":['), text, pl.lit("]}" + ("" if tail else "}}"))),
+        *([pl.lit(tail + "}}").alias("t")] if tail else []),
+    ]
+    buf = io.BytesIO()
+    for start in range(0, requests.height, _BATCH_ROWS):  # batches, not rows: see _BATCH_ROWS
+        requests.slice(start, _BATCH_ROWS).select(columns).write_csv(
+            buf, include_header=False, separator=",", quote_style="never"
+        )
+    return buf.getvalue()
+
+
+def inline_embed_requests(requests: pl.DataFrame, spec: RequestSpec) -> list[dict[str, Any]]:
+    """The REST `InlinedEmbedContentRequest`s of an inline embedding job, each with its key in `metadata`.
+
+    The SDK's `batches.create_embeddings` takes contents without per-request metadata, so results could only be
+    matched by position; the REST API takes `metadata` per request and echoes it in each response, so they are
+    matched by key, as every other result. Bounded like `inline_requests` (the inline transport's limits).
+    """
+    return [
+        {"request": {"content": {"parts": [{"text": prompt}]}, **spec.tail}, "metadata": {KEY: key}}
+        for key, prompt in requests.select(KEY, PROMPT).iter_rows()
+    ]
+
+
 def inline_requests(
     requests: pl.DataFrame, spec: RequestSpec, parts: pl.DataFrame | None = None
 ) -> list[types.InlinedRequest]:
@@ -241,6 +341,11 @@ def line_overhead(spec: RequestSpec) -> int:
     return len(encode_jsonl(pl.DataFrame({KEY: ["0" * 32], PROMPT: [""]}), spec))
 
 
-def build_spec_from_config(model: str, config: types.GenerateContentConfig, field: Field | None) -> RequestSpec:
-    """A spec from an already merged config (as saved in a checkpoint manifest)."""
+def build_spec_from_config(
+    model: str, config: types.GenerateContentConfig, field: Field | None, embed: Mapping[str, Any] | None = None
+) -> RequestSpec:
+    """A spec from an already merged config (as saved in a checkpoint manifest); `embed`: an embedding spec's
+    tail (`task_type`, `title`, `output_dimensionality`)."""
+    if embed is not None:
+        return RequestSpec(normalize_model(model), types.GenerateContentConfig(), None, dict(embed), EMBED)
     return RequestSpec(normalize_model(model), config, field, _tail(config))

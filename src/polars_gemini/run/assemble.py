@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 import polars as pl
 
-from polars_gemini.core.result_columns import ERROR, LINE, TEXT
+from polars_gemini.core.result_columns import EMBEDDING, ERROR, LINE, TEXT
 from polars_gemini.prepare.plan import SKIP, Plan
 from polars_gemini.prepare.requests import KEY
 from polars_gemini.prepare.schema import Field, check_names
@@ -53,6 +53,37 @@ def answer_columns(plan: Plan, by_request: pl.DataFrame, output: str, prefix: st
             )
         )
         answers = _unnest(both.get_column("value"), field, prefix).hstack([both.get_column(ERROR).alias(error_col)])
+    return answers.insert_column(0, by_request.get_column(KEY).alias(_fresh("__pg_key", answers.columns)))
+
+
+def embedding_columns(by_request: pl.DataFrame, output: str, dimensions: int | None, normalize: bool) -> pl.DataFrame:
+    """The embedding column, `Array(Float32, dimensions)`, and the error column per request (key first, as
+    `answer_columns` gives them).
+
+    With `normalize`, each vector is scaled to unit length (the service normalizes only full-size vectors; a
+    truncated one is a prefix of it). All whole-column work: one cast from the lists, one norm per row.
+    `dimensions` None (a model this library does not know): the size the vectors came back with.
+    """
+    error_col = f"{output}_error"
+    lists = by_request.get_column(EMBEDDING) if EMBEDDING in by_request.columns else None
+    if lists is None:
+        lists = pl.Series(EMBEDDING, [None] * by_request.height, dtype=pl.List(pl.Float32))
+    if dimensions is None:
+        sizes = lists.list.len().drop_nulls()
+        dimensions = int(sizes.mode().sort().item(0)) if sizes.len() else 0
+    ok = by_request.get_column(ERROR).is_null() & (lists.list.len() == dimensions).fill_null(False)
+    vectors = pl.DataFrame({"v": lists, "ok": ok}).select(
+        pl.when(pl.col("ok")).then(pl.col("v")).cast(pl.Array(pl.Float32, dimensions)).alias("v")
+    )
+    if normalize:
+        v = pl.col("v")
+        norm = (v * v).arr.sum().sqrt()
+        vectors = vectors.select(pl.when(norm > 0).then(v / norm).otherwise(v).alias("v"))
+    wrong = pl.format("the embedding has {} values, not {}", pl.col("n"), pl.lit(dimensions))
+    errors = pl.DataFrame({"e": by_request.get_column(ERROR), "ok": ok, "n": lists.list.len()}).select(
+        pl.coalesce(pl.col("e"), pl.when(~pl.col("ok") & pl.col("n").is_not_null()).then(wrong)).alias(error_col)
+    )
+    answers = pl.DataFrame([vectors.get_column("v").alias(output), errors.get_column(error_col)])
     return answers.insert_column(0, by_request.get_column(KEY).alias(_fresh("__pg_key", answers.columns)))
 
 

@@ -4,6 +4,7 @@ result collection, and assembly. State lives in a `Store` (in memory, or a check
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 import time
 import uuid
@@ -20,25 +21,29 @@ from google.genai import types
 from polars_gemini.checkpoint.files import JobRecord
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import APIError, GeminiBatchWarning, MissingAPIKeyError, RunTimeoutError
+from polars_gemini.core.models import model_info
 from polars_gemini.core.result_columns import ERROR, ERROR_CODE, TEXT
 from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.prepare.plan import Limits, Plan, shard
-from polars_gemini.prepare.requests import KEY, NBYTES, encode_jsonl, inline_requests
+from polars_gemini.prepare.requests import KEY, NBYTES, encode_jsonl, inline_embed_requests, inline_requests
 from polars_gemini.run import media as _media
-from polars_gemini.run.assemble import answer_columns, join_rows, per_request
+from polars_gemini.run.assemble import answer_columns, embedding_columns, join_rows, per_request
 from polars_gemini.run.decode import decode_answers
 from polars_gemini.run.results import (
     GONE_CODE,
     JOB_STATE_CODES,
     MISSING_CODE,
     RETRYABLE_CODES,
+    embed_results,
+    keyed_by_position,
+    parse_embed_file,
     parse_results,
     split_lines,
     synthetic_errors,
 )
 from polars_gemini.service import gemini as _client
-from polars_gemini.service.responses import inline_lines
+from polars_gemini.service.responses import inline_embed_frame, inline_lines
 
 if TYPE_CHECKING:
     from google import genai
@@ -73,6 +78,7 @@ class RunOptions:
     max_enqueued_tokens: int | None = None
     reuse_jobs: bool = True
     resubmit_lost: bool = False
+    normalize: bool = True  # embedding runs: vectors scaled to unit length
 
 
 @dataclass(frozen=True)
@@ -318,17 +324,22 @@ class Run:
 
     def _create(self, job: JobRecord) -> None:
         src: Any
+        spec = self.plan.spec
         if job.transport == "inline":
             prompts = self.plan.prompts(self.store.job_keys(job))
-            src = inline_requests(prompts, self.plan.spec, self.media_parts(prompts))
+            if spec.embeds:
+                src = inline_embed_requests(prompts, spec)
+            else:
+                src = inline_requests(prompts, spec, self.media_parts(prompts))
         else:
             if job.input_file is None:
                 with _UPLOADS:  # bounds the request files held in memory at once
                     self.store.update(job, input_file=self._upload(job))
             src = job.input_file
         self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
+        create = _client.create_embed_job if spec.embeds else _client.create_job
         try:
-            snap = _client.create_job(self._api(), self.plan.spec.model, src, job.display_name, self.options.retry)
+            snap = create(self._api(), spec.model, src, job.display_name, self.options.retry)
         except _client.CreateOutcomeUnknown:
             return  # stays CREATING: the next step looks it up again (`_recover`), never creates it blindly
         except APIError as exc:
@@ -427,20 +438,24 @@ class Run:
             results = results.unique(subset=KEY, keep="first", maintain_order=True)
             missing = keys.head(0) if job.adopted else keys.filter(~keys.is_in(results.get_column(KEY).implode()))
             message = f"no result was returned for this request by job {job.name}"
-            results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)])
+            results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)], how="diagonal_relaxed")
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
         if job.input_file and not self.options.keep_files:
             _client.delete_file(self._api(), job.input_file, self.options.retry)
 
-    def _decoded(self, results: pl.DataFrame) -> pl.Series:
+    def _decoded(self, results: pl.DataFrame) -> pl.Series | None:
         """The answers as the caller will get them: typed values in schema mode (null where invalid), else text."""
         text = results.get_column(TEXT)
+        if self.plan.spec.embeds:
+            return None  # the vectors are in the results themselves
         if self.plan.spec.field is None:
             return text
         decoded = decode_answers(text, self.plan.spec.field)
         return decoded.select(pl.when(pl.col("problem").is_null()).then(pl.col("value"))).to_series()
 
     def _download(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
+        if self.plan.spec.embeds:
+            return self._download_embeddings(job, snap)
         if snap.inlined is not None:
             lines = inline_lines(snap.inlined)
         else:
@@ -458,6 +473,38 @@ class Run:
                 stacklevel=2,
             )
         return results
+
+    def _download_embeddings(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
+        """An embedding job's vectors: inline responses (keyed by their echoed metadata), or the results file
+        streamed to disk and read from there, never whole in memory as text."""
+        dims = self.dimensions()
+        inlined = snap.inlined_embed if snap.inlined_embed is not None else snap.inlined
+        if inlined is not None:
+            wire = keyed_by_position(inline_embed_frame(inlined), self.store.job_keys(job))
+            return embed_results(wire, dims)
+        assert snap.result_file is not None
+        self.store.update(job, result_file=snap.result_file)
+        with tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
+            path = Path(tmp) / "results.jsonl"
+            _client.download_to(self._api(), snap.result_file, path, job.name or job.display_name, self.options.retry)
+            results, unreadable = parse_embed_file(path, f"job {job.name}", dims)
+        if unreadable:
+            self.store.update(job, unreadable_lines=unreadable)
+            warnings.warn(
+                f"{unreadable} result line(s) of job {job.name} could not be read (truncated or not JSON); their "
+                "requests get an error and are retried like any missing result.",
+                GeminiBatchWarning,
+                stacklevel=2,
+            )
+        return results
+
+    def dimensions(self) -> int | None:
+        """An embedding run's vector size: the one asked for, else the model's full size (None if unknown)."""
+        spec = self.plan.spec
+        if spec.dimensions is not None:
+            return spec.dimensions
+        info = model_info(spec.model)
+        return info.embedding_dimensions if info is not None and info.embeds else None
 
     @property
     def done(self) -> bool:
@@ -533,9 +580,13 @@ class Run:
         if not self.done:
             self.wait(timeout)
         by_request = per_request(self.plan, self.store.latest())
-        answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
+        if self.plan.spec.embeds:
+            answers = embedding_columns(by_request, self.options.output, self.dimensions(), self.options.normalize)
+        else:
+            answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
         if self.options.usage:
-            answers = answers.hstack(by_request.select(usage_columns(self.options.output)))
+            tokens = usage_columns(self.options.output)
+            answers = answers.hstack(by_request.select(tokens[:1] if self.plan.spec.embeds else tokens))
         frame = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
         return join_rows(frame, self.plan, answers, self.options.output)
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import polars as pl
 
 from polars_gemini.core.json_columns import json_decode_tolerant, spread
 from polars_gemini.core.result_columns import (
+    EMBEDDING,
     ERROR,
     ERROR_CODE,
     FINISH,
@@ -21,6 +23,7 @@ from polars_gemini.core.result_columns import (
     TEXT,
     USAGE,
     USAGE_DTYPE,
+    empty_results,
 )
 
 _STATUS = pl.Struct({"code": pl.Int64, "message": pl.String, "status": pl.String})
@@ -164,3 +167,108 @@ def synthetic_errors(keys: pl.Series, code: int, message: str) -> pl.DataFrame:
         pl.lit(None, USAGE_DTYPE).alias(USAGE),
         line.alias(LINE),
     )
+
+
+# -- embeddings ---------------------------------------------------------------------------------------------------
+
+_EMBED_LINE: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "metadata": pl.Struct({"key": pl.String}),
+    # tokenCount is an int64, which proto JSON writes as a string ("1"); read as text, it takes both forms.
+    "response": pl.Struct({"tokenCount": pl.String, "embedding": pl.Struct({"values": pl.List(pl.Float32)})}),
+    "error": _STATUS,
+    "status": _STATUS,
+}
+
+
+def parse_embed_file(path: Path, where: str, dimensions: int | None) -> tuple[pl.DataFrame, int]:
+    """An embedding job's results file: (results with an `embedding` column, lines that could not be read).
+
+    Read by Polars' NDJSON reader straight from disk into Float32 lists (streaming, in parallel): no line is ever a
+    Python string, no value a Python float. A file with a broken line is read again line by line, tolerantly
+    (`parse_results`' rules: a readable key gets an error, a line without one is counted and its key retried).
+    """
+    try:
+        lines = pl.scan_ndjson(path, schema=_EMBED_LINE).collect(engine="streaming")
+    except pl.exceptions.PolarsError:
+        return _parse_embed_tolerant(split_lines(path.read_bytes()), where, dimensions)
+    return embed_results(_wire(lines), dimensions), 0
+
+
+def _wire(lines: pl.DataFrame) -> pl.DataFrame:
+    """Decoded result lines (`_EMBED_LINE`) in the service layer's embedding shape (`EMBED_WIRE`)."""
+    status = pl.coalesce(pl.col("error"), pl.col("status"))
+    response = pl.col("response")
+    return lines.select(
+        pl.coalesce(pl.col("key"), pl.col("metadata").struct.field("key")).alias(KEY),
+        response.struct.field("embedding").struct.field("values").alias("values"),
+        response.struct.field("tokenCount").cast(pl.Int64, strict=False).alias("tokens"),
+        status.struct.field("code").alias("code"),
+        status.struct.field("message").alias("message"),
+    )
+
+
+def _parse_embed_tolerant(lines: pl.Series, where: str, dimensions: int | None) -> tuple[pl.DataFrame, int]:
+    decoded, problems = json_decode_tolerant(lines, pl.Struct(_EMBED_LINE))
+    frame = pl.DataFrame({LINE: lines, "p": decoded, "bad": problems.is_not_null()})
+    broken = frame.filter(pl.col("bad")).select(
+        pl.coalesce(pl.col(LINE).str.json_path_match("$.key"), pl.col(LINE).str.json_path_match("$.metadata.key"))
+    ).to_series()
+    message = f"the result line for this request from {where} could not be read (it has no response's shape)"
+    shaped = synthetic_errors(broken.drop_nulls().unique(maintain_order=True), UNREADABLE_CODE, message)
+    good = _wire(frame.filter(~pl.col("bad")).select(pl.col("p").struct.unnest()))
+    return pl.concat([embed_results(good, dimensions), shaped], how="diagonal_relaxed"), int(broken.null_count())
+
+
+def embed_results(wire: pl.DataFrame, dimensions: int | None) -> pl.DataFrame:
+    """Embedding results (`EMBED_WIRE`) as the results table plus `embedding`: the vector where there is one, else
+    an error. A vector of the wrong size (`dimensions`, when known) or with no values is the service's fault: an
+    error with a retryable code, never a short vector in the output."""
+    values = pl.col("values")
+    size = values.list.len()
+    wrong = (size != dimensions) if dimensions is not None else pl.lit(False)
+    failure = pl.format("request failed (code {}): {}", pl.col("code").cast(pl.String).fill_null("?"),
+                        pl.col("message").fill_null(""))  # fmt: skip
+    error = (
+        pl.when(pl.col("code").is_not_null() | pl.col("message").is_not_null())
+        .then(failure)
+        .when(values.is_null())
+        .then(pl.lit("result line has neither an embedding nor an error"))
+        .when(size == 0)
+        .then(pl.lit("the embedding has no values"))
+        .when(wrong)
+        .then(pl.format("the embedding has {} values, {} were asked for", size, pl.lit(dimensions)))
+    )
+    failed = error.is_not_null()
+    code = pl.coalesce(pl.col("code"), pl.when(failed).then(pl.lit(UNREADABLE_CODE)))
+    usage = pl.struct(
+        pl.col("tokens").alias("promptTokenCount"),
+        *(pl.lit(None, pl.Int64).alias(f) for f in ("candidatesTokenCount", "thoughtsTokenCount",
+                                                     "cachedContentTokenCount", "toolUsePromptTokenCount")),
+        pl.col("tokens").alias("totalTokenCount"),
+    )  # fmt: skip
+    out = wire.select(
+        pl.col(KEY),
+        pl.lit(None, pl.String).alias(TEXT),
+        error.alias(ERROR),
+        code.cast(pl.Int64).alias(ERROR_CODE),
+        pl.lit(None, pl.String).alias(FINISH),
+        pl.when(pl.col("tokens").is_not_null()).then(usage).alias(USAGE),
+        pl.lit(None, pl.String).alias(LINE),  # the raw line would repeat the vector as text: not kept
+        pl.when(failed.not_()).then(values).alias(EMBEDDING),
+    )
+    return out.cast({USAGE: USAGE_DTYPE})
+
+
+def keyed_by_position(wire: pl.DataFrame, keys: pl.Series) -> pl.DataFrame:
+    """Inline embedding results that came back without their `metadata` (a service that echoes none) keyed by
+    position, which only the count can vouch for: with any key echoed, or a different count, they stay as they are
+    (keyless rows match nothing, so their requests are reported missing and retried)."""
+    if wire.height != keys.len() or wire.get_column(KEY).null_count() != wire.height:
+        return wire
+    return wire.with_columns(keys.alias(KEY))
+
+
+def empty_embed_results() -> pl.DataFrame:
+    return empty_results().with_columns(pl.lit(None, pl.List(pl.Float32)).alias(EMBEDDING))
+

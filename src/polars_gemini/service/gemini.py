@@ -16,10 +16,12 @@ unreachable; never the API key.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -31,6 +33,7 @@ from google import genai
 from google.genai import errors, types
 
 from polars_gemini.core.errors import APIError, MissingAPIKeyError
+from polars_gemini.core.models import normalize_model
 
 T = TypeVar("T")
 
@@ -156,6 +159,7 @@ class JobSnapshot:
     inlined: list[types.InlinedResponse] | None
     error_code: int | None = None
     created: datetime | None = None
+    inlined_embed: list[types.InlinedEmbedContentResponse] | None = None
 
     @property
     def done(self) -> bool:
@@ -167,7 +171,7 @@ class JobSnapshot:
 
     @property
     def results_ready(self) -> bool:
-        return self.result_file is not None or self.inlined is not None
+        return self.result_file is not None or self.inlined is not None or self.inlined_embed is not None
 
 
 def _snapshot(job: types.BatchJob) -> JobSnapshot:
@@ -183,7 +187,20 @@ def _snapshot(job: types.BatchJob) -> JobSnapshot:
         inlined=dest.inlined_responses if dest and dest.inlined_responses is not None else None,
         error_code=job.error.code if job.error else None,
         created=job.create_time,
+        inlined_embed=dest.inlined_embed_content_responses if dest else None,
     )
+
+
+def _operation_snapshot(body: str) -> JobSnapshot:
+    """A job from the raw JSON of a create reply (a long-running operation whose metadata is the batch), read as
+    the SDK's `_BatchJob_from_mldev` reads it: name, display name, state (`BATCH_STATE_X` is `JOB_STATE_X`)."""
+    operation = json.loads(body or "{}")
+    meta = operation.get("metadata") or {}
+    state = str(meta.get("state") or "UNSPECIFIED").removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_")
+    created = meta.get("createTime")
+    when = datetime.fromisoformat(created.replace("Z", "+00:00")) if isinstance(created, str) else None
+    return JobSnapshot(str(operation.get("name") or ""), meta.get("displayName"), state, None, None, None,
+                       created=when)  # fmt: skip
 
 
 def upload_jsonl(
@@ -212,13 +229,54 @@ def create_job(
     A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once; when even the look-up fails,
     `CreateOutcomeUnknown` says so (the job may exist: look it up again later, never create it blindly).
     """
-    config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once())
+
+    def send() -> JobSnapshot:
+        config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once())
+        return _snapshot(client.batches.create(model=model, src=src, config=config))
+
+    return _create_once(client, send, display_name, retry)
+
+
+def create_embed_job(
+    client: genai.Client,
+    model: str,
+    src: str | list[dict[str, Any]],
+    display_name: str,
+    retry: types.HttpRetryOptions | None = None,
+) -> JobSnapshot:
+    """Create an embedding batch job (`asyncBatchEmbedContent`), sent once as `create_job` is.
+
+    `src` is an uploaded request file's name (sent through the SDK's `batches.create_embeddings`), or inline
+    `InlinedEmbedContentRequest`s with a key in each one's `metadata` (`prepare.requests.inline_embed_requests`):
+    the SDK has no field for per-request metadata, so those go as the REST body through the SDK's own client.
+    """
+
+    def send() -> JobSnapshot:
+        if isinstance(src, str):
+            config = types.CreateEmbeddingsBatchJobConfig(display_name=display_name, http_options=_once())
+            with warnings.catch_warnings():  # "batches.create_embeddings() is experimental"
+                warnings.filterwarnings("ignore", message=r".*create_embeddings\(\) is experimental")
+                source = types.EmbeddingsBatchJobSource(file_name=src)
+                return _snapshot(client.batches.create_embeddings(model=model, src=source, config=config))
+        body: dict[str, object] = {
+            "batch": {"display_name": display_name, "input_config": {"requests": {"requests": src}}}
+        }
+        path = f"models/{normalize_model(model)}:asyncBatchEmbedContent"
+        return _operation_snapshot(client._api_client.request("post", path, body, _once()).body or "")
+
+    return _create_once(client, send, display_name, retry)
+
+
+def _create_once(
+    client: genai.Client, send: Callable[[], JobSnapshot], display_name: str, retry: types.HttpRetryOptions | None
+) -> JobSnapshot:
+    """`send()` (a create), never re-sent blindly: see `create_job`."""
     what = f"Creating batch job {display_name}"
     attempts = max((retry or RETRY).attempts or 1, 1)
     for attempt in range(1, attempts + 1):
         since = datetime.now(timezone.utc) - _CLOCK_SKEW  # a job of that name created before this attempt is not it
         try:
-            return _snapshot(client.batches.create(model=model, src=src, config=config))
+            return send()
         except (errors.APIError, *TRANSPORT_ERRORS) as exc:  # type: ignore[misc]  # a tuple built at import
             if not is_transient(exc) or (isinstance(exc, errors.APIError) and exc.code == 429):
                 raise as_api_error(what, exc) from None
@@ -317,6 +375,27 @@ def download(client: genai.Client, file_name: str, job: str, retry: types.HttpRe
     return data or b""
 
 
+def download_to(
+    client: genai.Client, file_name: str, path: Path, job: str, retry: types.HttpRetryOptions | None = None
+) -> None:
+    """Stream a results file to `path` (written whole or not at all): an embedding job's results are mostly
+    vectors, gigabytes of JSON that never need to be in memory at once."""
+    what = f"Downloading the results of {job} ({file_name})"
+    partial = path.with_name(f".{path.name}.part")
+
+    def fetch() -> None:
+        with partial.open("wb") as out:
+            config = types.DownloadFileConfig(http_options=_once())
+            if "destination" in inspect.signature(client.files.download).parameters:
+                client.files.download(file=file_name, config=config, destination=out)
+            else:  # google-genai before streamed downloads
+                out.write(client.files.download(file=file_name, config=config) or b"")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    retrying(what, fetch, retry)
+    os.replace(partial, path)
+
+
 def delete_file(client: genai.Client, file_name: str, retry: types.HttpRetryOptions | None = None) -> None:
     """Delete an input file; one already gone (expired, or deleted by a retry whose first reply was lost) is fine.
     The service answers 403 PERMISSION_DENIED ("... or it may not exist") for a file it no longer has."""
@@ -406,3 +485,17 @@ def generate(
         lambda: client.models.generate_content(model=model, contents=prompt, config=cfg),
         retry,
     )
+
+
+def embed_contents(
+    client: genai.Client, model: str, texts: list[str], tail: Mapping[str, Any], retry: types.HttpRetryOptions | None
+) -> list[list[float]]:
+    """Synchronous embeddings of `texts` (one `batchEmbedContents` call through the SDK's `models.embed_content`,
+    standard price), in order; `tail`: the embedding spec's `task_type`, `title`, `output_dimensionality`."""
+    config = types.EmbedContentConfig(**dict(tail), http_options=_once())
+
+    def call() -> list[list[float]]:
+        response = client.models.embed_content(model=model, contents=list(texts), config=config)
+        return [list(e.values or []) for e in response.embeddings or []]
+
+    return retrying(f"Embedding {len(texts)} texts with {model}", call, retry)

@@ -14,7 +14,7 @@ from google import genai
 from google.genai import types
 
 from polars_gemini.core.errors import APIError
-from polars_gemini.core.result_columns import LINE
+from polars_gemini.core.result_columns import EMBED_WIRE, LINE
 from polars_gemini.prepare.media import sdk_parts
 from polars_gemini.prepare.plan import Plan
 from polars_gemini.prepare.requests import KEY, PROMPT
@@ -56,3 +56,42 @@ def run_sync(
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
         lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc="gemini sync", disable=not progress))
     return pl.Series(LINE, lines, dtype=pl.String)
+
+
+EMBED_CALL_TEXTS = 100  # texts per batchEmbedContents call (the API's limit per call)
+
+
+def run_embed_sync(
+    plan: Plan,
+    client: genai.Client,
+    max_concurrency: int,
+    progress: bool,
+    retry: types.HttpRetryOptions | None = None,
+) -> pl.DataFrame:
+    """Embeddings of every request of `plan` (`EMBED_WIRE`), `EMBED_CALL_TEXTS` texts per call, calls in parallel.
+    A call that fails for good records its error on each of its texts; the other calls' vectors are kept. The
+    Developer API reports no token counts here (`tokens` is null)."""
+    from tqdm.auto import tqdm
+
+    requests = plan.requests.select(KEY, PROMPT)
+    chunks = [requests.slice(i, EMBED_CALL_TEXTS) for i in range(0, requests.height, EMBED_CALL_TEXTS)]
+
+    def one(chunk: pl.DataFrame) -> pl.DataFrame:
+        keys = chunk.get_column(KEY)
+        try:
+            vectors = _client.embed_contents(client, plan.spec.model, chunk.get_column(PROMPT).to_list(),
+                                             plan.spec.tail, retry)  # fmt: skip
+        except APIError as exc:
+            if exc.code in _FATAL:
+                raise
+            data = {KEY: keys, "code": [exc.code] * len(keys), "message": [str(exc)] * len(keys)}
+            return pl.DataFrame(data).with_columns(pl.lit(None, pl.List(pl.Float32)).alias("values"))
+        if len(vectors) != len(keys):  # the service's fault: these texts get no vector, and are retried
+            message = f"the service returned {len(vectors)} embeddings for {len(keys)} texts"
+            return pl.DataFrame({KEY: keys, "code": [13] * len(keys), "message": [message] * len(keys)})
+        return pl.DataFrame({KEY: keys, "values": pl.Series(vectors, dtype=pl.List(pl.Float32))})
+
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+        parts = list(tqdm(pool.map(one, chunks), total=len(chunks), desc="gemini embed", disable=not progress))
+    empty = pl.DataFrame(schema=EMBED_WIRE)
+    return pl.concat([empty, *parts], how="diagonal_relaxed").select(EMBED_WIRE.names()).cast(EMBED_WIRE)

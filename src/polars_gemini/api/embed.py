@@ -1,0 +1,239 @@
+"""Embeddings at batch price: `embed`, `submit_embed` and `estimate_embed`, the embedding twins of `batch`, `submit`
+and `estimate`.
+
+The same contract as generation: one request per distinct text, keyed by a hash of the request, every row back once
+and in order, with its vector in an `Array(Float32, dimensions)` column or a value in `{output}_error`. Jobs go
+through the Batch API's `asyncBatchEmbedContent` (inline or an uploaded JSONL file), are created once, resumed from
+checkpoints and retried in rounds; `mode="sync"` embeds small frames at once through `batchEmbedContents` at
+standard price.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import polars as pl
+from google.genai import types
+
+from polars_gemini.api import functions as _functions
+from polars_gemini.api.options import check_options
+from polars_gemini.api.resume import open_run
+from polars_gemini.core.errors import RunTimeoutError
+from polars_gemini.cost.estimate import Estimate, estimate_requests
+from polars_gemini.cost.prices import as_price_table
+from polars_gemini.prepare.plan import Limits, check_clash, check_length, make_plan, output_columns, run_id_for
+from polars_gemini.prepare.requests import PROMPT, RequestSpec, build_embed_spec
+from polars_gemini.prepare.template import column, prompt_exprs
+from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
+from polars_gemini.run.results import embed_results
+from polars_gemini.service import gemini as _client
+from polars_gemini.service.sync import run_embed_sync
+from polars_gemini.tokens.exact import TokenizerLike, load_tokenizer
+
+if TYPE_CHECKING:
+    from google import genai
+
+FrameLike = pl.DataFrame | pl.LazyFrame
+DEFAULT_MODEL = "gemini-embedding-001"
+# Inline embedding jobs are capped by the size of their answer: every vector comes back inside one `batches.get`
+# reply. A million values (about 12 MB of JSON) is 325 full-size (3,072) vectors or 1,000 of 768.
+INLINE_EMBED_VALUES = 1_000_000
+
+
+def submit_embed(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str = DEFAULT_MODEL,
+    task_type: str | None = None,
+    title: str | None = None,
+    output_dimensionality: int | None = None,
+    normalize: bool = True,
+    output: str = "embedding",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: _functions.PricesLike = None,
+    usage: bool = False,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
+    tokenizer: TokenizerLike = "auto",
+) -> Run:
+    """Embed `template` rendered for every distinct row as batch jobs, and return at once with a `Run`.
+
+    `template` is a template string (`"{title}: {body}"`), a column name (`"body"`) or an expression, as for
+    `submit`. `task_type` is one of the API's task types (`RETRIEVAL_DOCUMENT`, `RETRIEVAL_QUERY`,
+    `SEMANTIC_SIMILARITY`, `CLASSIFICATION`, `CLUSTERING`, `QUESTION_ANSWERING`, `FACT_VERIFICATION`,
+    `CODE_RETRIEVAL_QUERY`); `title` goes with `RETRIEVAL_DOCUMENT` only. `output_dimensionality` truncates the
+    vectors (768, 1536 or 3072 for gemini-embedding-001, its default being 3072); `normalize=True` scales every vector
+    to unit length, which the service does for full-size vectors only. The other options are `submit`'s.
+
+    >>> run = polars_gemini.submit_embed(df, "{title}: {body}", output_dimensionality=768)  # doctest: +SKIP
+    >>> out = run.result()  # doctest: +SKIP
+    """
+    check_options(dict(locals()))  # first statement: the arguments, exactly as given
+    spec = build_embed_spec(model, task_type=task_type, title=title, output_dimensionality=output_dimensionality,
+                            check_model=check_model)  # fmt: skip
+    check_clash(frame.collect_schema().names(), output_columns(spec, output, "", usage))
+    limits = _limits(spec, max_requests_per_job, inline_limit_bytes, file_limit_bytes)
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    template = _as_template(template, df.collect_schema())
+    plan = make_plan(df, template, spec, limits)
+    table = as_price_table(prices)
+    est = estimate_requests(plan.requests, plan.rows.height, spec, table, exact=load_tokenizer(tokenizer, spec.model),
+                            rows_not_sent=_functions.not_sent(plan))  # fmt: skip
+    _functions.check_budget(est, max_cost)
+    options = RunOptions(
+        output, "", poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
+        usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost, normalize,
+    )  # fmt: skip
+    if client is None and plan.requests.height == 0 and checkpoint is None:
+        return Run(df, plan, None, options, estimate=est)  # nothing to send: no client needed
+    client = client or _client.client_from_env()
+    if checkpoint is not None:
+        run = open_run(Path(checkpoint), df, plan, template, client, options, est)
+    else:
+        run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
+        run = Run(df, plan, client, options, run_id=run_id, estimate=est)
+    if resubmit_lost:
+        run.extra_rounds = 1
+    try:
+        if mode == "sync":
+            wire = run_embed_sync(plan, client, max_concurrency, progress, retry)
+            run.store.add_results(_functions.sync_job(run), embed_results(wire, run.dimensions()))
+            return run
+        return _functions.submit_or_explain(run)
+    except BaseException:
+        run.close()  # a failed submit never keeps the checkpoint locked
+        raise
+    finally:
+        if not _functions.in_batch_call():
+            run.store.opened()
+
+
+def embed(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str = DEFAULT_MODEL,
+    task_type: str | None = None,
+    title: str | None = None,
+    output_dimensionality: int | None = None,
+    normalize: bool = True,
+    output: str = "embedding",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: _functions.PricesLike = None,
+    usage: bool = False,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
+    tokenizer: TokenizerLike = "auto",
+    timeout: float | None = None,
+) -> pl.DataFrame:
+    """Embed every row at batch price: the frame comes back with an `Array(Float32, dimensions)` column `output`
+    and its errors in `{output}_error` (every row once, in order). Options as for `submit_embed`; `timeout`
+    (seconds) bounds the wait, as for `batch`.
+
+    >>> out = polars_gemini.embed(df, "{title}: {body}", task_type="RETRIEVAL_DOCUMENT",
+    ...                           output_dimensionality=768)  # doctest: +SKIP
+    >>> out.get_column("embedding").dtype  # doctest: +SKIP
+    Array(Float32, shape=(768,))
+    """
+    check_options({"timeout": timeout})  # the others are checked by submit_embed
+    with _functions.batch_call():
+        run = submit_embed(
+            frame, template, model=model, task_type=task_type, title=title,
+            output_dimensionality=output_dimensionality, normalize=normalize, output=output, client=client, mode=mode,
+            max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
+            file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
+            max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
+            retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
+            reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer,
+        )  # fmt: skip
+    try:
+        return run.result(timeout=timeout)
+    except RunTimeoutError:
+        again = "call the same embed(...) again (it re-attaches to them: nothing is paid twice)"
+        raise RunTimeoutError(run.timeout_message(timeout, again)) from None
+    finally:
+        run.close()
+
+
+def estimate_embed(
+    frame: FrameLike,
+    template: str | pl.Expr,
+    *,
+    model: str = DEFAULT_MODEL,
+    task_type: str | None = None,
+    title: str | None = None,
+    output_dimensionality: int | None = None,
+    prices: _functions.PricesLike = None,
+    check_model: bool = True,
+    tokenizer: TokenizerLike = "auto",
+) -> Estimate:
+    """Tokens and USD for embedding `template` over `frame` at batch price, before anything is sent (embeddings
+    bill input tokens only).
+
+    >>> polars_gemini.estimate_embed(df, "{title}: {body}")  # doctest: +SKIP
+    """
+    check_options(dict(locals()))  # first statement: the arguments, exactly as given
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    spec = build_embed_spec(model, task_type=task_type, title=title, output_dimensionality=output_dimensionality,
+                            check_model=check_model)  # fmt: skip
+    prompt, _ = prompt_exprs(_as_template(template, df.collect_schema()), df.collect_schema())
+    rendered = df.select(prompt.alias(PROMPT))
+    check_length(rendered.height, df.height, template)
+    requests = rendered.drop_nulls().unique(maintain_order=True)
+    exact = load_tokenizer(tokenizer, spec.model)
+    return estimate_requests(requests, df.height, spec, as_price_table(prices), exact=exact,
+                             rows_not_sent=int(rendered.null_count().item()))  # fmt: skip
+
+
+def _as_template(template: str | pl.Expr, schema: pl.Schema) -> str | pl.Expr:
+    """A bare column name embeds that column as it is; anything else is a template or an expression."""
+    if not isinstance(template, str) or template not in schema.names():
+        return template
+    if "{" in template or "}" in template:
+        return column(template, schema)  # a name a template cannot spell
+    return "{" + template + "}"  # as a template: a null cell's error then names the column
+
+
+def _limits(spec: RequestSpec, max_requests: int | None, inline: int | None, file: int | None) -> Limits:
+    """`submit`'s limits, with inline jobs capped by their answer's size (see `INLINE_EMBED_VALUES`)."""
+    limits = _functions.job_limits(max_requests, inline, file)
+    dims = spec.dimensions or 3_072
+    return dataclasses.replace(limits, inline_requests=min(limits.inline_requests, max(1, INLINE_EMBED_VALUES // dims)))
