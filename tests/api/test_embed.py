@@ -53,8 +53,7 @@ def test_every_row_gets_its_own_vector_once_in_order(emu: Emulator, transport: s
     errors = out.get_column("embedding_error").to_list()
     assert errors[3] is not None and "'text'" in errors[3] and all(e is None for i, e in enumerate(errors) if i != 3)
     # one request per distinct text, on the transport asked for
-    created = [j for j in emu.jobs.values()]
-    assert len(created) == 1
+    assert len(emu.jobs) == 1
     assert emu.calls("batches.create_embeddings") == 1
     assert emu.calls("files.upload_start") == (1 if transport == "file" else 0)
     assert sum(1 for r in emu.requests if r.endpoint == "batches.create_embeddings") == 1
@@ -172,7 +171,8 @@ def test_checkpoint_rerun_pays_only_for_new_rows(emu: Emulator, tmp_path: Path) 
     assert second.head(len(TEXTS)).equals(first)
     assert_vectors(second, [*TEXTS, "a brand new text"], dims=8)
     body = next(r for r in emu.requests if r.endpoint == "batches.create_embeddings").body_json
-    sent = [item["request"]["content"]["parts"][0]["text"] for item in body["batch"]["input_config"]["requests"]["requests"]]
+    inlined = body["batch"]["input_config"]["requests"]["requests"]
+    sent = [item["request"]["content"]["parts"][0]["text"] for item in inlined]
     assert sent == ["a brand new text"]
 
 
