@@ -1,9 +1,10 @@
 """A local Gemini API emulator: the real google-genai SDK, unchanged, against a server on 127.0.0.1.
 
-It speaks the REST API the SDK uses (Batch API, Files API with resumable uploads, generateContent,
-countTokens, models) under /v1, /v1beta and /v1alpha, answers deterministically, and can inject the
-failures the real service produces: HTTP 429/500/503, per-request errors, FAILED/CANCELLED/EXPIRED
-jobs, shuffled or late results, latency, size limits, quotas, lost replies, corrupted result lines.
+It speaks the REST API the SDK uses (Batch API for generation and embeddings, Files API with resumable uploads,
+generateContent, countTokens, embedContent, batchEmbedContents, models) under /v1, /v1beta and /v1alpha, answers
+deterministically, and can inject the failures the real service produces: HTTP 429/500/503, per-request errors,
+FAILED/CANCELLED/EXPIRED jobs, shuffled or late results, latency, size limits, quotas, lost replies, corrupted result
+lines.
 
     >>> from polars_gemini.emulator import Emulator, EmulatedError, responses
     >>> with Emulator() as emu:
@@ -30,7 +31,8 @@ Faults for reliability tests (see `Emulator` for the details):
 - `emu.inject(endpoint, fault, times=1)` with `fault` in `FAULTS = ("429", "500", "503", "timeout")`:
   one switch for a fault matrix, `@pytest.mark.parametrize("fault", FAULTS)` x endpoints x times.
 - `emu.corrupt_results("truncated" | "garbage" | "wrong_shape" | "blank", lines=1, jobs=1)`: broken
-  result lines in the next results file (inline jobs: "wrong_shape" responses the SDK still parses).
+  result lines in the next results file (inline jobs: "wrong_shape" responses the SDK still parses);
+  "dropped" | "duplicated" | "shuffled" lose, double or reorder results of files and inline jobs alike.
 - `Emulator(max_active_jobs=1, enqueued_token_limit=10_000, pending_seconds=0.3)`: creates over a
   quota get 429 RESOURCE_EXHAUSTED and create nothing.
 - `emu.end_next_job("FAILED", code=3, message="...")`: the Operation carries
@@ -41,6 +43,12 @@ Media parts (`inlineData`, `fileData`) are checked per request like the real API
 `[media <d1> <d2> ...] `, each digest `hashlib.sha256(part_bytes).hexdigest()[:12]` in part order
 (`responses.media_tag(*datas)` builds the tag). `emu.advance_time`, `emu.expire_file`,
 `emu.set_file_state` and `emu.uploads` cover file lifetimes, processing and upload counts.
+
+Embeddings: `client.models.embed_content` (endpoint `models.batchEmbedContents`), `models.embedContent` and
+`client.batches.create_embeddings` (endpoint `batches.create_embeddings`, jobs under `batches/` like any other)
+serve `responses.embedding(text, model=, task_type=, title=, dimensions=)`: deterministic bag-of-words vectors
+(near-duplicates close, unrelated texts near orthogonal), unit length at 3072 values, Matryoshka prefixes below.
+`Emulator(embedder=...)` takes a callable from `EmbeddingRequest` to a list of floats instead.
 
 Responders answer each request: `Emulator(responder=...)` takes a callable from `ResponderRequest`
 to a `GenerateContentResponse` dict that may raise `EmulatedError`; `default_responder` and the
@@ -54,18 +62,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from polars_gemini.emulator import responses
+    from polars_gemini.emulator._embed import default_embedder
     from polars_gemini.emulator._emulator import Emulator
     from polars_gemini.emulator._faults import FAULTS
     from polars_gemini.emulator._files import UploadRecord
     from polars_gemini.emulator._responder import default_responder
     from polars_gemini.emulator._routes import ENDPOINTS
     from polars_gemini.emulator._status import EmulatedError
-    from polars_gemini.emulator._types import MediaPart, RecordedRequest, Responder, ResponderRequest
+    from polars_gemini.emulator._types import (
+        Embedder,
+        EmbeddingRequest,
+        MediaPart,
+        RecordedRequest,
+        Responder,
+        ResponderRequest,
+    )
 
 # Imported on first use, so that loading the pytest plugin (which imports this package) stays cheap.
 _LAZY = {
     "Emulator": "_emulator",
     "EmulatedError": "_status",
+    "Embedder": "_types",
+    "EmbeddingRequest": "_types",
+    "default_embedder": "_embed",
     "FAULTS": "_faults",
     "ENDPOINTS": "_routes",
     "MediaPart": "_types",
@@ -79,6 +98,8 @@ _LAZY = {
 __all__ = [
     "ENDPOINTS",
     "FAULTS",
+    "Embedder",
+    "EmbeddingRequest",
     "EmulatedError",
     "Emulator",
     "MediaPart",
@@ -86,6 +107,7 @@ __all__ = [
     "Responder",
     "ResponderRequest",
     "UploadRecord",
+    "default_embedder",
     "default_responder",
     "responses",
 ]

@@ -1,4 +1,5 @@
-"""Route handlers of the Models API: synchronous `generateContent`, `countTokens`, `get` and `list`."""
+"""Route handlers of the Models API: synchronous `generateContent`, `countTokens`, `get` and `list` (generation and
+embedding models; the embedding calls themselves are in `_api_embed`)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ def generate_content(services: Services, request: Request, params: Mapping[str, 
 
 
 def count_tokens(services: Services, request: Request, params: Mapping[str, str]) -> Response:
-    """Counts like `promptTokenCount` of `generateContent` (texts, then media parts), so the two always agree."""
-    model = known_model(services, params, "countTokens")
+    """Counts like `promptTokenCount` of `generateContent` (texts, then media parts), so the two always agree.
+    Embedding models count too (they list countTokens among their methods)."""
+    model = params["model"] if params["model"] in services.settings.embedding_models else None
+    model = model or known_model(services, params, "countTokens")
     body = require_object(parse_json(request.body), "body")
     counted = body.get("generateContentRequest") or body
     if not isinstance(counted, dict) or not counted.get("contents"):
@@ -40,12 +43,17 @@ def count_tokens(services: Services, request: Request, params: Mapping[str, str]
 
 
 def get(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    embedder = services.settings.embedding_models.get(params["model"])
+    if embedder is not None:
+        return json_response(embedder.json())
     model = known_model(services, params, "get")
     return json_response(_model_json(services.settings.models[model]))
 
 
 def list_(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    """Generation models, then embedding models (the real listing has them after the Gemini and Gemma models)."""
     models = [_model_json(info) for info in services.settings.models.values()]
+    models += [info.json() for info in services.settings.embedding_models.values()]
     chosen, token = page(
         models, request.query.get("pageSize"), request.query.get("pageToken"), default=50, maximum=1000
     )

@@ -2,14 +2,24 @@
 
 A job's results are computed the first time anyone observes it SUCCEEDED (a get, a list, or
 `emu.jobs`), under the job's own lock so concurrent polls compute them once.
+
+Generation jobs (`batchGenerateContent`) and embedding jobs (`asyncBatchEmbedContent`, `kind="embed"`) share
+everything but their requests and answers: the namespace, states, clock, quotas, endings, faults and result layout.
+Both put inline results under `output.inlinedResponses.inlinedResponses` (Google's discovery document names the
+embedding output `EmbedContentBatchOutput.inlinedResponses` of type `InlinedEmbedContentResponses`); the SDK renames
+it to `inlinedEmbedContentResponses` when a response carries an `embedding`
+(`_transformers.t_recv_batch_job_destination`, google-genai 3.6.1), so `job.dest.inlined_embed_content_responses`
+holds them. An embedding job whose every row failed therefore surfaces as `dest.inlined_responses` in the SDK, as it
+would against the real service.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
-from polars_gemini.emulator import _quota, _results
+from polars_gemini.emulator import _embed, _quota, _results
 from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._corrupt import corrupt_file, corrupt_inline
@@ -21,7 +31,8 @@ from polars_gemini.emulator._media import request_media
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._results import OnError
 from polars_gemini.emulator._status import EmulatedError, invalid_argument, operation_error
-from polars_gemini.emulator._validate import file_entries, inline_entries, require_object
+from polars_gemini.emulator._types import Outcome
+from polars_gemini.emulator._validate import Check, check_request, file_entries, inline_entries, require_object
 
 ENDINGS = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
 DEFAULT_FAILURE = operation_error(13, "The batch job failed (emulated failure).")
@@ -42,8 +53,9 @@ class BatchService:
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
 
-    def create(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Creates a job from a `batchGenerateContent` body; answers the PENDING operation, as Google does.
+    def create(self, model: str, body: dict[str, Any], kind: str = "generate") -> dict[str, Any]:
+        """Creates a job from a `batchGenerateContent` body (`kind="embed"`: an `asyncBatchEmbedContent` body);
+        answers the PENDING operation, as Google does.
 
         Over a quota (`max_active_jobs`, `enqueued_token_limit`) it answers 429 and creates nothing.
         """
@@ -53,8 +65,8 @@ class BatchService:
         if file_name is not None and "requests" in input_config:
             raise invalid_argument("batch.input_config: set either requests or file_name, not both.")
         with _results.gc_paused():
-            entries = self._file_input(str(file_name)) if file_name is not None else inline_entries(input_config)
-        job = self._new_job(model, batch.get("displayName"), file_name, entries)
+            entries = self._entries(model, kind, input_config, file_name)
+        job = self._new_job(model, batch.get("displayName"), file_name, entries, kind)
         if self._settings.enqueued_token_limit is not None:
             _quota.job_tokens(job)  # counted before taking the lock
         pending = operation(job, "PENDING")
@@ -77,23 +89,36 @@ class BatchService:
                 self._jobs[job.id] = job
         return refusal
 
-    def _file_input(self, file_name: str) -> list[Entry]:
+    def _entries(self, model: str, kind: str, input_config: dict[str, Any], file_name: Any) -> list[Entry]:
+        if kind != "embed":
+            return self._file_input(str(file_name)) if file_name is not None else inline_entries(input_config)
+        info = self._settings.embedding_models[model]
+        if file_name is None:
+            return _embed.inline_entries(input_config, info)
+        return self._file_input(str(file_name), lambda value, where: _embed.check(value, info, where))
+
+    def _file_input(self, file_name: str, check: Check = check_request) -> list[Entry]:
         try:
             stored = self._files.get(file_name)
         except EmulatedError:
             raise invalid_argument(f"Input file {file_name} not found. Upload it with the Files API first.") from None
-        return file_entries(stored.data, file_name)
+        return file_entries(stored.data, file_name, check)
 
-    def _new_job(self, model: str, display_name: Any, file_name: Any, entries: list[Entry]) -> Job:
+    def _new_job(self, model: str, display_name: Any, file_name: Any, entries: list[Entry], kind: str) -> Job:
         s = self._settings
         name = None if display_name is None else str(display_name)
         source = None if file_name is None else str(file_name)
-        return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds, clock=self._clock)
+        return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds, kind=kind,
+                   clock=self._clock)  # fmt: skip
 
     def _rule_ending(self, pending: dict[str, Any]) -> Ending:
         rule = self._settings.job_outcome
         state = rule(pending) if rule is not None else None
         return ending(state) if state else Ending()
+
+    def report(self, error: BaseException) -> None:
+        """Hands an exception raised inside the server (a broken responder or embedder) to `emu.errors`."""
+        self._on_error(error)
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._view(self._job(job_id), poll=True)
@@ -152,9 +177,8 @@ class BatchService:
         """Computes the results once (callers hold `job.lock`)."""
         if job.output is not None:
             return
+        outcomes = self._outcomes(job)
         s = self._settings
-        outcomes = _results.answer_all(job.model, job.entries, s.responder, self._faults, self._on_error,
-                                       lambda model, request: request_media(request, model, self._files))  # fmt: skip
         order = _results.result_order(len(outcomes), s.shuffle_results, job.id)
         job.failed = sum(isinstance(outcome, EmulatedError) for outcome in outcomes)
         job.succeeded = len(outcomes) - job.failed
@@ -162,14 +186,22 @@ class BatchService:
         corruption = self._faults.pop_corruption(inline=job.input_file is None)
         if job.input_file is None:
             output = _results.inline_output(job.entries, outcomes, order)
-            job.output = corrupt_inline(output, corruption) if corruption else output
+            job.output = corrupt_inline(output, corruption, job.kind) if corruption else output
             return
         data = _results.result_lines(job.entries, outcomes, order)
         if corruption is not None:
-            data = corrupt_file(data, corruption)
+            data = corrupt_file(data, corruption, job.kind)
         name = f"files/batch-{job.id}"
         self._files.put(name, data, mime_type="application/jsonl", display_name=None, source="GENERATED")
         job.output = {"responsesFile": name}
+
+    def _outcomes(self, job: Job) -> Sequence[Outcome]:
+        s = self._settings
+        if job.kind == "embed":
+            model = s.embedding_models[job.model]
+            return _embed.answer(model, job.entries, s.embedder, "batch", self._on_error, self._faults)
+        return _results.answer_all(job.model, job.entries, s.responder, self._faults, self._on_error,
+                                   lambda model, request: request_media(request, model, self._files))  # fmt: skip
 
 
 def _missing(job_id: str) -> EmulatedError:

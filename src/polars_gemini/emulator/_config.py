@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polars_gemini.core.models import MODELS, ModelInfo
+from polars_gemini.emulator._embed import default_embedder
+from polars_gemini.emulator._embed_models import EMBEDDING_MODELS, EmbeddingModel
 from polars_gemini.emulator._responder import default_responder
-from polars_gemini.emulator._types import Responder
+from polars_gemini.emulator._types import Embedder, Responder
 
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 """Inline batch requests: the whole create request must stay under 20 MB (Gemini Batch API docs)."""
@@ -21,6 +23,16 @@ FILE_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
 
 JobOutcome = Callable[[dict[str, Any]], "str | None"]
 """Given a new job's JSON, the state it should end in (`None`: SUCCEEDED)."""
+
+
+def _generation_models() -> dict[str, ModelInfo]:
+    """The library's models that generate content: embedding models (served from `embedding_models`) left out, so
+    that generateContent on them is the real 404 and listings name them once."""
+    return {
+        name: info
+        for name, info in MODELS.items()
+        if name not in EMBEDDING_MODELS and not getattr(info, "embeds", False)  # `embeds`: newer `ModelInfo`s
+    }
 
 
 @dataclass
@@ -38,7 +50,9 @@ class Settings:
     max_active_jobs: int | None = None
     enqueued_token_limit: int | None = None
     video_processing_seconds: float = 0.0
-    models: dict[str, ModelInfo] = field(default_factory=lambda: dict(MODELS))
+    models: dict[str, ModelInfo] = field(default_factory=lambda: _generation_models())
+    embedder: Embedder = default_embedder
+    embedding_models: dict[str, EmbeddingModel] = field(default_factory=lambda: dict(EMBEDDING_MODELS))
 
     def add_models(self, names: Iterable[str]) -> None:
         """Makes extra model names known to the routes (the default responder treats them as non-thinking)."""

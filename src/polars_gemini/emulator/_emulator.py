@@ -13,6 +13,7 @@ from polars_gemini.emulator._batches import DEFAULT_FAILURE, BatchService, endin
 from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
 from polars_gemini.emulator._corrupt import corruption
+from polars_gemini.emulator._embed import default_embedder
 from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure
 from polars_gemini.emulator._files import FileStore, UploadRecord
 from polars_gemini.emulator._generate import Counter, use_counter
@@ -21,7 +22,7 @@ from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._routes import ENDPOINTS
 from polars_gemini.emulator._server import ServerThread
 from polars_gemini.emulator._status import operation_error
-from polars_gemini.emulator._types import RecordedRequest, Responder
+from polars_gemini.emulator._types import Embedder, RecordedRequest, Responder
 from polars_gemini.tokens.exact import load_tokenizer
 
 if TYPE_CHECKING:
@@ -65,7 +66,16 @@ class Emulator:
     out while the effect, e.g. a created job, stays: a lost reply); `inject(endpoint, fault)` maps each
     of `FAULTS` ("429", "500", "503", "timeout") onto those two; `fail_keys` fails single requests;
     `end_next_job` ends jobs FAILED (with an `error` in the Operation), CANCELLED or EXPIRED;
-    `corrupt_results(kind)` corrupts result lines ("truncated", "garbage", "wrong_shape", "blank").
+    `corrupt_results(kind)` corrupts result lines ("truncated", "garbage", "wrong_shape", "blank") or drops,
+    doubles or shuffles them ("dropped", "duplicated", "shuffled").
+
+    Embeddings (see `_api_embed`, `_embed`): `models.embedContent`, `models.batchEmbedContents` (what
+    `client.models.embed_content` calls) and `batches.create_embeddings` (`:asyncBatchEmbedContent`, jobs in the same
+    `batches/` namespace, with the same states, quotas, faults and endings) serve `responses.embedding(text, ...)`:
+    deterministic bag-of-words vectors, unit length at 3072 values, Matryoshka prefixes below. `embedder` replaces
+    that: a callable from `EmbeddingRequest` to a list of floats that may raise `EmulatedError` (that row's error).
+    `models.get`/`list` know gemini-embedding-001 (2,048 input tokens, longer texts silently cut) and
+    gemini-embedding-2(-preview) (8,192).
 
         >>> with Emulator() as emu:
         ...     client = emu.client()
@@ -78,6 +88,7 @@ class Emulator:
         self,
         *,
         responder: Responder | None = None,
+        embedder: Embedder | None = None,
         pending_seconds: float = 0.0,
         running_seconds: float = 0.0,
         latency: float = 0.0,
@@ -96,7 +107,8 @@ class Emulator:
         port: int = 0,
     ) -> None:
         self.settings = Settings(
-            responder=responder or default_responder, pending_seconds=pending_seconds,
+            responder=responder or default_responder, embedder=embedder or default_embedder,
+            pending_seconds=pending_seconds,
             running_seconds=running_seconds, latency=latency, shuffle_results=shuffle_results,
             results_file_delay_polls=results_file_delay_polls, api_key=api_key,
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, job_outcome=job_outcome,
@@ -311,8 +323,10 @@ class Emulator:
 
         `kind`: "truncated" (a results-file line cut in the middle), "garbage" (a line that is not JSON),
         "blank" (an empty line after each such line), "wrong_shape" (valid JSON, right key, wrong
-        structure; the only kind inline jobs take, as responses the SDK still parses: see `_corrupt`).
-        A file-only kind skips inline jobs and waits for the next job with a results file.
+        structure; inline jobs take it as responses the SDK still parses: see `_corrupt`), "dropped" (those
+        results missing), "duplicated" (each of them twice), "shuffled" (all results in another, seeded order).
+        A file-only kind (truncated, garbage, blank) skips inline jobs and waits for the next job with a results
+        file. Embedding jobs take every kind, with embedding-shaped wrong shapes.
         """
         self._faults.push_corruptions(corruption(kind, lines), jobs)
 

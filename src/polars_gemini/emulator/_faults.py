@@ -103,7 +103,7 @@ class Faults:
             self._corruptions.extend([corruption] * jobs)
 
     def pop_corruption(self, *, inline: bool) -> Corruption | None:
-        """The oldest queued corruption this job's output can take (inline jobs take only wrong_shape)."""
+        """The oldest queued corruption this job's output can take (inline jobs: wrong_shape and the reorderings)."""
         with self._lock:
             usable = (i for i, c in enumerate(self._corruptions) if not inline or c.applies_inline)
             index = next(usable, None)

@@ -12,6 +12,7 @@ from typing import Any
 
 from polars_gemini.emulator._batches import BatchService
 from polars_gemini.emulator._config import Settings
+from polars_gemini.emulator._embed_models import EmbeddingModel
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._status import EmulatedError, not_found
 
@@ -57,14 +58,28 @@ def error_response(error: EmulatedError, headers: Mapping[str, str] | None = Non
 
 
 def known_model(services: Services, params: Mapping[str, str], method: str) -> str:
-    """The bare model name of the route, or 404 with Google's wording for unknown models."""
+    """The bare model name of the route, or 404 with Google's wording for unknown models (embedding models
+    included: they do not generate content)."""
     model = params["model"]
     if model not in services.settings.models:
-        raise not_found(
-            f"models/{model} is not found for API version {params['version']}, or is not supported for "
-            f"{method}. Call ListModels to see the list of available models and their supported methods."
-        )
+        raise unsupported_model(params, method)
     return model
+
+
+def embedding_model(services: Services, params: Mapping[str, str], method: str) -> EmbeddingModel:
+    """The embedding model of the route, or the same 404 for unknown models and for models that do not embed
+    (gemini-2.5-flash and the like: on the real API too they list no embedContent method)."""
+    model = services.settings.embedding_models.get(params["model"])
+    if model is None:
+        raise unsupported_model(params, method)
+    return model
+
+
+def unsupported_model(params: Mapping[str, str], method: str) -> EmulatedError:
+    return not_found(
+        f"models/{params['model']} is not found for API version {params['version']}, or is not supported for "
+        f"{method}. Call ListModels to see the list of available models and their supported methods."
+    )
 
 
 def check_size(request: Request, limit: int, what: str) -> None:

@@ -14,8 +14,11 @@ from typing import Any
 from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._ids import rfc3339
 
-BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
-OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
+_TYPES = "type.googleapis.com/google.ai.generativelanguage.v1main."
+BATCH_TYPES = {"generate": f"{_TYPES}GenerateContentBatch", "embed": f"{_TYPES}EmbedContentBatch"}
+"""The `@type` of a job's `metadata` by kind: `batchGenerateContent` jobs (real samples) and `asyncBatchEmbedContent`
+jobs (same package; the message names are those of Google's discovery document)."""
+OUTPUT_TYPES = {"generate": f"{_TYPES}GenerateContentBatchOutput", "embed": f"{_TYPES}EmbedContentBatchOutput"}
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 ACTIVE = frozenset({"PENDING", "RUNNING"})
 _NS = 1_000_000_000
@@ -40,6 +43,9 @@ class Ending:
 
 @dataclass
 class Job:
+    """A batch job: `kind` "generate" (`batchGenerateContent`) or "embed" (`asyncBatchEmbedContent`); both live in
+    the same `batches/` namespace with the same states, clock, quotas and endings."""
+
     id: str
     model: str
     display_name: str | None
@@ -48,6 +54,7 @@ class Job:
     pending_s: float
     running_s: float
     ending: Ending = Ending()
+    kind: str = "generate"
     clock: Clock = field(default_factory=Clock, repr=False)
     created_ns: int = field(init=False)  # both read from `clock` on creation
     created_mono: float = field(init=False)
@@ -95,14 +102,14 @@ def operation(job: Job, state: str, *, show_output: bool = True) -> dict[str, An
     if state in TERMINAL:
         op["done"] = True
     if output is not None:
-        op["response"] = {"@type": OUTPUT_TYPE, **output}
+        op["response"] = {"@type": OUTPUT_TYPES[job.kind], **output}
     if state == "FAILED" and job.ending.error:
         op["error"] = job.ending.error
     return op
 
 
 def _metadata(job: Job, state: str, output: dict[str, Any] | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"@type": BATCH_TYPE, "model": f"models/{job.model}"}
+    meta: dict[str, Any] = {"@type": BATCH_TYPES[job.kind], "model": f"models/{job.model}"}
     if job.display_name is not None:
         meta["displayName"] = job.display_name
     if job.input_file is not None:

@@ -1,24 +1,29 @@
 """Service quotas checked when a batch job is created: active jobs, and enqueued input tokens per model.
 
 A job is active while PENDING or RUNNING. Its input tokens are counted like `countTokens` and
-`usageMetadata.promptTokenCount` (`_generate.counted_texts`: prompt, system instruction, schema), so a
-test can size a limit with `client.models.count_tokens`. The active-job limit is per project (the real
-one is 100); the enqueued-token limit is per model, as Google's tiers are.
+`usageMetadata.promptTokenCount` (`_generate.counted_texts`: prompt, system instruction, schema; embedding jobs: each
+request's text), so a test can size a limit with `client.models.count_tokens`. The active-job limit is per project
+(the real one is 100); the enqueued-token limit is per model, as Google's tiers are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polars_gemini.emulator import _embed
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._jobs import Entry, Job
 from polars_gemini.emulator._status import EmulatedError, quota_exceeded
 
 
-def input_tokens(entries: Sequence[Entry]) -> int:
-    """The prompt tokens of all requests of a job, as `usageMetadata` would report them."""
-    texts = [text for entry in entries for text in g.counted_texts(entry.request)]
+def input_tokens(entries: Sequence[Entry], kind: str = "generate") -> int:
+    """The prompt tokens of all requests of a job, as `usageMetadata` would report them (embedding jobs: the tokens of
+    each request's text, before truncation to the model's input limit)."""
+    if kind == "embed":
+        texts = [_embed.text_of(entry.request) for entry in entries]
+    else:
+        texts = [text for entry in entries for text in g.counted_texts(entry.request)]
     counts = g.token_counts(texts)
     return sum(counts[text] for text in texts)
 
@@ -26,7 +31,7 @@ def input_tokens(entries: Sequence[Entry]) -> int:
 def job_tokens(job: Job) -> int:
     """`job.input_tokens`, counted on first use (a limit may be set after the job was created)."""
     if job.input_tokens is None:
-        job.input_tokens = input_tokens(job.entries)
+        job.input_tokens = input_tokens(job.entries, job.kind)
     return job.input_tokens
 
 

@@ -1,4 +1,10 @@
-"""The URL map: which endpoint name and handler serve a method and path, under /v1, /v1beta and /v1alpha."""
+"""The URL map: which endpoint name and handler serve a method and path, under /v1, /v1beta and /v1alpha.
+
+Endpoint names (for `emu.calls`, `emu.fail_http`, `emu.delay_reply`, `RecordedRequest.endpoint`) follow the SDK's
+methods: `batches.create` (`:batchGenerateContent`), `batches.create_embeddings` (`:asyncBatchEmbedContent`),
+`batches.get/list/cancel/delete` (both kinds of job), `models.generateContent`, `models.countTokens`,
+`models.embedContent`, `models.batchEmbedContents`, `models.get/list`, `files.*`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from polars_gemini.emulator import _api_batches as batches
+from polars_gemini.emulator import _api_embed as embed
 from polars_gemini.emulator import _api_files as files
 from polars_gemini.emulator import _api_models as models
 from polars_gemini.emulator._http import Handler, Request, Response, Services
@@ -32,6 +39,8 @@ def _route(endpoint: str, method: str, path: str, handler: Handler, needs_key: b
 
 ROUTES = (
     _route("batches.create", "POST", rf"{_V}/models/{_MODEL}:batchGenerateContent", batches.create),
+    _route("batches.create_embeddings", "POST", rf"{_V}/models/{_MODEL}:asyncBatchEmbedContent",
+           embed.async_batch_embed_content),
     _route("batches.get", "GET", rf"{_V}/batches/{_ID}", batches.get),
     _route("batches.list", "GET", rf"{_V}/batches", batches.list_),
     _route("batches.cancel", "POST", rf"{_V}/batches/{_ID}:cancel", batches.cancel),
@@ -43,6 +52,9 @@ ROUTES = (
     _route("files.download", "GET", rf"(?:/download)?{_V}/files/{_ID}:download", files.download),
     _route("models.generateContent", "POST", rf"{_V}/models/{_MODEL}:generateContent", models.generate_content),
     _route("models.countTokens", "POST", rf"{_V}/models/{_MODEL}:countTokens", models.count_tokens),
+    _route("models.embedContent", "POST", rf"{_V}/models/{_MODEL}:embedContent", embed.embed_content),
+    _route("models.batchEmbedContents", "POST", rf"{_V}/models/{_MODEL}:batchEmbedContents",
+           embed.batch_embed_contents),
     _route("models.get", "GET", rf"{_V}/models/{_MODEL}", models.get),
     _route("models.list", "GET", rf"{_V}/models", models.list_),
 )

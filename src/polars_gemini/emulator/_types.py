@@ -74,6 +74,39 @@ class BatchResponder(Protocol):
 
 
 @dataclass(frozen=True)
+class EmbeddingRequest:
+    """One `EmbedContentRequest` for an embedder (`Emulator(embedder=...)`) to answer with its vector.
+
+    `text` is what gets embedded: the text parts of `content` joined by newlines, cut to the model's input token
+    limit (the real API truncates silently; see `_embed`). `task_type` is None for none or TASK_TYPE_UNSPECIFIED,
+    `dimensions` None for the model's full size. `key` is the batch line's `key` or `metadata["key"]`, `None` in
+    synchronous calls; `request` is the request as received, field names in camelCase.
+    """
+
+    model: str
+    text: str
+    task_type: str | None = None
+    title: str | None = None
+    dimensions: int | None = None
+    key: str | None = None
+    mode: Literal["batch", "sync"] = "sync"
+    request: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+Embedder = Callable[[EmbeddingRequest], Sequence[float]]
+"""Answers one embedding request with its values, or raises `EmulatedError` (that row's error in a batch)."""
+
+
+@runtime_checkable
+class BatchEmbedder(Protocol):
+    """An embedder that can also answer many requests at once (the default does, to round them in one pass)."""
+
+    def __call__(self, request: EmbeddingRequest) -> Sequence[float]: ...
+
+    def embed_many(self, requests: Sequence[EmbeddingRequest]) -> list[Sequence[float] | EmulatedError]: ...
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One HTTP request the emulator received. The API key is never stored (header nor `key=` parameter).
 

@@ -8,6 +8,7 @@ request is silently ignored (python-genai #1608), while `thinking_config` outsid
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from polars_gemini.emulator._jobs import Entry
@@ -68,15 +69,19 @@ def _inline_entry(item: Any, index: int) -> Entry:
     return Entry(request, None if key is None else str(key), metadata)
 
 
-def file_entries(data: bytes, file_name: str) -> list[Entry]:
-    """The lines of an uploaded JSONL input file, each `{"key": ..., "request": {...}}`."""
-    entries = [_file_entry(line, file_name, n) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+Check = Callable[[Any, str], dict[str, Any]]
+"""Checks one request (`where` names it in messages) and returns it: `check_request`, or `_embed.check` for a model."""
+
+
+def file_entries(data: bytes, file_name: str, check: Check = check_request) -> list[Entry]:
+    """The lines of an uploaded JSONL input file, each `{"key": ..., "request": {...}}`, each checked by `check`."""
+    entries = [_file_entry(line, file_name, n, check) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
     if not entries:
         raise invalid_argument(f"Input file {file_name} contains no requests.")
     return entries
 
 
-def _file_entry(line: bytes, file_name: str, number: int) -> Entry:
+def _file_entry(line: bytes, file_name: str, number: int, check: Check) -> Entry:
     where = f"{file_name} line {number}"
     try:
         parsed = json.loads(line)
@@ -87,4 +92,4 @@ def _file_entry(line: bytes, file_name: str, number: int) -> Entry:
     # The service drops `config` unread: its response schema, thinking settings etc. have no effect.
     request = normalize({k: v for k, v in raw.items() if k != "config"})
     key = parsed.get("key")
-    return Entry(check_request(request, f"{where} request"), None if key is None else str(key))
+    return Entry(check(request, f"{where} request"), None if key is None else str(key))

@@ -1,4 +1,5 @@
-"""Small composable responders for tests: fixed answers, refusals, errors, and routing by key or predicate.
+"""Small composable responders for tests: fixed answers, refusals, errors, and routing by key or predicate; and
+`embedding`, the vectors the emulator serves for a text (with `cosine` to compare them).
 
 Each function returns a responder (a callable taking a `ResponderRequest`). Usage metadata stays
 realistic (prompt tokens counted, thinking tokens spent by thinking models), and every responder here
@@ -17,22 +18,64 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from polars_gemini.emulator import _embed as g_embed
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._drafts import Drafting, plain_draft
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._status import EmulatedError
 from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, ResponderRequest
+from polars_gemini.emulator._vectors import FULL_DIMENSIONS
 
 Answer = Responder | dict[str, Any]
 """A responder, or a fixed `GenerateContentResponse` dict returned as is."""
 
 __all__ = [
-    "Answer", "blocked", "by_key", "error", "finish", "json_value", "media_digest", "media_tag", "text", "when",
-    "with_thought",
+    "Answer", "blocked", "by_key", "cosine", "embedding", "error", "finish", "json_value", "media_digest", "media_tag",
+    "text", "when", "with_thought",
 ]  # fmt: skip
+
+
+def embedding(
+    text: str,
+    *,
+    model: str = "gemini-embedding-001",
+    task_type: str | None = None,
+    title: str | None = None,
+    dimensions: int | None = None,
+) -> list[float]:
+    """Exactly the values the emulator serves for `text` (embedContent, batchEmbedContents and embedding batch jobs).
+
+    A bag of words (see `_vectors`): near-duplicate texts are close (cosine near 1), unrelated ones near 0, task types
+    move a vector slightly, `title` counts only with RETRIEVAL_DOCUMENT. The full size (3072) is unit length; a
+    smaller `dimensions` is the first values of it, not renormalized, as on the real service. Texts over the model's
+    input token limit are cut first, as the service does silently.
+
+    >>> full, short = embedding("A red fox"), embedding("A red fox", dimensions=768)
+    >>> len(full), len(short), short == full[:768], round(sum(v * v for v in full), 6)
+    (3072, 768, True, 1.0)
+    >>> round(cosine(embedding("The red fox sleeps"), embedding("the red fox sleeps.")), 2) > 0.9
+    True
+    """
+    known = g_embed.TASK_TYPES
+    if task_type is not None and task_type not in known:
+        raise ValueError(f"Unknown task_type {task_type!r}; expected one of {', '.join(known)}.")
+    if dimensions is not None and not 1 <= dimensions <= FULL_DIMENSIONS:
+        raise ValueError(f"dimensions must be between 1 and {FULL_DIMENSIONS}, got {dimensions}.")
+    return g_embed.embedding_values(text, model, task_type, title, dimensions)
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors (of the same length): what near-duplicate searches rank by.
+
+    >>> cosine([1.0, 0.0], [0.0, 2.0]), cosine([3.0, 4.0], [3.0, 4.0])
+    (0.0, 1.0)
+    """
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
 def media_digest(data: bytes) -> str:
