@@ -246,3 +246,14 @@ def test_no_experimental_warning_reaches_the_user(emu: Emulator) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         frame().gemini.embed("text", client=emu.client(), output_dimensionality=8, inline_limit_bytes=0, **FAST)
+
+
+def test_texts_over_the_input_limit_are_flagged_before_sending(emu: Emulator) -> None:
+    long = " ".join(f"word{i}" for i in range(3000))  # well over gemini-embedding-001's 2,048 tokens
+    df = pl.DataFrame({"text": [long, "short"]})
+    est = df.gemini.estimate_embed("text")
+    assert est.over_input_limit == 1 and "2,048-token input limit" in repr(est)
+    with pytest.warns(GeminiBatchWarning, match="longer than gemini-embedding-001's input limit"):
+        out = df.gemini.embed("text", client=emu.client(), output_dimensionality=8, **FAST)
+    assert out.get_column("embedding_error").null_count() == 2  # the service cuts them silently: a vector each
+    assert_vectors(out, [long, "short"], dims=8)

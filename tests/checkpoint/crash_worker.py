@@ -1,6 +1,6 @@
 """Run (or resume) a checkpointed batch in a process of its own, so tests can SIGKILL it at any stage.
 
-usage: python crash_worker.py batch|resume URL CHECKPOINT OUT.parquet [ROWS]
+usage: python crash_worker.py batch|embed|resume URL CHECKPOINT OUT.parquet [ROWS]
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ def main() -> None:
     if mode == "batch":
         result = polars_gemini.batch(
             frame(rows), "Summarize: {text}", model="gemini-2.0-flash", client=client, checkpoint=checkpoint,
+            inline_limit_bytes=1, max_requests_per_job=8, progress=False, **fast,
+        )  # fmt: skip
+    elif mode == "embed":
+        result = polars_gemini.embed(
+            frame(rows), "{text}", client=client, checkpoint=checkpoint, output_dimensionality=16,
             inline_limit_bytes=1, max_requests_per_job=8, progress=False, **fast,
         )  # fmt: skip
     else:

@@ -4,6 +4,7 @@ no job created twice."""
 from __future__ import annotations
 
 import collections
+import math
 import os
 import signal
 import subprocess
@@ -90,3 +91,23 @@ def test_rerunning_the_same_call_resumes_it(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()[-3000:]
         assert_complete(pl.read_parquet(tmp_path / "out.parquet"), emu)
+
+
+STAGES = ["files.upload_chunk", "batches.create_embeddings", "batches.get", "files.download"]
+
+
+@pytest.mark.parametrize("endpoint", STAGES)
+def test_embedding_run_killed_at_a_network_stage_then_resumed(tmp_path: Path, endpoint: str) -> None:
+    with Emulator(latency=0.3) as emu:
+        proc = start("embed", emu, tmp_path / "ckpt", tmp_path / "out.parquet")
+        kill_when(proc, emu, endpoint)
+        result = finish(emu, tmp_path / "ckpt", tmp_path / "out.parquet")
+    assert result.get_column("id").to_list() == list(range(ROWS))
+    assert result.get_column("embedding_error").null_count() == ROWS
+    assert result.schema["embedding"] == pl.Array(pl.Float32, 16)
+    for text, vector in zip(result.get_column("text"), result.get_column("embedding").to_list(), strict=True):
+        values = responses.embedding(text, dimensions=16)
+        norm = math.sqrt(sum(v * v for v in values))
+        assert vector == pytest.approx([v / norm for v in values], abs=2e-6)
+    names = collections.Counter(job["metadata"]["displayName"] for job in emu.jobs.values())
+    assert len(names) == 3 and max(names.values()) == 1, f"a job was created twice: {names}"

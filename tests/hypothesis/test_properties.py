@@ -66,3 +66,28 @@ def test_keys_are_deterministic_and_unique(prompts: list[str]) -> None:
     assert keys.equals(request_keys(pl.Series(prompts), build_spec("gemini-2.5-flash", system_instruction="Be terse.")))
     other = request_keys(pl.Series(prompts), build_spec("gemini-2.5-flash", system_instruction="Be verbose."))
     assert not set(keys.to_list()) & set(other.to_list())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=ROWS, file_transport=st.booleans(), per_job=st.sampled_from([None, 1, 4]))
+def test_every_row_gets_its_own_embedding_exactly_once_in_order(
+    emu: Emulator, rows: list[str | None], file_transport: bool, per_job: int | None
+) -> None:
+    emu.settings.shuffle_results = file_transport
+    df = pl.DataFrame({"i": range(len(rows)), "t": rows}, schema={"i": pl.Int64, "t": pl.String})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)  # the same work again re-attaches: correct, as above
+        out = df.gemini.embed(
+            "<{t}>", client=emu.client(), output_dimensionality=8, normalize=False, max_requests_per_job=per_job,
+            inline_limit_bytes=1 if file_transport else None, **FAST,
+        )  # fmt: skip
+    assert out.get_column("i").to_list() == list(range(len(rows)))
+    assert out.get_column("t").to_list() == rows
+    assert out.schema["embedding"] == pl.Array(pl.Float32, 8)
+    got = out.get_column("embedding").to_list()
+    for text, vector in zip(rows, got, strict=True):
+        if text is None:
+            assert vector is None
+        else:
+            assert vector == pytest.approx(responses.embedding(f"<{text}>", dimensions=8), abs=1e-7)
+    assert out.get_column("embedding_error").is_null().to_list() == [t is not None for t in rows]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -22,7 +23,7 @@ from google.genai import types
 from polars_gemini.api import functions as _functions
 from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
-from polars_gemini.core.errors import RunTimeoutError
+from polars_gemini.core.errors import GeminiBatchWarning, RunTimeoutError
 from polars_gemini.cost.estimate import Estimate, estimate_requests
 from polars_gemini.cost.prices import as_price_table
 from polars_gemini.prepare.plan import Limits, check_clash, check_length, make_plan, output_columns, run_id_for
@@ -101,6 +102,13 @@ def submit_embed(
     est = estimate_requests(plan.requests, plan.rows.height, spec, table, exact=load_tokenizer(tokenizer, spec.model),
                             rows_not_sent=_functions.not_sent(plan))  # fmt: skip
     _functions.check_budget(est, max_cost)
+    if est.over_input_limit:
+        warnings.warn(
+            f"{est.over_input_limit:,} text(s) are longer than {spec.model}'s input limit; the service embeds only "
+            "their beginning (silently). Split long texts into chunks (e.g. by paragraph) to embed all of them.",
+            GeminiBatchWarning,
+            stacklevel=2,
+        )
     options = RunOptions(
         output, "", poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
         usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost, normalize,

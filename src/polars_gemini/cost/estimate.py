@@ -56,6 +56,7 @@ class Estimate:
     assumptions: tuple[str, ...] = field(default=())
     media_tokens: int = 0  # of `input_tokens`: the media parts' (images, audio, video, documents)
     rows_not_sent: int = 0  # rows that will not be sent (a null cell, or media that cannot be sent)
+    over_input_limit: int = 0  # requests longer than the model reads (embedding models cut them silently)
 
     @property
     def price_known(self) -> bool:
@@ -275,6 +276,11 @@ def estimate_requests(
         media.cast(pl.Int64).alias(MEDIA_TOKENS),
     )
     guess = output_guess(spec, expected_output_tokens, thinking_tokens)
+    over = _over_limit(spec, tokens)
+    if over:
+        limit = model_info(spec.model).input_token_limit  # type: ignore[union-attr]  # _over_limit checked it
+        notes = (f"{over:,} text(s) exceed the model's {limit:,}-token input limit: the service embeds only their "
+                 f"first {limit:,} tokens, silently (counted here in full)", *notes)  # fmt: skip
     n = requests.height
     out, out_max = n * (guess.answer + guess.thinking), n * guess.maximum
     price = prices.get(spec.model)
@@ -285,7 +291,15 @@ def estimate_requests(
     notes = (advice, *notes) if advice else notes
     return Estimate(spec.model, rows, n, int(tokens.get_column(INPUT_TOKENS).sum()), out, out_max, n * guess.thinking,
                     expected, worst, sync, prices.as_of, method, notes, int(tokens.get_column(MEDIA_TOKENS).sum()),
-                    rows_not_sent)  # fmt: skip
+                    rows_not_sent, over)  # fmt: skip
+
+
+def _over_limit(spec: RequestSpec, tokens: pl.DataFrame) -> int:
+    """How many embedding requests are longer than the model's input token limit (0 for generation)."""
+    info = model_info(spec.model)
+    if not spec.embeds or info is None or info.input_token_limit is None:
+        return 0
+    return int((tokens.get_column(INPUT_TOKENS) > info.input_token_limit).sum())
 
 
 def _costs(tokens: pl.DataFrame, price: Any, guess: OutputGuess) -> tuple[float, float, float]:
