@@ -150,5 +150,8 @@ class Store:
         earlier call, or one that failed after the key was answered elsewhere) never replaces it.
         """
         results = self.results()
-        ranked = results.with_row_index("__pg_order").sort(pl.col("error").is_null(), "__pg_order")
-        return ranked.unique(subset=KEY, keep="last", maintain_order=True).sort("__pg_order").drop("__pg_order")
+        # Ranked on two narrow columns, then the winners gathered once: the wide ones (raw lines, vectors) are never
+        # sorted or copied twice.
+        slim = results.select(pl.col(KEY), pl.col("error").is_null().alias("ok")).with_row_index("__pg_order")
+        ranked = slim.sort("ok", "__pg_order").unique(subset=KEY, keep="last", maintain_order=True)
+        return results[ranked.get_column("__pg_order").sort()]
