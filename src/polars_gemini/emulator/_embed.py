@@ -162,7 +162,7 @@ def _request(model: EmbeddingModel, entry: Entry, text: str, mode: Mode) -> Embe
 
 def _response(tokens: int, values: Sequence[float]) -> dict[str, Any]:
     """Key order of the real result file: `tokenCount` (an int64, so a string) before `embedding`."""
-    return {"tokenCount": str(tokens), "embedding": {"values": list(values)}}
+    return {"tokenCount": str(tokens), "embedding": {"values": values if isinstance(values, list) else list(values)}}
 
 
 def _embed(embedder: Embedder, requests: list[EmbeddingRequest], on_error: OnError) -> list[Any]:
