@@ -257,3 +257,15 @@ def test_texts_over_the_input_limit_are_flagged_before_sending(emu: Emulator) ->
         out = df.gemini.embed("text", client=emu.client(), output_dimensionality=8, **FAST)
     assert out.get_column("embedding_error").null_count() == 2  # the service cuts them silently: a vector each
     assert_vectors(out, [long, "short"], dims=8)
+
+
+def test_a_model_without_batch_embeds_only_in_sync_mode(emu: Emulator) -> None:
+    with pytest.raises(ModelError, match="mode='sync'"):
+        frame().gemini.embed("text", model="gemini-embedding-2-preview", client=emu.client(), **FAST)
+    assert emu.requests == []
+    out = frame().gemini.embed("text", model="gemini-embedding-2-preview", mode="sync", client=emu.client(),
+                               output_dimensionality=8, **FAST)  # fmt: skip
+    assert out.get_column("embedding_error").null_count() == len(TEXTS) - 1
+    got = out.get_column("embedding").to_list()[0]
+    values = responses.embedding("a red apple", model="gemini-embedding-2-preview", dimensions=8)
+    assert got == pytest.approx(normalized(values), abs=2e-6)

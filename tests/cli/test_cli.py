@@ -125,7 +125,7 @@ def test_prices_command_prints_every_model_and_tier(capsys: pytest.CaptureFixtur
     assert header.split() == ["model", "tier", "prompt", "input", "output", "cached", "audio", "cached", "audio",
                               "storage/h", "as", "of", "source"]  # fmt: skip
     rows = [line.split() for line in out.splitlines() if line.startswith("gemini-")]
-    assert {row[0] for row in rows} >= set(MODELS) | {"gemini-embedding-001"}
+    assert {row[0] for row in rows} >= {name for name, info in MODELS.items() if info.supports_batch}
     assert {row[1] for row in rows} == {"standard", "batch", "flex", "priority"}
     assert ["gemini-2.5-flash", "priority", "any", "0.54", "4.5", "0.054", "1.8", "0.18", "1.8", "2026-08-04"] in [
         row[:10] for row in rows

@@ -23,7 +23,8 @@ from google.genai import types
 from polars_gemini.api import functions as _functions
 from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
-from polars_gemini.core.errors import GeminiBatchWarning, RunTimeoutError
+from polars_gemini.core.errors import GeminiBatchWarning, ModelError, RunTimeoutError
+from polars_gemini.core.models import model_info
 from polars_gemini.cost.estimate import Estimate, estimate_requests
 from polars_gemini.cost.prices import as_price_table
 from polars_gemini.prepare.plan import Limits, check_clash, check_length, make_plan, output_columns, run_id_for
@@ -41,8 +42,10 @@ if TYPE_CHECKING:
 FrameLike = pl.DataFrame | pl.LazyFrame
 DEFAULT_MODEL = "gemini-embedding-001"
 # Inline embedding jobs are capped by the size of their answer: every vector comes back inside one `batches.get`
-# reply. A million values (about 12 MB of JSON) is 325 full-size (3,072) vectors or 1,000 of 768.
-INLINE_EMBED_VALUES = 1_000_000
+# reply, which the SDK turns into Python objects (about 3.5 s a million values on a 2-core VM, where a results file
+# of the same vectors is read by Polars in a fraction of that). 250,000 values is 81 full-size (3,072) vectors or
+# 325 of 768: small frames still skip the upload and download, larger ones go as files.
+INLINE_EMBED_VALUES = 250_000
 
 
 def submit_embed(
@@ -93,6 +96,12 @@ def submit_embed(
     check_options(dict(locals()))  # first statement: the arguments, exactly as given
     spec = build_embed_spec(model, task_type=task_type, title=title, output_dimensionality=output_dimensionality,
                             check_model=check_model)  # fmt: skip
+    info = model_info(spec.model)
+    if mode == "batch" and check_model and info is not None and not info.supports_batch:
+        raise ModelError(
+            f"{spec.model} has no Batch API rate (the pricing page lists batch as not available): embed with "
+            "mode='sync' (standard price), use gemini-embedding-001 for batch, or pass check_model=False to try."
+        )
     check_clash(frame.collect_schema().names(), output_columns(spec, output, "", usage))
     limits = _limits(spec, max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame

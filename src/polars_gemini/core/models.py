@@ -61,6 +61,12 @@ MODELS: dict[str, ModelInfo] = {
         # 2,048 input tokens; batch embeddings since 2025-09 (developers.googleblog.com, "Gemini Batch API now
         # supports Embeddings").
         _M("gemini-embedding-001", False, 0, 0, 0, embeds=True, embedding_dimensions=3_072, input_token_limit=2_048),
+        # Multimodal, 8,192 input tokens, 3,072 dimensions (Vertex AI model card); the pricing page of 2026-03-30 lists
+        # no batch rate for gemini-embedding-2-preview ("Not available"): sync mode only, unless check_model=False.
+        _M("gemini-embedding-2-preview", False, 0, 0, 0, supports_batch=False, embeds=True, embedding_dimensions=3_072,
+           input_token_limit=8_192),
+        _M("gemini-embedding-2", False, 0, 0, 0, supports_batch=False, embeds=True, embedding_dimensions=3_072,
+           input_token_limit=8_192),
     )
 }
 

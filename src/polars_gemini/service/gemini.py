@@ -494,8 +494,12 @@ def embed_contents(
     standard price), in order; `tail`: the embedding spec's `task_type`, `title`, `output_dimensionality`."""
     config = types.EmbedContentConfig(**dict(tail), http_options=_once())
 
+    # One Content per text: for multimodal models (gemini-embedding-2*) the SDK reads a list of strings as the parts
+    # of a single content, which is one embedding of them all.
+    contents = [types.Content(parts=[types.Part(text=text)]) for text in texts]
+
     def call() -> list[list[float]]:
-        response = client.models.embed_content(model=model, contents=list(texts), config=config)
+        response = client.models.embed_content(model=model, contents=contents, config=config)
         return [list(e.values or []) for e in response.embeddings or []]
 
     return retrying(f"Embedding {len(texts)} texts with {model}", call, retry)
