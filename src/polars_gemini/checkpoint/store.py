@@ -154,4 +154,5 @@ class Store:
         # sorted or copied twice.
         slim = results.select(pl.col(KEY), pl.col("error").is_null().alias("ok")).with_row_index("__pg_order")
         ranked = slim.sort("ok", "__pg_order").unique(subset=KEY, keep="last", maintain_order=True)
-        return results[ranked.get_column("__pg_order").sort()]
+        winners: pl.DataFrame = results[ranked.get_column("__pg_order").sort()]
+        return winners
