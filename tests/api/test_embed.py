@@ -269,3 +269,96 @@ def test_a_model_without_batch_embeds_only_in_sync_mode(emu: Emulator) -> None:
     got = out.get_column("embedding").to_list()[0]
     values = responses.embedding("a red apple", model="gemini-embedding-2-preview", dimensions=8)
     assert got == pytest.approx(normalized(values), abs=2e-6)
+
+
+def test_no_vector_at_all_for_an_unknown_model_is_errors_not_a_panic(emu: Emulator) -> None:
+    empty = pl.DataFrame({"text": [None, None]}, schema={"text": pl.String})
+    out = empty.gemini.embed("text", model="my-embedding-model", check_model=False, client=emu.client(), **FAST)
+    assert out.height == 2 and out.get_column("embedding_error").null_count() == 0
+    assert isinstance(out.schema["embedding"], pl.Array)
+
+
+def test_sync_budget_is_checked_at_the_standard_price(emu: Emulator) -> None:
+    df = pl.DataFrame({"text": [f"text {i} " * 50 for i in range(200)]})
+    est = df.gemini.estimate_embed("text")
+    between = (est.cost + est.sync_cost) / 2  # type: ignore[operator]
+    with pytest.raises(BudgetExceededError, match=r"standard \(sync mode\) price"):
+        df.gemini.embed("text", client=emu.client(), mode="sync", max_cost=between, **FAST)
+    assert emu.requests == []
+    run = df.gemini.submit_embed("text", client=emu.client(), mode="sync", output_dimensionality=4, **FAST)
+    assert run.cost().actual is None  # batchEmbedContents reports no token counts: unknown, not $0
+
+
+def test_empty_texts_are_not_sent_and_never_fail_their_neighbours(emu: Emulator) -> None:
+    texts = [f"w{i}" for i in range(150)]
+    texts[5] = ""
+    df = pl.DataFrame({"text": texts})
+    est = df.gemini.estimate_embed("text")
+    assert est.rows_not_sent == 1 and est.requests == 149
+    for mode in ("sync", "batch"):
+        out = df.gemini.embed("text", client=emu.client(), mode=mode, output_dimensionality=4, **FAST)  # type: ignore[arg-type]
+        errors = out.get_column("embedding_error")
+        assert errors.null_count() == 149 and errors[5] == "not sent: the text is empty", mode
+
+
+def test_one_refused_text_in_a_sync_call_fails_only_its_row(emu: Emulator) -> None:
+    def embedder(request):  # type: ignore[no-untyped-def]
+        if request.text == "w7":
+            from polars_gemini.emulator import EmulatedError
+
+            raise EmulatedError(400, "this text is refused", "INVALID_ARGUMENT")
+        return responses.embedding(request.text, dimensions=request.dimensions)
+
+    emu.settings.embedder = embedder
+    df = pl.DataFrame({"text": [f"w{i}" for i in range(150)]})
+    out = df.gemini.embed("text", client=emu.client(), mode="sync", output_dimensionality=4, **FAST)
+    errors = out.get_column("embedding_error")
+    assert errors.null_count() == 149 and "this text is refused" in errors[7]
+
+
+def test_sync_mode_raises_a_refused_key_and_retries_transient_failures() -> None:
+    from google import genai
+    from google.genai import types
+
+    from polars_gemini import APIError
+
+    with Emulator(api_key="right") as emu:
+        wrong = genai.Client(api_key="wrong", http_options=types.HttpOptions(base_url=emu.url))
+        with pytest.raises(APIError):
+            frame().gemini.embed("text", client=wrong, mode="sync", **FAST)
+        emu.fail_http("models.batchEmbedContents", 503, times=6)  # outlasts one call's retries: a second round
+        retry = types.HttpRetryOptions(attempts=2, initial_delay=0.01, max_delay=0.01)
+        out = frame().gemini.embed("text", client=emu.client(), mode="sync", output_dimensionality=4, retry=retry,
+                                   max_retries=3, **FAST)  # fmt: skip
+        assert out.get_column("embedding_error").null_count() == len(TEXTS) - 1
+
+
+def test_a_template_without_placeholder_or_column_is_refused(emu: Emulator) -> None:
+    from polars_gemini import TemplateError
+
+    with pytest.raises(TemplateError, match="names no column"):
+        frame().gemini.embed("txet", client=emu.client(), **FAST)
+    assert emu.requests == []
+
+
+@pytest.mark.parametrize("value", ["no", None, 1])
+def test_normalize_must_be_a_bool(emu: Emulator, value: object) -> None:
+    with pytest.raises(ConfigurationError, match="normalize must be True or False"):
+        frame().gemini.embed("text", client=emu.client(), normalize=value, **FAST)  # type: ignore[arg-type]
+
+
+def test_vectors_that_cannot_be_normalized_are_errors(emu: Emulator) -> None:
+    emu.settings.embedder = lambda request: [0.0] * (request.dimensions or 3072)
+    out = frame().gemini.embed("text", client=emu.client(), output_dimensionality=4, **FAST)
+    errors = out.get_column("embedding_error").drop_nulls()
+    assert errors.len() == len(TEXTS) and errors.str.contains("cannot be normalized").sum() == len(TEXTS) - 1
+    with pytest.warns(GeminiBatchWarning, match="Re-attached"):  # the same work: its vectors are not bought again
+        raw = frame().gemini.embed("text", client=emu.client(), output_dimensionality=4, normalize=False, **FAST)
+    assert raw.get_column("embedding").to_list()[0] == [0.0] * 4
+
+
+def test_numpy_integers_are_dimensions() -> None:
+    import numpy as np
+
+    est = frame().gemini.estimate_embed("text", output_dimensionality=np.int64(768))  # type: ignore[arg-type]
+    assert est.requests == 4

@@ -23,15 +23,15 @@ from google.genai import types
 from polars_gemini.api import functions as _functions
 from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
-from polars_gemini.core.errors import GeminiBatchWarning, ModelError, RunTimeoutError
+from polars_gemini.core.errors import GeminiBatchWarning, ModelError, RunTimeoutError, TemplateError
 from polars_gemini.core.models import model_info
 from polars_gemini.cost.estimate import Estimate, estimate_requests
 from polars_gemini.cost.prices import as_price_table
-from polars_gemini.prepare.plan import Limits, check_clash, check_length, make_plan, output_columns, run_id_for
-from polars_gemini.prepare.requests import PROMPT, RequestSpec, build_embed_spec
-from polars_gemini.prepare.template import column, prompt_exprs
+from polars_gemini.prepare.plan import Limits, Plan, check_clash, check_length, make_plan, output_columns, run_id_for
+from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_embed_spec
+from polars_gemini.prepare.template import column, parse_template, prompt_exprs
 from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
-from polars_gemini.run.results import embed_results
+from polars_gemini.run.results import RETRYABLE_CODES, embed_results
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.sync import run_embed_sync
 from polars_gemini.tokens.exact import TokenizerLike, load_tokenizer
@@ -106,11 +106,11 @@ def submit_embed(
     limits = _limits(spec, max_requests_per_job, inline_limit_bytes, file_limit_bytes)
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     template = _as_template(template, df.collect_schema())
-    plan = make_plan(df, template, spec, limits)
+    plan = make_plan(df, template, spec, limits, skip_empty=True)
     table = as_price_table(prices)
     est = estimate_requests(plan.requests, plan.rows.height, spec, table, exact=load_tokenizer(tokenizer, spec.model),
                             rows_not_sent=_functions.not_sent(plan))  # fmt: skip
-    _functions.check_budget(est, max_cost)
+    _functions.check_budget(est, max_cost, sync=mode == "sync")
     if est.over_input_limit:
         warnings.warn(
             f"{est.over_input_limit:,} text(s) are longer than {spec.model}'s input limit; the service embeds only "
@@ -134,7 +134,7 @@ def submit_embed(
         run.extra_rounds = 1
     try:
         if mode == "sync":
-            wire = run_embed_sync(plan, client, max_concurrency, progress, retry)
+            wire = _embed_sync(plan, client, max_concurrency, progress, retry, max_retries)
             run.store.add_results(_functions.sync_job(run), embed_results(wire, run.dimensions()))
             return run
         return _functions.submit_or_explain(run)
@@ -234,14 +234,39 @@ def estimate_embed(
     prompt, _ = prompt_exprs(_as_template(template, df.collect_schema()), df.collect_schema())
     rendered = df.select(prompt.alias(PROMPT))
     check_length(rendered.height, df.height, template)
+    rendered = rendered.select(pl.when(pl.col(PROMPT) != "").then(pl.col(PROMPT)).alias(PROMPT))  # not sent, as nulls
     requests = rendered.drop_nulls().unique(maintain_order=True)
     exact = load_tokenizer(tokenizer, spec.model)
     return estimate_requests(requests, df.height, spec, as_price_table(prices), exact=exact,
                              rows_not_sent=int(rendered.null_count().item()))  # fmt: skip
 
 
+def _embed_sync(
+    plan: Plan, client: genai.Client, max_concurrency: int, progress: bool, retry: types.HttpRetryOptions | None,
+    max_retries: int,
+) -> pl.DataFrame:  # fmt: skip
+    """Sync embeddings of the plan's requests, with up to `max_retries` rounds for the texts whose calls failed in a
+    way a retry can fix (as batch runs retry in rounds)."""
+    wire = run_embed_sync(plan.requests, plan.spec, client, max_concurrency, progress, retry)
+    for _ in range(max_retries):
+        again = wire.filter(pl.col("code").is_in(list(RETRYABLE_CODES))).select(KEY)
+        if again.is_empty():
+            break
+        redo = run_embed_sync(plan.requests.join(again, on=KEY, how="semi"), plan.spec, client, max_concurrency,
+                              progress, retry)  # fmt: skip
+        wire = pl.concat([wire.join(again, on=KEY, how="anti"), redo])
+    return wire
+
+
 def _as_template(template: str | pl.Expr, schema: pl.Schema) -> str | pl.Expr:
-    """A bare column name embeds that column as it is; anything else is a template or an expression."""
+    """A bare column name embeds that column as it is; anything else is a template or an expression. A template
+    with no placeholder would embed one constant text on every row: a misspelt column name, refused."""
+    if isinstance(template, str) and template not in schema.names() and not parse_template(template).columns:
+        names = ", ".join(repr(n) for n in schema.names()[:10])
+        raise TemplateError(
+            f"template {template!r} names no column and has no {{placeholder}}: every row would embed the same text. "
+            f"Pass a column name ({names}) or a template such as '{{title}}: {{body}}'."
+        )
     if not isinstance(template, str) or template not in schema.names():
         return template
     if "{" in template or "}" in template:

@@ -132,7 +132,7 @@ def submit(
     exact = None if plan.files else load_tokenizer(tokenizer, spec.model)  # a streamed plan counted as it went
     est = estimate_requests(plan.requests, plan.rows.height, spec, table, prompt_tokens=_streamed_tokens(plan),
                             exact=exact, rows_not_sent=not_sent(plan), notes=_media_notes(plan))  # fmt: skip
-    check_budget(est, max_cost)
+    check_budget(est, max_cost, sync=mode == "sync")
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
         usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost,
@@ -236,20 +236,30 @@ def _streamed_tokens(plan: Plan) -> pl.Series | None:
     return plan.requests.get_column(TOKENS) if TOKENS in plan.requests.columns else None
 
 
-def check_budget(est: Estimate, max_cost: float | None) -> None:
-    """Refuse to submit when the worst case could cost more than `max_cost`, before any upload."""
+def check_budget(est: Estimate, max_cost: float | None, *, sync: bool = False) -> None:
+    """Refuse to submit when the worst case could cost more than `max_cost`, before any upload. `sync`: the calls
+    are billed at standard price (the estimate's batch bound scaled by standard over batch)."""
     if max_cost is None:
         return
-    if est.cost_max is None:
+    if est.cost_max is None or est.cost is None:
         raise BudgetExceededError(
             f"max_cost={max_cost} cannot be checked: no price is known for {est.model}. Pass prices={{...}}.\n{est!r}"
         )
-    if est.cost_max > max_cost:
+    worst, expected, price = est.cost_max, est.cost, "batch"
+    if sync:
+        scale = (est.sync_cost or 0.0) / est.cost if est.cost else 2.0
+        worst, expected, price = worst * scale, est.sync_cost or 0.0, "standard (sync mode)"
+    if worst > max_cost:
+        lower = "with config max_output_tokens, " if est.output_tokens_max else ""
         raise BudgetExceededError(
-            f"Not submitted: the estimate's upper bound ${est.cost_max:,.2f} exceeds max_cost=${max_cost:,.2f} "
-            f"(expected ${est.cost:,.2f}). Lower the worst case with config max_output_tokens, send fewer rows, or "
-            f"raise max_cost.\n{est!r}"
+            f"Not submitted: the estimate's upper bound {_dollars(worst)} at {price} price exceeds "
+            f"max_cost={_dollars(max_cost)} (expected {_dollars(expected)}). Lower the worst case {lower}send fewer "
+            f"rows, or raise max_cost.\n{est!r}"
         )
+
+
+def _dollars(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:,.6f}"
 
 
 def sync_job(run: Run) -> JobRecord:

@@ -73,8 +73,8 @@ class Estimate:
                                 + (f"; {self.rows_not_sent:,} rows not sent" if self.rows_not_sent else "")),
             ("input tokens", f"{self.input_tokens:,}" + (f" ({self.media_tokens:,} of them media)"
                                                          if self.media_tokens else "")),
-            ("output tokens", f"{self.output_tokens:,} expected ({self.thinking_tokens:,} thinking), "
-                              f"{self.output_tokens_max:,} at most"),
+            *((("output tokens", f"{self.output_tokens:,} expected ({self.thinking_tokens:,} thinking), "
+                                 f"{self.output_tokens_max:,} at most"),) if self.output_tokens_max else ()),
             ("batch cost", f"{usd(self.cost)} expected, {usd(self.cost_max)} at most"),
             ("same work, standard price", usd(self.sync_cost)),
             ("prices as of", self.prices_as_of),
@@ -93,7 +93,10 @@ class Estimate:
 
 
 def _usd(value: float | None) -> str:
-    return "price unknown" if value is None else f"${value:,.2f}"
+    """Dollars with cents, or with four decimals below a dollar (an embedding job of a million texts costs cents)."""
+    if value is None:
+        return "price unknown"
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:,.4f}"
 
 
 def input_token_exprs(spec: RequestSpec, exact: ExactTokenizer | None = None) -> tuple[pl.Expr, int]:
@@ -279,8 +282,10 @@ def estimate_requests(
     over = _over_limit(spec, tokens)
     if over:
         limit = model_info(spec.model).input_token_limit  # type: ignore[union-attr]  # _over_limit checked it
+        tokens = tokens.with_columns(pl.col(INPUT_TOKENS).clip(upper_bound=limit))
         notes = (f"{over:,} text(s) exceed the model's {limit:,}-token input limit: the service embeds only their "
-                 f"first {limit:,} tokens, silently (counted here in full)", *notes)  # fmt: skip
+                 f"first {limit:,} tokens, silently (counted at the limit; whether the rest is billed is not "
+                 "documented)", *notes)  # fmt: skip
     n = requests.height
     out, out_max = n * (guess.answer + guess.thinking), n * guess.maximum
     price = prices.get(spec.model)

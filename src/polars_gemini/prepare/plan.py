@@ -40,6 +40,7 @@ from polars_gemini.prepare.template import NULL_COLUMN, prompt_exprs
 _CONTENTS = pl.List(pl.Struct({"parts": pl.List(pl.Struct({"text": pl.String}))}))
 _LINE_SCHEMA: dict[str, pl.DataType] = {"key": pl.String(), "request": pl.Struct({"contents": _CONTENTS})}
 SKIP = "__pg_skip"
+_EMPTY = "__pg_empty"
 SHARD = "shard"
 
 INLINE_LIMIT_BYTES = 20_000_000  # the API's limit on an inline batch request body
@@ -151,9 +152,12 @@ def make_plan(
     limits: Limits,
     media: MediaColumns | None = None,
     inline_media_bytes: int = INLINE_MEDIA_BYTES,
+    skip_empty: bool = False,
 ) -> Plan:
     """The plan of a call: every row's key (or why it is not sent), the distinct requests, their shards. With
-    `media`, those columns' cells are resolved first (read, hashed, typed) and become media parts."""
+    `media`, those columns' cells are resolved first (read, hashed, typed) and become media parts. With
+    `skip_empty`, a row whose prompt is the empty string is not sent (an embedding of nothing is refused by the
+    service, and would cost a request)."""
     resolved = resolve(frame, media, spec.model, media_resolution(spec)) if media else None
     source = resolved.frame if resolved is not None else frame
     prompt, null_col = prompt_exprs(template, source.collect_schema())
@@ -163,6 +167,11 @@ def make_plan(
         check_length(-1, frame.height, template)
         raise
     check_length(rendered.height, frame.height, template)
+    empty = pl.lit(False)
+    if skip_empty:
+        rendered = rendered.with_columns((pl.col(PROMPT) == "").fill_null(False).alias(_EMPTY))
+        rendered = rendered.with_columns(pl.when(~pl.col(_EMPTY)).then(pl.col(PROMPT)).alias(PROMPT))
+        empty = pl.col(_EMPTY)
     # DataFrame.unique, not Series.unique: the same rows, ~6x faster at a million rows on Polars 2.1.
     distinct = rendered.select(PROMPT).drop_nulls().unique(maintain_order=True).get_column(PROMPT)
     # Sizes come from regex counts: run them on every core (`spread`), then rejoin the chunks.
@@ -178,8 +187,11 @@ def make_plan(
     check_sizes(requests, limits)
     requests, shards = shard(requests, limits)
     keyed = rendered.join(requests.select(PROMPT, KEY), on=PROMPT, how="left", maintain_order="left")
-    null_reason: pl.Expr = pl.when(pl.col(NULL_COLUMN).is_not_null()).then(
-        pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN))
+    null_reason: pl.Expr = (
+        pl.when(pl.col(NULL_COLUMN).is_not_null())
+        .then(pl.format("not sent: column '{}' is null in this row", pl.col(NULL_COLUMN)))
+        .when(empty)
+        .then(pl.lit("not sent: the text is empty"))
     )
     if resolved is not None:  # a media cell that cannot be sent says why, before any null column
         keyed = keyed.with_columns(resolved.errors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,14 +147,14 @@ def build_embed_spec(
         tail["title"] = title
     if output_dimensionality is not None:
         most = info.embedding_dimensions if info is not None and info.embeds else None
-        bad = isinstance(output_dimensionality, bool) or not isinstance(output_dimensionality, int)
+        bad = isinstance(output_dimensionality, bool) or not isinstance(output_dimensionality, numbers.Integral)
         if bad or output_dimensionality < 1 or (most is not None and output_dimensionality > most):
             hint = f"1 to {most}" if most else ">= 1"
             raise ConfigurationError(
                 f"output_dimensionality must be an integer {hint} (768, 1536 and 3072 are recommended); "
                 f"got {output_dimensionality!r}."
             )
-        tail["output_dimensionality"] = output_dimensionality
+        tail["output_dimensionality"] = int(output_dimensionality)  # numpy integers too
     return RequestSpec(name, types.GenerateContentConfig(), None, tail, EMBED)
 
 

@@ -75,13 +75,23 @@ def embedding_columns(by_request: pl.DataFrame, output: str, dimensions: int | N
     vectors = pl.DataFrame({"v": lists, "ok": ok}).select(
         pl.when(pl.col("ok")).then(pl.col("v")).cast(pl.Array(pl.Float32, dimensions)).alias("v")
     )
-    if normalize:
+    degenerate = pl.Series("d", [False] * by_request.height, dtype=pl.Boolean)
+    if normalize and dimensions > 0:
         v = pl.col("v")
         norm = (v * v).arr.sum().sqrt()
-        vectors = vectors.select(pl.when(norm > 0).then(v / norm).otherwise(v).alias("v"))
+        # No unit vector exists for all zeros, and an overflowing norm (|values| ~1e19) would give zeros: errors.
+        bad = (norm == 0) | norm.is_infinite() | norm.is_nan()
+        vectors = vectors.select(pl.when(~bad).then(v / norm).alias("v"), bad.fill_null(False).alias("d"))
+        degenerate = vectors.get_column("d")
     wrong = pl.format("the embedding has {} values, not {}", pl.col("n"), pl.lit(dimensions))
-    errors = pl.DataFrame({"e": by_request.get_column(ERROR), "ok": ok, "n": lists.list.len()}).select(
-        pl.coalesce(pl.col("e"), pl.when(~pl.col("ok") & pl.col("n").is_not_null()).then(wrong)).alias(error_col)
+    cannot = pl.lit("the embedding cannot be normalized (all zeros, or too large); pass normalize=False to keep it")
+    errors = pl.DataFrame({"e": by_request.get_column(ERROR), "ok": ok, "n": lists.list.len(), "d": degenerate})
+    errors = errors.select(
+        pl.coalesce(
+            pl.col("e"),
+            pl.when(~pl.col("ok") & pl.col("n").is_not_null()).then(wrong),
+            pl.when(pl.col("d")).then(cannot),
+        ).alias(error_col)
     )
     answers = pl.DataFrame([vectors.get_column("v").alias(output), errors.get_column(error_col)])
     return answers.insert_column(0, by_request.get_column(KEY).alias(_fresh("__pg_key", answers.columns)))

@@ -22,7 +22,7 @@ from polars_gemini.checkpoint.files import JobRecord
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import APIError, GeminiBatchWarning, MissingAPIKeyError, RunTimeoutError
 from polars_gemini.core.models import model_info
-from polars_gemini.core.result_columns import ERROR, ERROR_CODE, TEXT
+from polars_gemini.core.result_columns import ERROR, ERROR_CODE, TEXT, USAGE
 from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.prepare.plan import Limits, Plan, shard
@@ -600,6 +600,8 @@ class Run:
         actual = actual_cost(batch, price, batch=True)
         if not sync.is_empty() and actual is not None:
             actual += actual_cost(sync, price, batch=False) or 0.0
+        if self.plan.spec.embeds and sync.get_column(USAGE).null_count():
+            actual = None  # batchEmbedContents reports no token counts: what sync embeddings cost is not known here
         return RunCost(self.estimate, actual, _usage_totals(results))
 
     def cancel(self) -> None:

@@ -17,12 +17,17 @@ from polars_gemini.core.errors import APIError
 from polars_gemini.core.result_columns import EMBED_WIRE, LINE
 from polars_gemini.prepare.media import sdk_parts
 from polars_gemini.prepare.plan import Plan
-from polars_gemini.prepare.requests import KEY, PROMPT
+from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.responses import response_json
 
 # Errors that would fail every row alike: raise them instead of recording one per row.
 _FATAL = (401, 403, 404)
+
+
+def _fatal(exc: APIError, codes: tuple[int, ...] = _FATAL) -> bool:
+    """An error every call would get: a refused key (400 API_KEY_INVALID on the Developer API), permission, model."""
+    return exc.code in codes or (exc.code == 400 and "API key" in str(exc))
 
 
 def run_sync(
@@ -48,7 +53,7 @@ def run_sync(
         try:
             response = _client.generate(client, plan.spec.model, contents, plan.spec.config, retry)
         except APIError as exc:
-            if exc.code in fatal:
+            if _fatal(exc, fatal):
                 raise
             return json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}})
         return json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
@@ -62,28 +67,31 @@ EMBED_CALL_TEXTS = 100  # texts per batchEmbedContents call (the API's limit per
 
 
 def run_embed_sync(
-    plan: Plan,
+    requests: pl.DataFrame,
+    spec: RequestSpec,
     client: genai.Client,
     max_concurrency: int,
     progress: bool,
     retry: types.HttpRetryOptions | None = None,
 ) -> pl.DataFrame:
-    """Embeddings of every request of `plan` (`EMBED_WIRE`), `EMBED_CALL_TEXTS` texts per call, calls in parallel.
-    A call that fails for good records its error on each of its texts; the other calls' vectors are kept. The
-    Developer API reports no token counts here (`tokens` is null)."""
+    """Embeddings of `requests` (`key`, `prompt`) as `EMBED_WIRE`, `EMBED_CALL_TEXTS` texts per call, calls in
+    parallel. A call refused for its content (400) is made again text by text, so one bad text fails only its own
+    row; a call that fails for good otherwise records its error on each of its texts. The Developer API reports no
+    token counts here (`tokens` is null)."""
     from tqdm.auto import tqdm
 
-    requests = plan.requests.select(KEY, PROMPT)
+    requests = requests.select(KEY, PROMPT)
     chunks = [requests.slice(i, EMBED_CALL_TEXTS) for i in range(0, requests.height, EMBED_CALL_TEXTS)]
 
     def one(chunk: pl.DataFrame) -> pl.DataFrame:
         keys = chunk.get_column(KEY)
         try:
-            vectors = _client.embed_contents(client, plan.spec.model, chunk.get_column(PROMPT).to_list(),
-                                             plan.spec.tail, retry)  # fmt: skip
+            vectors = _client.embed_contents(client, spec.model, chunk.get_column(PROMPT).to_list(), spec.tail, retry)
         except APIError as exc:
-            if exc.code in _FATAL:
+            if _fatal(exc):
                 raise
+            if exc.code == 400 and chunk.height > 1:  # which text? each one alone says
+                return pl.concat([one(chunk.slice(i, 1)) for i in range(chunk.height)], how="diagonal_relaxed")
             data = {KEY: keys, "code": [exc.code] * len(keys), "message": [str(exc)] * len(keys)}
             return pl.DataFrame(data).with_columns(pl.lit(None, pl.List(pl.Float32)).alias("values"))
         if len(vectors) != len(keys):  # the service's fault: these texts get no vector, and are retried
