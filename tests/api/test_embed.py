@@ -362,3 +362,27 @@ def test_numpy_integers_are_dimensions() -> None:
 
     est = frame().gemini.estimate_embed("text", output_dimensionality=np.int64(768))  # type: ignore[arg-type]
     assert est.requests == 4
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "blank", "wrong_shape", "duplicated"])
+def test_corrupt_result_files_lose_no_row(emu: Emulator, kind: str) -> None:
+    emu.corrupt_results(kind, lines=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)  # "N result line(s) could not be read": expected here
+        out = frame().gemini.embed("text", client=emu.client(), output_dimensionality=8, inline_limit_bytes=0, **FAST)
+    assert_vectors(out, TEXTS, dims=8)  # retried in a second round where a line was lost
+    assert out.get_column("embedding_error").null_count() == len(TEXTS) - 1
+
+
+def test_a_results_file_is_read_in_chunks_that_end_at_line_ends(tmp_path: Path) -> None:
+    from polars_gemini.run import results
+
+    lines = [f'{{"key":"k{i}","response":{{"tokenCount":"1","embedding":{{"values":[{i},1]}}}}}}' for i in range(500)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(lines))  # no final newline, as a writer may leave it
+    chunks = list(results._line_chunks(path, size=1000))
+    assert len(chunks) > 10 and all(c.endswith(b"\n") for c in chunks[:-1])
+    assert b"".join(chunks).decode() == path.read_text()
+    parsed, bad = results.parse_embed_file(path, "test", 2)
+    assert bad == 0 and parsed.get_column("key").to_list() == [f"k{i}" for i in range(500)]
+    assert parsed.get_column("embedding").to_list()[7] == [7.0, 1.0]

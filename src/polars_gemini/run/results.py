@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -181,18 +184,61 @@ _EMBED_LINE: dict[str, pl.DataType] = {
 }
 
 
+_CHUNK_BYTES = 16 * 2**20  # an embedding results file is read this much at a time
+
+
 def parse_embed_file(path: Path, where: str, dimensions: int | None) -> tuple[pl.DataFrame, int]:
     """An embedding job's results file: (results with an `embedding` column, lines that could not be read).
 
-    Read by Polars' NDJSON reader straight from disk into Float32 lists (streaming, in parallel): no line is ever a
-    Python string, no value a Python float. A file with a broken line is read again line by line, tolerantly
-    (`parse_results`' rules: a readable key gets an error, a line without one is counted and its key retried).
+    Read by Polars' NDJSON reader into Float32 lists, 64 MB of lines at a time: no line is ever a Python string, no
+    value a Python float, and memory holds the vectors plus one chunk of text, never the whole file (several GB
+    for a large job). A chunk with a broken line is read again line by line, tolerantly (`parse_results`' rules: a
+    readable key gets an error, a line without one is counted and its key retried).
     """
-    try:
-        lines = pl.scan_ndjson(path, schema=_EMBED_LINE).collect(engine="streaming")
-    except pl.exceptions.PolarsError:
-        return _parse_embed_tolerant(split_lines(path.read_bytes()), where, dimensions)
-    return embed_results(_wire(lines), dimensions), 0
+
+    def parse(chunk: bytes) -> tuple[pl.DataFrame, int]:
+        try:
+            lines = pl.read_ndjson(io.BytesIO(chunk), schema=_EMBED_LINE)
+        except pl.exceptions.PolarsError:
+            return _parse_embed_tolerant(split_lines(chunk), where, dimensions)
+        return embed_results(_wire(lines), dimensions), 0
+
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Polars parses without the GIL: one chunk per core
+        done = list(_bounded_map(pool, parse, _line_chunks(path), workers))
+    if not done:
+        return empty_embed_results(), 0
+    return pl.concat([d for d, _ in done], how="diagonal_relaxed", rechunk=False), sum(b for _, b in done)
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor, fn: Callable[[bytes], tuple[pl.DataFrame, int]], items: Iterable[bytes], ahead: int
+) -> Iterator[tuple[pl.DataFrame, int]]:
+    """`pool.map(fn, items)` in order, with at most `ahead` items read and in flight at once (a file's chunks are
+    read only as fast as they are parsed)."""
+    pending: list[Future[tuple[pl.DataFrame, int]]] = []
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.pop(0).result()
+    for future in pending:
+        yield future.result()
+
+
+def _line_chunks(path: Path, size: int = _CHUNK_BYTES) -> Iterator[bytes]:
+    """The file in pieces of about `size` bytes, each ending at a line end (a line longer than `size` whole)."""
+    with path.open("rb") as handle:
+        rest = b""
+        while block := handle.read(size):
+            block = rest + block
+            end = block.rfind(b"\n")
+            if end < 0:
+                rest = block
+                continue
+            rest = block[end + 1 :]
+            yield block[: end + 1]
+        if rest.strip():
+            yield rest
 
 
 def _wire(lines: pl.DataFrame) -> pl.DataFrame:
