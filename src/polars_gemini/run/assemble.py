@@ -13,6 +13,7 @@ from polars_gemini.prepare.schema import Field, check_names
 from polars_gemini.run.decode import decode_answers
 
 _FOUND = "__pg_found"
+_NORMALIZE_ROWS = 16_384  # embedding rows normalized at a time
 
 
 def per_request(plan: Plan, results: pl.DataFrame) -> pl.DataFrame:
@@ -72,17 +73,29 @@ def embedding_columns(by_request: pl.DataFrame, output: str, dimensions: int | N
         sizes = lists.list.len().drop_nulls()
         dimensions = int(sizes.mode().sort().item(0)) if sizes.len() else 0
     ok = by_request.get_column(ERROR).is_null() & (lists.list.len() == dimensions).fill_null(False)
-    vectors = pl.DataFrame({"v": lists, "ok": ok}).select(
-        pl.when(pl.col("ok")).then(pl.col("v")).cast(pl.Array(pl.Float32, dimensions)).alias("v")
-    )
+    vectors = pl.DataFrame({"v": lists})
+    # Masking copies every value: only when a row that is not ok has a vector (rare); the cast itself is zero-copy.
+    if (lists.is_not_null() & ~ok).any():
+        vectors = pl.DataFrame({"v": lists, "ok": ok}).select(pl.when(pl.col("ok")).then(pl.col("v")).alias("v"))
+    vectors = vectors.select(pl.col("v").cast(pl.Array(pl.Float32, dimensions)))
     degenerate = pl.Series("d", [False] * by_request.height, dtype=pl.Boolean)
     if normalize and dimensions > 0:
         v = pl.col("v")
-        norm = (v * v).arr.sum().sqrt()
+        # The norms first (a small column), then one division: the only copy of the values.
+        norms = vectors.select((v * v).arr.sum().sqrt().alias("n")).get_column("n")
         # No unit vector exists for all zeros, and an overflowing norm (|values| ~1e19) would give zeros: errors.
-        bad = (norm == 0) | norm.is_infinite() | norm.is_nan()
-        vectors = vectors.select(pl.when(~bad).then(v / norm).alias("v"), bad.fill_null(False).alias("d"))
-        degenerate = vectors.get_column("d")
+        degenerate = ((norms == 0) | norms.is_infinite() | norms.is_nan()).fill_null(False).alias("d")
+        safe = pl.select(pl.when(degenerate).then(pl.lit(1.0, pl.Float32)).otherwise(norms)).to_series()
+        # Divided slice by slice: a whole-column division first joins the parsed chunks into one copy (2x the
+        # values at the peak); slices are views, so only the result is new.
+        step = _NORMALIZE_ROWS
+        vectors = pl.concat(
+            [part.select(v / pl.lit(safe.slice(i * step, part.height))) for i, part in
+             enumerate(vectors.iter_slices(step))] or [vectors],
+            rechunk=False,
+        )  # fmt: skip
+        if degenerate.any():
+            vectors = vectors.with_columns(pl.when(~degenerate).then(v).alias("v"))
     wrong = pl.format("the embedding has {} values, not {}", pl.col("n"), pl.lit(dimensions))
     cannot = pl.lit("the embedding cannot be normalized (all zeros, or too large); pass normalize=False to keep it")
     errors = pl.DataFrame({"e": by_request.get_column(ERROR), "ok": ok, "n": lists.list.len(), "d": degenerate})

@@ -184,6 +184,11 @@ _EMBED_LINE: dict[str, pl.DataType] = {
 }
 
 
+def _embed_line(dimensions: int) -> dict[str, pl.DataType]:
+    vector = pl.Struct({"values": pl.Array(pl.Float32, dimensions)})
+    return _EMBED_LINE | {"response": pl.Struct({"tokenCount": pl.String, "embedding": vector})}
+
+
 _CHUNK_BYTES = 16 * 2**20  # an embedding results file is read this much at a time
 
 
@@ -196,12 +201,17 @@ def parse_embed_file(path: Path, where: str, dimensions: int | None) -> tuple[pl
     readable key gets an error, a line without one is counted and its key retried).
     """
 
+    # With the size known, the reader builds the fixed-size arrays itself (fewer copies, less memory than lists); a
+    # chunk with a vector of another size fails that read and is read again with lists, which say which row.
+    schemas = [_embed_line(dimensions), _EMBED_LINE] if dimensions else [_EMBED_LINE]
+
     def parse(chunk: bytes) -> tuple[pl.DataFrame, int]:
-        try:
-            lines = pl.read_ndjson(io.BytesIO(chunk), schema=_EMBED_LINE)
-        except pl.exceptions.PolarsError:
-            return _parse_embed_tolerant(split_lines(chunk), where, dimensions)
-        return embed_results(_wire(lines), dimensions), 0
+        for schema in schemas:
+            try:
+                return embed_results(_wire(pl.read_ndjson(io.BytesIO(chunk), schema=schema)), dimensions), 0
+            except pl.exceptions.PolarsError:
+                continue
+        return _parse_embed_tolerant(split_lines(chunk), where, dimensions)
 
     workers = max(1, min(os.cpu_count() or 1, 8))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Polars parses without the GIL: one chunk per core
@@ -270,7 +280,7 @@ def embed_results(wire: pl.DataFrame, dimensions: int | None) -> pl.DataFrame:
     """Embedding results (`EMBED_WIRE`) as the results table plus `embedding`: the vector where there is one, else
     an error. A vector of the wrong size (`dimensions`, when known) or with no values is the service's fault: an
     error with a retryable code, never a short vector in the output."""
-    values = pl.col("values")
+    values = pl.col("values").cast(pl.List(pl.Float32))
     size = values.list.len()
     wrong = (size != dimensions) if dimensions is not None else pl.lit(False)
     failure = pl.format("request failed (code {}): {}", pl.col("code").cast(pl.String).fill_null("?"),
@@ -301,8 +311,11 @@ def embed_results(wire: pl.DataFrame, dimensions: int | None) -> pl.DataFrame:
         pl.lit(None, pl.String).alias(FINISH),
         pl.when(pl.col("tokens").is_not_null()).then(usage).alias(USAGE),
         pl.lit(None, pl.String).alias(LINE),  # the raw line would repeat the vector as text: not kept
-        pl.when(failed.not_()).then(values).alias(EMBEDDING),
+        values.cast(pl.List(pl.Float32)).alias(EMBEDDING),  # zero-copy from an Array read
     )
+    # A failed row keeps no vector. Masking copies every value, so only when some failed row has one (rare).
+    if out.select((pl.col(ERROR).is_not_null() & pl.col(EMBEDDING).is_not_null()).any()).item():
+        out = out.with_columns(pl.when(pl.col(ERROR).is_null()).then(pl.col(EMBEDDING)).alias(EMBEDDING))
     return out.cast({USAGE: USAGE_DTYPE})
 
 
