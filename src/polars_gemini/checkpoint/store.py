@@ -150,9 +150,13 @@ class Store:
         earlier call, or one that failed after the key was answered elsewhere) never replaces it.
         """
         results = self.results()
-        # Ranked on two narrow columns, then the winners gathered once: the wide ones (raw lines, vectors) are never
-        # sorted or copied twice.
+        winners: pl.DataFrame = results[self.latest_rows(results)]  # the wide columns are gathered once
+        return winners
+
+    @staticmethod
+    def latest_rows(results: pl.DataFrame) -> pl.Series:
+        """Positions in `results` of the result that stands per key (see `latest`), in order, ranked on two narrow
+        columns: the wide ones (raw lines, vectors) are never sorted."""
         slim = results.select(pl.col(KEY), pl.col("error").is_null().alias("ok")).with_row_index("__pg_order")
         ranked = slim.sort("ok", "__pg_order").unique(subset=KEY, keep="last", maintain_order=True)
-        winners: pl.DataFrame = results[ranked.get_column("__pg_order").sort()]
-        return winners
+        return ranked.get_column("__pg_order").sort()

@@ -30,6 +30,22 @@ def per_request(plan: Plan, results: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns(pl.coalesce(ERROR, missing).alias(ERROR)).drop(_FOUND)
 
 
+def per_row(plan: Plan, results: pl.DataFrame, standing: pl.Series) -> pl.DataFrame:
+    """One row per input row, in order: its request's standing result (`standing`: positions in `results`, one per
+    key), gathered from `results` in one pass, with the reason in `error` where there is none (the row was not sent,
+    or no result came back). For wide results (vectors), instead of `per_request` and `join_rows`, which copy every
+    value twice more."""
+    positions = results.select(KEY).with_row_index(_FOUND)[standing]
+    rows = plan.rows.select(KEY, SKIP).join(positions, on=KEY, how="left", maintain_order="left")
+    found = rows.get_column(_FOUND)
+    gathered = results.select(pl.exclude(KEY, LINE).gather(found))
+    missing = pl.when(pl.col(_FOUND).is_null()).then(pl.lit("no result was returned for this request"))
+    reason = pl.DataFrame([rows.get_column(SKIP), found, gathered.get_column(ERROR)]).select(
+        pl.coalesce(SKIP, ERROR, missing).alias(ERROR)
+    )
+    return gathered.with_columns(reason.get_column(ERROR)).insert_column(0, rows.get_column(KEY))
+
+
 def answer_columns(plan: Plan, by_request: pl.DataFrame, output: str, prefix: str) -> pl.DataFrame:
     """The answer column(s) and the error column per request, decoded to the declared dtypes.
 

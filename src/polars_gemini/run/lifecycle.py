@@ -28,7 +28,7 @@ from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.prepare.plan import Limits, Plan, shard
 from polars_gemini.prepare.requests import KEY, NBYTES, encode_jsonl, inline_embed_requests, inline_requests
 from polars_gemini.run import media as _media
-from polars_gemini.run.assemble import answer_columns, embedding_columns, join_rows, per_request
+from polars_gemini.run.assemble import answer_columns, embedding_columns, join_rows, per_request, per_row
 from polars_gemini.run.decode import decode_answers
 from polars_gemini.run.results import (
     GONE_CODE,
@@ -579,15 +579,20 @@ class Run:
         """The input frame with the answer and error columns; waits for the jobs first."""
         if not self.done:
             self.wait(timeout)
+        frame = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
+        if self.plan.spec.embeds:  # vectors: gathered once into row order, then cast and normalized
+            results = self.store.results()
+            rows = per_row(self.plan, results, self.store.latest_rows(results))
+            del results
+            vectors = embedding_columns(rows, self.options.output, self.dimensions(), self.options.normalize)
+            if self.options.usage:
+                vectors = vectors.hstack(rows.select(usage_columns(self.options.output)[:1]))
+            return pl.concat([frame, vectors.drop(vectors.columns[0])], how="horizontal")
         by_request = per_request(self.plan, self.store.latest())
-        if self.plan.spec.embeds:
-            answers = embedding_columns(by_request, self.options.output, self.dimensions(), self.options.normalize)
-        else:
-            answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
+        answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
         if self.options.usage:
             tokens = usage_columns(self.options.output)
-            answers = answers.hstack(by_request.select(tokens[:1] if self.plan.spec.embeds else tokens))
-        frame = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
+            answers = answers.hstack(by_request.select(tokens))
         return join_rows(frame, self.plan, answers, self.options.output)
 
     def cost(self) -> RunCost:
