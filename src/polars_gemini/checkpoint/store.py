@@ -159,4 +159,5 @@ class Store:
         columns: the wide ones (raw lines, vectors) are never sorted."""
         slim = results.select(pl.col(KEY), pl.col("error").is_null().alias("ok")).with_row_index("__pg_order")
         ranked = slim.sort("ok", "__pg_order").unique(subset=KEY, keep="last", maintain_order=True)
-        return ranked.get_column("__pg_order").sort()
+        order: pl.Series = ranked.get_column("__pg_order").sort()
+        return order
