@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -143,14 +144,15 @@ class Store:
             return pl.DataFrame(schema={**schema, ATTEMPT: pl.Int32, JOB: pl.String})
         return pl.concat(frames, how="diagonal_relaxed")  # embedding results add a column that errors lack
 
-    def latest(self) -> pl.DataFrame:
+    def latest(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The result that stands per key: the most recent answer if there is one, else the most recent error.
 
         An answer, once in, is paid for and final: an error for that key from another job (an adopted job of an
         earlier call, or one that failed after the key was answered elsewhere) never replaces it.
         """
         results = self.results()
-        winners: pl.DataFrame = results[self.latest_rows(results)]  # the wide columns are gathered once
+        wanted = results if columns is None else results.select(columns)  # only what the caller reads is gathered
+        winners: pl.DataFrame = wanted[self.latest_rows(results)]
         return winners
 
     @staticmethod

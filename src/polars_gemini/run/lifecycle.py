@@ -195,7 +195,7 @@ class Run:
 
     def _todo(self) -> pl.Series:
         """Keys of this plan that are neither settled (answered, or failed for good) nor in a job still running."""
-        latest = self.store.latest()
+        latest = self.store.latest([KEY, ERROR, ERROR_CODE])
         codes = list(RETRYABLE_CODES) + ([GONE_CODE] if self.options.resubmit_lost else [])
         settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(codes))
         busy = [settled.get_column(KEY)] + [self.store.job_keys(j) for j in self.store.active_jobs()]
@@ -434,8 +434,11 @@ class Run:
                     raise
                 self._gone(job, f"the results file {snap.result_file} of job {job.name} is no longer on the service")
                 return
-            results = results.filter(pl.col(KEY).is_in(keys.implode()))
-            results = results.unique(subset=KEY, keep="first", maintain_order=True)
+            # This job's keys, each once (the first answer): decided on the key column, and the rows copied only
+            # when some must go (results can be gigabytes of vectors).
+            keep = results.select(pl.col(KEY).is_in(keys.implode()) & pl.col(KEY).is_first_distinct()).to_series()
+            if not keep.all():
+                results = results.filter(keep)
             missing = keys.head(0) if job.adopted else keys.filter(~keys.is_in(results.get_column(KEY).implode()))
             message = f"no result was returned for this request by job {job.name}"
             results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)], how="diagonal_relaxed")
@@ -539,7 +542,7 @@ class Run:
         return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual, unread)
 
     def _counts(self) -> RunStatus:
-        latest = self.plan.requests.select(KEY).join(self.store.latest(), on=KEY, how="inner")
+        latest = self.plan.requests.select(KEY).join(self.store.latest([KEY, ERROR]), on=KEY, how="inner")
         done = int(latest.get_column(ERROR).is_null().sum())
         jobs = tuple((j.name or j.display_name, j.state) for j in self.store.jobs if j.run_id == self.run_id)
         return RunStatus(jobs, self.plan.requests.height, done, latest.height - done)
@@ -598,7 +601,7 @@ class Run:
     def cost(self) -> RunCost:
         """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""
         mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
-        results = self.store.results().filter(pl.col("job").is_in(list(mine)))
+        results = self.store.results().select("job", USAGE).filter(pl.col("job").is_in(list(mine)))
         price = self.options.prices.get(self.plan.spec.model)
         sync = results.filter(pl.col("job").replace_strict(mine, default="batch") == "sync")
         batch = results.filter(pl.col("job").replace_strict(mine, default="batch") != "sync")
