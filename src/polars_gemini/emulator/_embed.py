@@ -37,6 +37,7 @@ from polars_gemini.emulator._drafts import truncate
 from polars_gemini.emulator._embed_models import EMBEDDING_MODELS, EmbeddingModel
 from polars_gemini.emulator._faults import Faults
 from polars_gemini.emulator._jobs import Entry
+from polars_gemini.emulator._results import guarded, internal
 from polars_gemini.emulator._status import EmulatedError, invalid_argument
 from polars_gemini.emulator._types import BatchEmbedder, Embedder, EmbeddingRequest, Outcome
 from polars_gemini.emulator._validate import require_object
@@ -171,22 +172,12 @@ def _embed(embedder: Embedder, requests: list[EmbeddingRequest], on_error: OnErr
             return list(embedder.embed_many(requests))
         except Exception as exc:  # a broken embedder must not take the server down; tests see `emu.errors`
             on_error(exc)
-            return [_internal(exc)] * len(requests)
+            return [internal(exc, "embedder")] * len(requests)
     return [_embed_one(embedder, request, on_error) for request in requests]
 
 
 def _embed_one(embedder: Embedder, request: EmbeddingRequest, on_error: OnError) -> Sequence[float] | EmulatedError:
-    try:
-        return embedder(request)
-    except EmulatedError as exc:
-        return exc
-    except Exception as exc:  # as above: reported through `emu.errors`, and as this request's error
-        on_error(exc)
-        return _internal(exc)
-
-
-def _internal(exc: Exception) -> EmulatedError:
-    return EmulatedError(13, f"Emulator embedder raised {exc!r}.", "INTERNAL")
+    return guarded(embedder, request, on_error, "embedder")
 
 
 def spec(request: EmbeddingRequest) -> Spec:

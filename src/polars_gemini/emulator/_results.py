@@ -7,12 +7,15 @@ import json
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from polars_gemini.emulator._faults import Faults
 from polars_gemini.emulator._jobs import Entry
 from polars_gemini.emulator._status import EmulatedError
 from polars_gemini.emulator._types import BatchResponder, MediaPart, Outcome, Responder, ResponderRequest
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 OnError = Callable[[BaseException], None]
 MediaOf = Callable[[str, dict[str, Any]], tuple[MediaPart, ...]]
@@ -72,21 +75,27 @@ def _respond(responder: Responder, requests: list[ResponderRequest], on_error: O
         return list(responder.respond_many(requests))
     except Exception as exc:  # a broken responder must not take the server down; tests see `emu.errors`
         on_error(exc)
-        return [_internal(exc)] * len(requests)
+        return [internal(exc)] * len(requests)
 
 
 def _respond_one(responder: Responder, request: ResponderRequest, on_error: OnError) -> Outcome:
+    return guarded(responder, request, on_error)
+
+
+def guarded(fn: Callable[[R], T], request: R, on_error: OnError, what: str = "responder") -> T | EmulatedError:
+    """`fn(request)` (a user's responder or embedder): its `EmulatedError` is that request's error; any other
+    exception is reported through `emu.errors` and becomes a 13 INTERNAL for that request."""
     try:
-        return responder(request)
+        return fn(request)
     except EmulatedError as exc:
         return exc
     except Exception as exc:  # as above: reported through `emu.errors`, and as this request's error
         on_error(exc)
-        return _internal(exc)
+        return internal(exc, what)
 
 
-def _internal(exc: Exception) -> EmulatedError:
-    return EmulatedError(13, f"Emulator responder raised {exc!r}.", "INTERNAL")
+def internal(exc: Exception, what: str = "responder") -> EmulatedError:
+    return EmulatedError(13, f"Emulator {what} raised {exc!r}.", "INTERNAL")
 
 
 def result_order(count: int, shuffle: bool, seed: str) -> list[int]:
