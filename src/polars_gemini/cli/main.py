@@ -1,7 +1,8 @@
-"""The `polars-gemini` command: `emulator`, `demo`, `status`, `prices`.
+"""The `polars-gemini` command: ETL runs over files (`run`, `estimate`, `submit`, `status`, `resume`, `cancel`,
+`list`; see `cli.etl`), and `emulator`, `demo`, `prices`.
 
 A library error (`GeminiBatchError`) is the command's answer, not a crash: it is printed as one error line on stderr
-and the exit status is 2, like a usage error.
+and the exit status is 2, like a usage error (the ETL commands' exit codes are in `cli.etl`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ def _number(kind: Callable[[str], float], low: float) -> Callable[[str], float]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polars-gemini", description=(__doc__ or "").split("\n\n")[0])
+    from polars_gemini.cli.etl import EXIT_CODES
+
+    parser = argparse.ArgumentParser(
+        prog="polars-gemini", description=(__doc__ or "").split("\n\n")[0],
+        epilog="exit codes:\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     emu = sub.add_parser("emulator", help="serve the local Gemini API emulator until interrupted")
     emu.add_argument("--host", default="127.0.0.1")
@@ -47,6 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
     status.add_argument("--refresh", action="store_true", help="refresh job states from the API (GEMINI_API_KEY)")
     prices = sub.add_parser("prices", help="print the shipped price table (USD per 1M tokens) with dates and sources")
     prices.add_argument("--model", help="only this model ('models/' prefix allowed)")
+    from polars_gemini.cli.etl import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -69,6 +78,12 @@ def _run(args: argparse.Namespace) -> int:
 
         run(rows=int(args.rows), live=args.live, photos=int(args.photos))
         return 0
+    if args.command in ("run", "estimate", "submit", "resume", "cancel", "list") or (
+        args.command == "status" and args.json
+    ):
+        from polars_gemini.cli.etl import run_command
+
+        return run_command(args)
     if args.command == "status":
         from polars_gemini.checkpoint.status import checkpoint_status
         from polars_gemini.service.gemini import client_from_env
