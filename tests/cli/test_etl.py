@@ -177,3 +177,27 @@ def test_timeout_is_exit_5_and_a_later_resume_finishes(reviews: Path, tmp_path: 
         emu.advance_time(601)
         assert cli(emu, "resume", str(ckpt), "-o", str(out), "--poll-interval", "0.05").returncode == 0
         assert pl.read_parquet(out).height == 4 and len(emu.jobs) == 1
+
+
+def test_a_killed_run_is_finished_by_resume(reviews: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.parquet"
+    with Emulator(responder=echo, pending_seconds=600) as emu:
+        env = {**os.environ, "GEMINI_API_KEY": "cli-test-key", "GOOGLE_GEMINI_BASE_URL": emu.url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "polars_gemini.cli", "run", str(reviews), "-t", "L: {review}", "-m",
+             "gemini-2.5-flash", "-o", str(out), "--checkpoint", str(ckpt), "--poll-interval", "0.05"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while emu.calls("batches.get") == 0:  # created and being polled: kill it mid-wait
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        emu.advance_time(601)
+        done = cli(emu, "resume", str(ckpt), "-o", str(out), "--poll-interval", "0.05")
+        assert done.returncode == 0, done.stderr
+        assert pl.read_parquet(out).get_column("response").null_count() == 0 and len(emu.jobs) == 1
