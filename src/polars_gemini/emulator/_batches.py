@@ -23,7 +23,7 @@ from polars_gemini.emulator import _embed, _quota, _results
 from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._corrupt import corrupt_file, corrupt_inline
-from polars_gemini.emulator._faults import Faults
+from polars_gemini.emulator._faults import Faults, Timing
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._ids import new_id
 from polars_gemini.emulator._jobs import ACTIVE, TERMINAL, Ending, Entry, Job, operation
@@ -66,7 +66,8 @@ class BatchService:
             raise invalid_argument("batch.input_config: set either requests or file_name, not both.")
         with _results.gc_paused():
             entries = self._entries(model, kind, input_config, file_name)
-        job = self._new_job(model, batch.get("displayName"), file_name, entries, kind)
+        timing = self._faults.pop_timing()
+        job = self._new_job(model, batch.get("displayName"), file_name, entries, kind, timing)
         if self._settings.enqueued_token_limit is not None:
             _quota.job_tokens(job)  # counted before taking the lock
         pending = operation(job, "PENDING")
@@ -76,6 +77,8 @@ class BatchService:
         if refusal is not None:
             if queued is not None:
                 self._faults.unpop_ending(queued)  # a refused create must not use up `end_next_job`
+            if timing is not None:
+                self._faults.unpop_timing(timing)  # nor `slow_next_jobs`
             raise refusal
         return pending
 
@@ -104,12 +107,15 @@ class BatchService:
             raise invalid_argument(f"Input file {file_name} not found. Upload it with the Files API first.") from None
         return file_entries(stored.data, file_name, check)
 
-    def _new_job(self, model: str, display_name: Any, file_name: Any, entries: list[Entry], kind: str) -> Job:
+    def _new_job(
+        self, model: str, display_name: Any, file_name: Any, entries: list[Entry], kind: str, timing: Timing | None
+    ) -> Job:
         s = self._settings
         name = None if display_name is None else str(display_name)
         source = None if file_name is None else str(file_name)
-        return Job(new_id(36), model, name, source, entries, s.pending_seconds, s.running_seconds, kind=kind,
-                   clock=self._clock)  # fmt: skip
+        timing = timing or Timing(s.pending_seconds, s.running_seconds)
+        return Job(new_id(36), model, name, source, entries, timing.pending_seconds, timing.running_seconds,
+                   kind=kind, clock=self._clock)  # fmt: skip
 
     def _rule_ending(self, pending: dict[str, Any]) -> Ending:
         rule = self._settings.job_outcome

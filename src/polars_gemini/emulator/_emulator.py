@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
@@ -14,7 +15,7 @@ from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
 from polars_gemini.emulator._corrupt import corruption
 from polars_gemini.emulator._embed import default_embedder
-from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure
+from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure, Timing
 from polars_gemini.emulator._files import FileStore, UploadRecord
 from polars_gemini.emulator._generate import Counter, use_counter
 from polars_gemini.emulator._http import Services
@@ -66,6 +67,10 @@ class Emulator:
     out while the effect, e.g. a created job, stays: a lost reply); `inject(endpoint, fault)` maps each
     of `FAULTS` ("429", "500", "503", "timeout") onto those two; `fail_keys` fails single requests;
     `end_next_job` ends jobs FAILED (with an `error` in the Operation), CANCELLED or EXPIRED;
+    `slow_next_jobs(count, pending_seconds=math.inf, running_seconds=0)` times only the next `count` jobs (a stuck
+    shard next to one that finishes). Any job pending plus running for more than 48 hours on the emulator's clock is
+    EXPIRED from its 48-hour mark on, with no results, like the real service. A CANCELLED job keeps no results either
+    (the API documents none for requests finished before a cancel);
     `corrupt_results(kind)` corrupts result lines ("truncated", "garbage", "wrong_shape", "blank") or drops,
     doubles or shuffles them ("dropped", "duplicated", "shuffled").
 
@@ -316,6 +321,35 @@ class Emulator:
         """
         error = operation_error(code, message or DEFAULT_FAILURE["message"])
         self._faults.push_endings(ending(state, error), count)
+
+    def slow_next_jobs(
+        self, count: int = 1, *, pending_seconds: float = math.inf, running_seconds: float = 0.0
+    ) -> None:
+        """The next `count` jobs created (generation and embedding jobs alike) stay PENDING for `pending_seconds`,
+        then RUNNING for `running_seconds`, on the emulator's clock, instead of `Emulator(pending_seconds=,
+        running_seconds=)`; later jobs keep those settings. The default is a job stuck PENDING for good.
+
+        A job whose pending plus running time exceeds 48 hours is EXPIRED from its 48-hour mark on (`advance_time`
+        gets there): no results, no `dest`, `endTime` and `updateTime` at that mark, as on the real service. A create
+        refused by a quota does not use up a slow job.
+
+            >>> with Emulator() as emu:
+            ...     client = emu.client()
+            ...     emu.slow_next_jobs(1)  # the first shard's job is stuck, the second one's is not
+            ...     stuck = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
+            ...     quick = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Ho"}])
+            ...     before = client.batches.get(name=stuck.name).state.name
+            ...     emu.advance_time(48 * 3600)
+            ...     after = [client.batches.get(name=job.name).state.name for job in (stuck, quick)]
+            ...     (before, *after)
+            ('JOB_STATE_PENDING', 'JOB_STATE_EXPIRED', 'JOB_STATE_SUCCEEDED')
+        """
+        if count < 1 or not pending_seconds >= 0 or not running_seconds >= 0:
+            raise ValueError(
+                f"slow_next_jobs needs count >= 1 and seconds >= 0, got count={count}, "
+                f"pending_seconds={pending_seconds}, running_seconds={running_seconds}."
+            )
+        self._faults.push_timings(Timing(pending_seconds, running_seconds), count)
 
     def corrupt_results(self, kind: str, *, lines: int = 1, jobs: int = 1) -> None:
         """The next `jobs` jobs whose results are computed (on the first `get`, `list` or `emu.jobs` that

@@ -1,5 +1,5 @@
 """Failure injection: HTTP errors and delayed replies on the Nth call of an endpoint, per-key request
-errors, job endings, and corrupted results."""
+errors, job endings, slow jobs, and corrupted results."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ TIMEOUT_SECONDS = 1.0
 
 KeyFailure = EmulatedError | tuple[int, str] | tuple[int, str, str]
 """What `fail_keys` accepts per key: an `EmulatedError` or the arguments to build one."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A job's pending and running seconds (`slow_next_jobs`), instead of the emulator's settings."""
+
+    pending_seconds: float
+    running_seconds: float
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Faults:
         self._delays: list[_Delay] = []
         self._keys: dict[str, EmulatedError] = {}
         self._endings: deque[Ending] = deque()
+        self._timings: deque[Timing] = deque()
         self._corruptions: list[Corruption] = []
 
     def add_http(self, endpoint: str, status: int, first_call: int, times: int, message: str | None) -> None:
@@ -97,6 +106,19 @@ class Faults:
         """Puts back an ending taken for a job that was then not created."""
         with self._lock:
             self._endings.appendleft(ending)
+
+    def push_timings(self, timing: Timing, count: int) -> None:
+        with self._lock:
+            self._timings.extend([timing] * count)
+
+    def pop_timing(self) -> Timing | None:
+        with self._lock:
+            return self._timings.popleft() if self._timings else None
+
+    def unpop_timing(self, timing: Timing) -> None:
+        """Puts back a timing taken for a job that was then not created."""
+        with self._lock:
+            self._timings.appendleft(timing)
 
     def push_corruptions(self, corruption: Corruption, jobs: int) -> None:
         with self._lock:

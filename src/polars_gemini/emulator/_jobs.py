@@ -3,6 +3,10 @@
 State is never stored: it is computed from the time elapsed since creation on every read, so a job
 with `pending_seconds=1` is PENDING for one second whoever asks. Key order and value types follow
 the real samples (`batchStats` counts as strings with zeros omitted; nanosecond timestamps).
+
+A job whose pending plus running time exceeds `JOB_EXPIRY_SECONDS` (48 hours: "a job pending or running for more
+than 48 h becomes EXPIRED with no results", Gemini Batch API docs, Limits) is EXPIRED from its 48-hour mark on, with
+`endTime` and `updateTime` at that mark, whatever ending it was meant to have.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ jobs (same package; the message names are those of Google's discovery document).
 OUTPUT_TYPES = {"generate": f"{_TYPES}GenerateContentBatchOutput", "embed": f"{_TYPES}EmbedContentBatchOutput"}
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 ACTIVE = frozenset({"PENDING", "RUNNING"})
+JOB_EXPIRY_SECONDS = 48 * 3600.0
+"""How long a job may stay PENDING or RUNNING before the service expires it."""
 _NS = 1_000_000_000
 
 
@@ -64,6 +70,7 @@ class Job:
     failed: int = 0
     hidden_polls: int = 0
     input_tokens: int | None = None  # counted when a quota needs it (`enqueued_token_limit`)
+    webhook_config: dict[str, Any] | None = None  # `batch.webhookConfig` as given (`_webhooks.parse_config`), echoed
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,21 +85,31 @@ class Job:
         if self.cancelled_ns is not None:
             return "CANCELLED"
         elapsed = self.clock.monotonic() - self.created_mono
+        if self.expires() and elapsed >= JOB_EXPIRY_SECONDS:
+            return "EXPIRED"
         if elapsed < self.pending_s:
             return "PENDING"
         if elapsed < self.pending_s + self.running_s:
             return "RUNNING"
         return self.ending.state
 
+    def expires(self) -> bool:
+        """Whether the job outlives the service's 48 hours (`pending_s` may be `math.inf`: stuck for good)."""
+        return self.pending_s + self.running_s > JOB_EXPIRY_SECONDS
+
     def end_ns(self) -> int:
         if self.cancelled_ns is not None:
             return self.cancelled_ns
-        return self.created_ns + int((self.pending_s + self.running_s) * _NS)
+        return self.created_ns + _ns(min(self.pending_s + self.running_s, JOB_EXPIRY_SECONDS))
 
     def update_ns(self, state: str) -> int:
         if state in TERMINAL:
             return self.end_ns()
-        return self.created_ns + (int(self.pending_s * _NS) if state == "RUNNING" else 0)
+        return self.created_ns + (_ns(self.pending_s) if state == "RUNNING" else 0)
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * _NS)
 
 
 def operation(job: Job, state: str, *, show_output: bool = True) -> dict[str, Any]:
@@ -114,6 +131,8 @@ def _metadata(job: Job, state: str, output: dict[str, Any] | None) -> dict[str, 
         meta["displayName"] = job.display_name
     if job.input_file is not None:
         meta["inputConfig"] = {"fileName": job.input_file}
+    if job.webhook_config is not None:
+        meta["webhookConfig"] = job.webhook_config
     if output is not None:
         meta["output"] = output
     meta["createTime"] = rfc3339(job.created_ns)
