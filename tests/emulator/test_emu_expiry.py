@@ -164,3 +164,37 @@ def test_embedding_jobs_are_slowed_and_expire_alike(gemini_emulator: Emulator) -
 def test_slow_next_jobs_refuses_nonsense(gemini_emulator: Emulator, arguments: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="slow_next_jobs needs"):
         gemini_emulator.slow_next_jobs(**arguments)  # type: ignore[arg-type]
+
+
+# -- what was answered ------------------------------------------------------------------------------------
+
+
+def test_an_expired_or_cancelled_jobs_requests_are_not_answered(gemini_emulator: Emulator) -> None:
+    client = gemini_emulator.client()
+    gemini_emulator.slow_next_jobs(count=2)
+    expiring = _create(client, "a", "b")
+    cancelled = _create(client, "c")
+    client.batches.cancel(name=cancelled.name or "")
+    finished = _create(client, "d")
+    gemini_emulator.advance_time(DAY2)
+    assert _state(client, expiring) == types.JobState.JOB_STATE_EXPIRED
+    assert [(r.prompt, r.job) for r in gemini_emulator.answered()] == [("d", finished.name)]
+
+
+def test_a_stuck_shard_finished_through_flex_answers_every_prompt_once(gemini_emulator: Emulator) -> None:
+    """The scenario the answered log is for: shard 0 stuck, shard 1 done, shard 0's prompts sent again via Flex."""
+    client = gemini_emulator.client()
+    gemini_emulator.slow_next_jobs()
+    stuck = _create(client, "p0", "p1")
+    done = _create(client, "p2", "p3")
+    client.batches.cancel(name=stuck.name or "")
+    for prompt in ("p0", "p1"):
+        client.models.generate_content(model=MODEL, contents=prompt, config={"service_tier": "flex"})
+    answered = sorted(gemini_emulator.answered(), key=lambda r: r.prompt)
+    assert [(r.prompt, r.route, r.tier, r.job) for r in answered] == [
+        ("p0", "generate", "flex", None),
+        ("p1", "generate", "flex", None),
+        ("p2", "batch", "batch", done.name),
+        ("p3", "batch", "batch", done.name),
+    ]
+    assert [r.key for r in answered] == [None, None, "k-p2", "k-p3"]

@@ -7,7 +7,7 @@ import contextvars
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from google.genai import types
 
-from polars_gemini.api.options import check_options
+from polars_gemini.api.options import check_options, webhook_uris
 from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord, sink_parquet
 from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, MediaError, RunTimeoutError
@@ -98,6 +98,9 @@ def submit(
     media: MediaLike = None,
     on_media_error: Literal["skip", "raise"] = "skip",
     media_inline_bytes: int = INLINE_MEDIA_BYTES,
+    webhook: str | Sequence[str] | None = None,
+    stuck_after: float | None = None,
+    fallback: Literal["batch", "flex"] = "batch",
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
@@ -108,6 +111,16 @@ def submit(
     re-attaches to them instead of paying twice (`reuse_jobs=False` to submit anew).
     With a LazyFrame and `memory_budget=` (bytes), requests are rendered in streamed chunks straight into sharded
     request files (under the checkpoint, else a temporary directory) instead of all at once in memory.
+
+    Jobs that never get stuck: with `stuck_after=` (hours), a job still PENDING or RUNNING that long is cancelled, and
+    its unanswered requests are sent again, like those of a job that EXPIRED (48 h) or failed, by `fallback`: a new
+    batch job ("batch", the default) or synchronous calls at the Flex tier ("flex": the same 50% price, minutes not
+    hours, `max_concurrency` calls at a time; chunks of 256 are stored as they finish). Whatever a job answered
+    before it ended is kept and never sent again.
+
+    `webhook=` (an https URL, or several) is each job's `webhook_config`: the service POSTs a signed event
+    (`batch.succeeded`, `batch.failed`, `batch.expired`) there when the job ends, with the run id, the job and the
+    checkpoint directory in its metadata, so `polars-gemini webhook serve` can resume the run. Developer API only.
 
     Service limits: at most `max_active_jobs` jobs run at once (the service allows 100 per project), and with
     `max_enqueued_tokens=` (your tier's enqueued-token limit) jobs are split to fit and queued so the running ones
@@ -136,6 +149,7 @@ def submit(
     options = RunOptions(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
         usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost,
+        webhook=webhook_uris(webhook), stuck_after=stuck_after, fallback=fallback,
     )  # fmt: skip
     if client is None and plan.requests.height == 0 and checkpoint is None:
         return Run(data, plan, None, options, estimate=est)  # nothing to send: no client needed
@@ -150,7 +164,7 @@ def submit(
     try:
         if mode == "sync":
             parts = run.media_parts(plan.requests.select(KEY, PROMPT))
-            lines = run_sync(plan, client, max_concurrency, progress, retry, parts)
+            lines = run_sync(plan.requests, plan.spec, client, max_concurrency, progress, retry, parts)
             run.store.add_results(sync_job(run), parse_lines(lines))
             run.cleanup_media()
             return run
@@ -329,6 +343,9 @@ def batch(
     media: MediaLike = None,
     on_media_error: Literal["skip", "raise"] = "skip",
     media_inline_bytes: int = INLINE_MEDIA_BYTES,
+    webhook: str | Sequence[str] | None = None,
+    stuck_after: float | None = None,
+    fallback: Literal["batch", "flex"] = "batch",
     timeout: float | None = None,
 ) -> pl.DataFrame:
     """Run `template` over every row at batch price and return the frame with typed answer columns.
@@ -351,7 +368,7 @@ def batch(
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
-            media_inline_bytes=media_inline_bytes,
+            media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
         )  # fmt: skip
     try:
         return run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
@@ -455,8 +472,8 @@ def _measured_output(
 ) -> tuple[float, float, float | None]:
     """Mean answer and thinking tokens of `sample` answered synchronously, and what those calls cost."""
     keyed = sample.with_columns(request_keys(sample.get_column(PROMPT), spec).alias(KEY))
-    plan = Plan(spec, keyed.select(KEY), keyed, ())
-    usage = parse_lines(run_sync(plan, client, max_concurrency=4, progress=False)).filter(pl.col("usage").is_not_null())
+    lines = run_sync(keyed.select(KEY, PROMPT), spec, client, max_concurrency=4, progress=False)
+    usage = parse_lines(lines).filter(pl.col("usage").is_not_null())
     if usage.is_empty():
         raise ConfigurationError("Calibration got no usable answer from the sample requests; see their errors.")
     u = pl.col("usage").struct

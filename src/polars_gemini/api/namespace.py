@@ -7,6 +7,7 @@ type checkers see every option; one base class serves DataFrame and LazyFrame al
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import polars as pl
@@ -67,6 +68,9 @@ class _GeminiNamespace:
         media: MediaLike = None,
         on_media_error: Literal["skip", "raise"] = "skip",
         media_inline_bytes: int = INLINE_MEDIA_BYTES,
+        webhook: str | Sequence[str] | None = None,
+        stuck_after: float | None = None,
+        fallback: Literal["batch", "flex"] = "batch",
         timeout: float | None = None,
     ) -> pl.DataFrame:
         """Run `template` over every row at batch price; the frame comes back with typed answer columns.
@@ -84,7 +88,8 @@ class _GeminiNamespace:
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
-            media_inline_bytes=media_inline_bytes, timeout=timeout,
+            media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            timeout=timeout,
         )  # fmt: skip
 
     def submit(
@@ -123,6 +128,9 @@ class _GeminiNamespace:
         media: MediaLike = None,
         on_media_error: Literal["skip", "raise"] = "skip",
         media_inline_bytes: int = INLINE_MEDIA_BYTES,
+        webhook: str | Sequence[str] | None = None,
+        stuck_after: float | None = None,
+        fallback: Literal["batch", "flex"] = "batch",
     ) -> Run:
         """Submit the batch jobs and return at once with a `Run` (`status()`, `wait()`, `result()`, `cancel()`).
 
@@ -139,7 +147,7 @@ class _GeminiNamespace:
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
-            media_inline_bytes=media_inline_bytes,
+            media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
         )  # fmt: skip
 
     def estimate(

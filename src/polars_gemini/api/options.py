@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 from google.genai import types
@@ -53,7 +54,21 @@ def check_options(options: Mapping[str, Any]) -> None:
             "media= and memory_budget= cannot be combined yet: media rows are planned in memory. Drop memory_budget "
             "(a media row's text is small; its media are read one file at a time)."
         )
-    for name in (n for n in ("checkpoint", "memory_budget") if options.get("mode") == "sync" and options.get(n)):
+    if options.get("fallback", "batch") not in ("batch", "flex"):
+        raise ConfigurationError(
+            f"fallback must be 'batch' (a stuck or expired job's requests go into a new batch job) or 'flex' (sent "
+            f"synchronously at the Flex tier, batch price); got {options['fallback']!r}."
+        )
+    stuck = options.get("stuck_after")
+    if stuck is not None and (not _finite_at_least(stuck, 0.0) or stuck == 0):
+        raise ConfigurationError(
+            f"stuck_after is a number of hours > 0 (a job PENDING or RUNNING longer is cancelled and its requests sent "
+            f"again), or None; got {stuck!r}. Example: stuck_after=12 (jobs expire on their own after 48 h)."
+        )
+    if "webhook" in options:
+        webhook_uris(options["webhook"])
+    batch_only = ("checkpoint", "memory_budget", "webhook", "stuck_after")
+    for name in (n for n in batch_only if options.get("mode") == "sync" and options.get(n)):
         raise ConfigurationError(f"{name}= applies to batch runs; sync mode is for quick iterations on few rows.")
     for name, (least, hint) in _INTS.items():
         value = options.get(name)
@@ -101,6 +116,25 @@ def _check_kinds(options: Mapping[str, Any]) -> None:
             f"checkpoint must name a directory (created if missing), got {str(checkpoint)!r}, which is "
             f"{'empty' if str(checkpoint).strip() == '' else 'a file'}. Example: checkpoint='runs/reviews'."
         )
+
+
+def webhook_uris(webhook: object) -> tuple[str, ...]:
+    """`webhook=` as the URIs of a `webhook_config`: https URLs (http only to this machine, for tests and tunnels)."""
+    if webhook is None:
+        return ()
+    uris = [webhook] if isinstance(webhook, str) else webhook
+    hint = "an https URL or a list of them, e.g. webhook='https://example.com/gemini-events'"
+    if not isinstance(uris, (list, tuple)) or not uris or not all(isinstance(u, str) for u in uris):
+        raise ConfigurationError(f"webhook must be {hint}; got {webhook!r}.")
+    for uri in uris:
+        parts = urlsplit(uri)
+        local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+            raise ConfigurationError(
+                f"webhook {uri!r} is not an https URL (the service delivers events to https endpoints; plain http is "
+                f"accepted for 127.0.0.1/localhost only); pass {hint}."
+            )
+    return tuple(uris)
 
 
 def _finite_at_least(value: object, least: float) -> bool:

@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from google.genai import types
@@ -102,7 +102,8 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "request_files": [str(Path(f).resolve().relative_to(root.resolve())) for f in run.plan.files],
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
                     "keep_files": run.options.keep_files, "normalize": run.options.normalize,
-                    "limits": dataclasses.asdict(run.options.limits)},
+                    "limits": dataclasses.asdict(run.options.limits), "webhook": list(run.options.webhook),
+                    "stuck_after": run.options.stuck_after, "fallback": run.options.fallback},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
 
@@ -165,6 +166,8 @@ def resume(
     max_active_jobs: int = MAX_ACTIVE_JOBS,
     max_enqueued_tokens: int | None = None,
     resubmit_lost: bool = False,
+    stuck_after: float | None = None,
+    fallback: Literal["batch", "flex"] | None = None,
     submit: bool = True,
 ) -> Run:
     """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
@@ -172,7 +175,8 @@ def resume(
     `submit=False` only opens it: nothing is created until `wait()`/`result()`, so `run.cancel()` can drop the jobs a
     crash left queued or unsent without paying for them.
 
-    `output`, `prefix`, `max_retries` and `keep_files` default to what the run was started with. Requests whose job
+    `output`, `prefix`, `max_retries`, `keep_files`, `stuck_after` and `fallback` default to what the run was started
+    with (and so does its `webhook`). Requests whose job
     or results the service no longer has (jobs are kept 48 hours) get an error saying so; `resubmit_lost=True` pays
     for them again.
 
@@ -196,6 +200,9 @@ def resume(
         poll_interval=poll_interval, max_poll_interval=max_poll_interval, max_concurrency=max_concurrency,
         progress=progress, usage=usage, retry=retry, max_active_jobs=max_active_jobs,
         max_enqueued_tokens=max_enqueued_tokens, resubmit_lost=resubmit_lost, normalize=saved.get("normalize", True),
+        webhook=tuple(saved.get("webhook") or ()),
+        stuck_after=saved.get("stuck_after") if stuck_after is None else stuck_after,
+        fallback=saved.get("fallback", "batch") if fallback is None else fallback,
     )  # fmt: skip
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")

@@ -40,7 +40,9 @@ class JobRecord:
     """One batch job. `state` is the API's (PENDING, RUNNING, SUCCEEDED, ...) or one of ours before it exists:
     PREPARED (keys saved), QUEUED (waiting for room under the service's limits), CREATING (the create call may have
     reached the service: find it before creating again); or GONE (the service no longer has it or its results).
-    `input_path` is relative to the checkpoint directory. `unreadable_lines`: result lines that could not be read."""
+    `input_path` is relative to the checkpoint directory. `unreadable_lines`: result lines that could not be read.
+    `transport` is "inline" or "file" (batch jobs), "sync" (sync mode) or "flex" (requests sent synchronously at the
+    Flex tier: a record with no service name, finished when its results are stored)."""
 
     display_name: str
     run_id: str
@@ -60,6 +62,7 @@ class JobRecord:
     error_code: int | None = None
     unreadable_lines: int = 0
     adopted: bool = False  # an earlier call's job of the same work, found on the service: its keys are unknown
+    stuck: bool = False  # cancelled by the run for staying PENDING/RUNNING past `stuck_after`: its requests go again
 
 
 _JOB_SCHEMA = {
@@ -67,7 +70,7 @@ _JOB_SCHEMA = {
     "requests": pl.Int64, "state": pl.String, "name": pl.String, "error": pl.String, "input_file": pl.String,
     "input_path": pl.String, "result_file": pl.String, "created_at": pl.Float64, "updated_at": pl.Float64,
     "collected": pl.Boolean, "error_code": pl.Int64, "unreadable_lines": pl.Int64,
-    "adopted": pl.Boolean,
+    "adopted": pl.Boolean, "stuck": pl.Boolean,
 }  # fmt: skip
 
 

@@ -37,6 +37,12 @@ Faults for reliability tests (see `Emulator` for the details):
   quota get 429 RESOURCE_EXHAUSTED and create nothing.
 - `emu.end_next_job("FAILED", code=3, message="...")`: the Operation carries
   `"error": {"code": 3, "message": "...", "status": "INVALID_ARGUMENT"}`.
+- `emu.slow_next_jobs(count=1, pending_seconds=math.inf, running_seconds=0)`: only the next jobs are slow (a stuck
+  shard beside one that finishes); a job pending or running over 48 hours is EXPIRED at its 48-hour mark, no results.
+- `Emulator(flex_latency=, flex_unavailable_rate=, flex_seed=)`: `generateContent` with `service_tier="flex"` waits
+  and is shed with 503 UNAVAILABLE at that (seeded) rate; the tier served is in `usageMetadata.serviceTier`.
+- `emu.answered()`: every generation request answered (billed), as `AnsweredRequest(route, tier, model, prompt, key,
+  job)`: which prompt was answered by which batch job or generateContent call, in which tier.
 
 Media parts (`inlineData`, `fileData`) are checked per request like the real API, counted by
 `polars_gemini.tokens.media`, and quoted by the default responder: answers start with
@@ -70,6 +76,7 @@ if TYPE_CHECKING:
     from polars_gemini.emulator._routes import ENDPOINTS
     from polars_gemini.emulator._status import EmulatedError
     from polars_gemini.emulator._types import (
+        AnsweredRequest,
         Embedder,
         EmbeddingRequest,
         MediaPart,
@@ -80,6 +87,7 @@ if TYPE_CHECKING:
 
 # Imported on first use, so that loading the pytest plugin (which imports this package) stays cheap.
 _LAZY = {
+    "AnsweredRequest": "_types",
     "Emulator": "_emulator",
     "EmulatedError": "_status",
     "Embedder": "_types",
@@ -98,6 +106,7 @@ _LAZY = {
 __all__ = [
     "ENDPOINTS",
     "FAULTS",
+    "AnsweredRequest",
     "Embedder",
     "EmbeddingRequest",
     "EmulatedError",

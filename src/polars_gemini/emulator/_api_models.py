@@ -12,17 +12,28 @@ from polars_gemini.emulator._http import Request, Response, Services, check_size
 from polars_gemini.emulator._media import request_media
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._status import invalid_argument
+from polars_gemini.emulator._tiers import requested_tier, unavailable, with_tier
 from polars_gemini.emulator._types import ResponderRequest
 from polars_gemini.emulator._validate import check_request, parse_json, require_object
 
 
 def generate_content(services: Services, request: Request, params: Mapping[str, str]) -> Response:
-    """Answers with the responder; an `EmulatedError` it raises becomes the HTTP error reply."""
-    check_size(request, services.settings.inline_limit_bytes, "generateContent")
+    """Answers with the responder; an `EmulatedError` it raises becomes the HTTP error reply. The tier served
+    (`_tiers`) is echoed in `usageMetadata.serviceTier`; Flex calls may be shed (503) and wait `flex_latency`."""
+    settings = services.settings
+    check_size(request, settings.inline_limit_bytes, "generateContent")
     model = known_model(services, params, "generateContent")
     body = check_request(parse_json(request.body), "body")
+    tier = requested_tier(body, "body") or "standard"
     media = request_media(body, model, services.files)
-    return json_response(services.settings.responder(ResponderRequest(model, body, None, "sync", media)))
+    flex = tier == "flex"
+    if flex and services.flex.shed(request.body, rate=settings.flex_unavailable_rate, seed=settings.flex_seed):
+        raise unavailable()
+    answer = settings.responder(ResponderRequest(model, body, None, "sync", media))
+    services.answers.add_generate(model, tier, body)
+    response = json_response(with_tier(answer, tier), headers={"x-gemini-service-tier": tier})
+    response.hold_seconds = settings.flex_latency if flex else 0.0
+    return response
 
 
 def count_tokens(services: Services, request: Request, params: Mapping[str, str]) -> Response:

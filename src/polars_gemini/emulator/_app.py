@@ -1,6 +1,6 @@
 """The request pipeline: record, count, wait, inject failures, authenticate, dispatch, delay the reply.
 
-Waits (`latency`, `delay_reply`) sleep on `stopping`, an event `Emulator.stop()` sets, so that stopping
+Waits (`latency`, `flex_latency`, `delay_reply`) sleep on `stopping`, an event `Emulator.stop()` sets, so that stopping
 never waits for them; each request has its own thread, so a held-back reply blocks no other request.
 
 API-key errors follow Google: no key at all is 403 PERMISSION_DENIED; a wrong key (only when
@@ -53,7 +53,7 @@ class App:
         self._wait(self.services.settings.latency)
         response = self._answer(route, params, request, call_no)
         # The call has had its effect (a job exists): only the reply is late, as when a reply is lost.
-        self._wait(self.faults.reply_delay(route.endpoint, call_no))
+        self._wait(response.hold_seconds + self.faults.reply_delay(route.endpoint, call_no))
         return response
 
     def _wait(self, seconds: float) -> None:

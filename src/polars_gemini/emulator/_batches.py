@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from polars_gemini.emulator import _embed, _quota, _results
+from polars_gemini.emulator._answers import AnswerLog
 from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._corrupt import corrupt_file, corrupt_inline
@@ -52,6 +53,7 @@ class BatchService:
         self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
+        self.answers = AnswerLog()  # `emu.answered()`: the requests of jobs whose results were computed
 
     def create(self, model: str, body: dict[str, Any], kind: str = "generate") -> dict[str, Any]:
         """Creates a job from a `batchGenerateContent` body (`kind="embed"`: an `asyncBatchEmbedContent` body);
@@ -184,6 +186,8 @@ class BatchService:
         if job.output is not None:
             return
         outcomes = self._outcomes(job)
+        if job.kind == "generate":
+            self.answers.add_job(job.name, job.model, job.entries, outcomes)
         s = self._settings
         order = _results.result_order(len(outcomes), s.shuffle_results, job.id)
         job.failed = sum(isinstance(outcome, EmulatedError) for outcome in outcomes)

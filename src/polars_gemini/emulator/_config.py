@@ -50,6 +50,9 @@ class Settings:
     max_active_jobs: int | None = None
     enqueued_token_limit: int | None = None
     video_processing_seconds: float = 0.0
+    flex_latency: float = 0.0  # seconds a Flex-tier generateContent reply waits (`_tiers`)
+    flex_unavailable_rate: float = 0.0  # the share of Flex calls shed with 503 UNAVAILABLE, decided by `flex_seed`
+    flex_seed: int = 0
     models: dict[str, ModelInfo] = field(default_factory=lambda: _generation_models())
     embedder: Embedder = default_embedder
     embedding_models: dict[str, EmbeddingModel] = field(default_factory=lambda: dict(EMBEDDING_MODELS))

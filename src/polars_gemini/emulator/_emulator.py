@@ -23,7 +23,7 @@ from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._routes import ENDPOINTS
 from polars_gemini.emulator._server import ServerThread
 from polars_gemini.emulator._status import operation_error
-from polars_gemini.emulator._types import Embedder, RecordedRequest, Responder
+from polars_gemini.emulator._types import AnsweredRequest, Embedder, RecordedRequest, Responder
 from polars_gemini.tokens.exact import load_tokenizer
 
 if TYPE_CHECKING:
@@ -60,6 +60,15 @@ class Emulator:
     `set_file_state(name, "PROCESSING", seconds=...)` makes a file wait, and
     `video_processing_seconds` makes every uploaded video/* file PROCESSING that long. `emu.uploads`
     lists every Files API upload (name, mime_type, sha256, size), to prove a file went up once.
+
+    Service tiers (see `_tiers`): `generateContent` takes `service_tier` ("standard", "flex", "priority",
+    "unspecified", any case; anything else is 400 INVALID_ARGUMENT) and echoes the tier served in
+    `usageMetadata.serviceTier` and the `x-gemini-service-tier` header. Flex calls wait `flex_latency` seconds before
+    their reply and are shed with 503 UNAVAILABLE at `flex_unavailable_rate` (0 to 1; attempt n of the same request
+    body is shed or not by a hash of `flex_seed`, the body and n, so runs repeat and a retry may get through). Batch
+    requests may carry a `serviceTier` too; they run in the batch tier regardless. `emu.answered()` lists what was
+    answered (billed): `AnsweredRequest(route, tier, model, prompt, key, job)` per generateContent call and per
+    batch-job request, to prove that every prompt was answered once, and in which tier.
 
     Faults, all counted per endpoint with 1-based call numbers since start (`on_call`, default: the next
     call; `times`: how many calls from there): `fail_http` answers an HTTP error; `delay_reply` performs
@@ -108,6 +117,9 @@ class Emulator:
         enqueued_token_limit: int | None = None,
         tokenizer: str | os.PathLike[str] = "auto",
         video_processing_seconds: float = 0.0,
+        flex_latency: float = 0.0,
+        flex_unavailable_rate: float = 0.0,
+        flex_seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -119,12 +131,15 @@ class Emulator:
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, job_outcome=job_outcome,
             max_active_jobs=max_active_jobs, enqueued_token_limit=enqueued_token_limit,
             video_processing_seconds=video_processing_seconds,
+            flex_latency=flex_latency, flex_unavailable_rate=flex_unavailable_rate, flex_seed=flex_seed,
         )  # fmt: skip
+        _check_flex(flex_latency, flex_unavailable_rate)
         self.settings.add_models(models)
         self._faults = Faults()
         self._clock = Clock()
         self._files = FileStore(self._clock)
-        self._app = App(Services(self.settings, self._files, self._batches_service()), self._faults)
+        batches = self._batches_service()
+        self._app = App(Services(self.settings, self._files, batches, batches.answers), self._faults)
         self._host, self._port = host, port
         self._server: ServerThread | None = None
         self._tokenizer = tokenizer
@@ -205,6 +220,28 @@ class Emulator:
         _check_endpoint(endpoint)
         with self._app.lock:
             return self._app.calls[endpoint]
+
+    def answered(self) -> list[AnsweredRequest]:
+        """Every generation request answered so far, in the order answered: which prompt got its answer by what.
+
+        One `AnsweredRequest(route, tier, model, prompt, key, job)` per request the real service would bill: each
+        `generateContent` call that got an answer (route "generate", `tier` "standard", "flex" or "priority"; not
+        the calls shed with 503, failed by a fault or refused) and each answered request of a batch job (route
+        "batch", `tier` "batch", `job` its name), logged when the job's results are computed: this looks at every
+        job first, so a job that has succeeded counts even if nobody fetched it. Requests of a job that expired,
+        failed or was cancelled are not answered, nor are a job's failed requests. Embeddings are not logged.
+
+            >>> from collections import Counter
+            >>> with Emulator(flex_unavailable_rate=0.5) as emu:
+            ...     client = emu.client(retry_options=types.HttpRetryOptions(attempts=10, initial_delay=0.01))
+            ...     _ = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "a"}])
+            ...     flex = {"service_tier": "flex"}
+            ...     _ = client.models.generate_content(model="gemini-2.0-flash", contents="b", config=flex)
+            ...     [(r.route, r.tier, r.prompt) for r in emu.answered()]
+            [('generate', 'flex', 'b'), ('batch', 'batch', 'a')]
+        """
+        self._app.services.batches.snapshot()  # computes the results of every job that has succeeded
+        return self._app.services.answers.records()
 
     def clear_requests(self) -> None:
         """Forgets recorded requests; counts go on (`fail_http(on_call=...)` counts from start)."""
@@ -402,6 +439,14 @@ class Emulator:
         """Stores a file directly (e.g. a real results file to serve, or a media file); returns its metadata.
         Not counted in `uploads`, which lists Files API uploads only."""
         return self._files.put(_file_name(name), data, mime_type=mime_type, display_name=display_name, source=source)
+
+
+def _check_flex(latency: float, rate: float) -> None:
+    if not latency >= 0 or not 0 <= rate <= 1:
+        raise ValueError(
+            f"Emulator needs flex_latency >= 0 and 0 <= flex_unavailable_rate <= 1, got flex_latency={latency}, "
+            f"flex_unavailable_rate={rate}."
+        )
 
 
 def _file_name(name: str) -> str:

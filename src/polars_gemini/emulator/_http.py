@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from polars_gemini.emulator._answers import AnswerLog
 from polars_gemini.emulator._batches import BatchService
 from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._embed_models import EmbeddingModel
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._status import EmulatedError, not_found
+from polars_gemini.emulator._tiers import FlexGate
 
 _JSON = "application/json; charset=UTF-8"
 
@@ -36,6 +38,7 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    hold_seconds: float = 0.0  # how long the reply waits once the call is done (the Flex tier's latency)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Services:
     settings: Settings
     files: FileStore
     batches: BatchService
+    answers: AnswerLog = field(default_factory=AnswerLog)
+    flex: FlexGate = field(default_factory=FlexGate)
 
 
 Handler = Callable[[Services, Request, Mapping[str, str]], Response]

@@ -107,6 +107,28 @@ class BatchEmbedder(Protocol):
 
 
 @dataclass(frozen=True)
+class AnsweredRequest:
+    """One generation request the emulator answered, as `emu.answered()` lists them: what the real service would bill.
+
+    `route` is "batch" (a request of batch job `job`, "batches/<id>") or "generate" (a synchronous `generateContent`
+    call; `job` is None). `tier` is the tier it was served in: "batch" for every batch-job request (whatever its
+    `serviceTier` says), else "standard", "flex" or "priority" as requested (none, or "unspecified": "standard").
+    `model` is the bare model name, `prompt` the text parts of `contents` joined by newlines (`ResponderRequest.text`),
+    `key` the batch line's `key` or inline `metadata["key"]` (None for generateContent).
+
+        >>> AnsweredRequest("batch", "batch", "gemini-2.5-flash", "Hi", key="r1", job="batches/a")
+        AnsweredRequest(route='batch', tier='batch', model='gemini-2.5-flash', prompt='Hi', key='r1', job='batches/a')
+    """
+
+    route: Literal["batch", "generate"]
+    tier: str
+    model: str
+    prompt: str
+    key: str | None = None
+    job: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One HTTP request the emulator received. The API key is never stored (header nor `key=` parameter).
 

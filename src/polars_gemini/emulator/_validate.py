@@ -1,5 +1,6 @@
 """Request validation with the real API's verdicts: 400 INVALID_ARGUMENT, message naming the field.
 
+A `serviceTier` must name a tier (see `_tiers`), in generateContent and batch requests alike.
 Input files follow the file-line rules observed on the real service: a `config` key inside a
 request is silently ignored (python-genai #1608), while `thinking_config` outside
 `generation_config` is rejected.
@@ -14,6 +15,7 @@ from typing import Any
 from polars_gemini.emulator._jobs import Entry
 from polars_gemini.emulator._normalize import normalize
 from polars_gemini.emulator._status import invalid_argument
+from polars_gemini.emulator._tiers import requested_tier
 
 
 def parse_json(body: bytes) -> Any:
@@ -43,6 +45,7 @@ def check_request(value: Any, where: str) -> dict[str, Any]:
             f"Invalid JSON payload received. Unknown name \"thinking_config\" at '{where}': "
             "Cannot find field. Put thinking_config inside generation_config."
         )
+    requested_tier(request, where)  # batch lines may carry one too (the SDK writes it there); it is not used
     config = request.get("generationConfig") or {}
     if isinstance(config, dict) and "responseSchema" in config and "responseJsonSchema" in config:
         raise invalid_argument(

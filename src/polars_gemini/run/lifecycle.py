@@ -38,12 +38,14 @@ from polars_gemini.run.results import (
     embed_results,
     keyed_by_position,
     parse_embed_file,
+    parse_lines,
     parse_results,
     split_lines,
     synthetic_errors,
 )
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.responses import inline_embed_frame, inline_lines
+from polars_gemini.service.sync import run_sync
 
 if TYPE_CHECKING:
     from google import genai
@@ -57,6 +59,7 @@ _LOOKUP_PAUSE = 2.0
 _FIRST_POLL = 0.5
 MAX_ACTIVE_JOBS = 100  # the service's limit on concurrent batch jobs per project
 _PAYLOAD_TOO_LARGE = ("payload size", "too large", "exceeds the limit")
+FLEX_CHUNK = 256  # requests per Flex record: stored together, so a crash re-sends at most this many
 _TOKEN_MARGIN = 0.7  # jobs are cut at 70% of the enqueued-token budget: token counts here are estimates
 
 
@@ -79,6 +82,9 @@ class RunOptions:
     reuse_jobs: bool = True
     resubmit_lost: bool = False
     normalize: bool = True  # embedding runs: vectors scaled to unit length
+    webhook: tuple[str, ...] = ()  # URIs the service notifies when each job ends (its `webhook_config`)
+    stuck_after: float | None = None  # hours a job may stay PENDING/RUNNING before it is cancelled and sent another way
+    fallback: str = "batch"  # how a stuck or expired job's requests (and other retries) go again: "batch" or "flex"
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,9 @@ class Run:
         if self.plan.files and self.round == 1 and keys.len() == self.plan.requests.height:
             self._submit_streamed()
             return
+        if self.round > 1 and self.options.fallback == "flex" and not self.plan.spec.embeds:
+            self._submit_flex(keys)
+            return
         requests = self.plan.requests.join(keys.to_frame(KEY), on=KEY, how="semi", maintain_order="left")
         requests, shards = shard(requests, self._limits())
         jobs = []
@@ -220,6 +229,27 @@ class Run:
             self.store.add_job(job, requests.filter(pl.col("shard") == s.index).get_column(KEY))
             jobs.append(job)
         self._start(jobs)
+
+    def _submit_flex(self, keys: pl.Series) -> None:
+        """A retry round through the Flex tier: synchronous calls at batch price, recorded in chunks of
+        `FLEX_CHUNK` requests, each stored as it finishes (a crash re-sends at most the chunk under way)."""
+        jobs = []
+        for index, start in enumerate(range(0, keys.len(), FLEX_CHUNK)):
+            chunk = keys.slice(start, FLEX_CHUNK)
+            job = JobRecord(f"{self._prefix()}-flex-{index:04d}", self.run_id, self.round, index, "flex", chunk.len())
+            self.store.add_job(job, chunk)
+            jobs.append(job)
+        self._launch(jobs)
+
+    def _run_flex(self, job: JobRecord) -> None:
+        """Send one flex record's requests (each once, with the SDK's retries for 429/503) and store the answers."""
+        self.store.update(job, state="RUNNING")
+        prompts = self.plan.prompts(self.store.job_keys(job))
+        lines = run_sync(prompts, self.plan.spec, self._api(), self.options.max_concurrency, False,
+                         self.options.retry, self.media_parts(prompts), service_tier="flex")  # fmt: skip
+        results = parse_lines(lines)
+        self.store.update(job, state="SUCCEEDED")
+        self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
 
     def _limits(self) -> Limits:
         """The split limits, with every job (inline or file) small enough to fit the enqueued-token budget alone.
@@ -262,7 +292,11 @@ class Run:
         self._launch(jobs)
 
     def _launch(self, jobs: list[JobRecord]) -> None:
-        """Create those of `jobs` that fit under the concurrent-job and enqueued-token limits; queue the rest."""
+        """Create those of `jobs` that fit under the concurrent-job and enqueued-token limits; queue the rest.
+        Flex records are sent at once, one after the other (each runs `max_concurrency` calls at a time)."""
+        for job in [j for j in jobs if j.transport == "flex"]:
+            self._run_flex(job)
+        jobs = [j for j in jobs if j.transport != "flex"]
         active = [j for j in self.store.active_jobs() if j.name is not None]
         room = self.options.max_active_jobs - len(active)
         tokens = sum(self._job_tokens(j) for j in active)
@@ -337,9 +371,12 @@ class Run:
                     self.store.update(job, input_file=self._upload(job))
             src = job.input_file
         self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
-        create = _client.create_embed_job if spec.embeds else _client.create_job
         try:
-            snap = create(self._api(), spec.model, src, job.display_name, self.options.retry)
+            if spec.embeds:
+                snap = _client.create_embed_job(self._api(), spec.model, src, job.display_name, self.options.retry)
+            else:
+                snap = _client.create_job(self._api(), spec.model, src, job.display_name, self.options.retry,
+                                          self._webhook(job))  # fmt: skip
         except _client.CreateOutcomeUnknown:
             return  # stays CREATING: the next step looks it up again (`_recover`), never creates it blindly
         except APIError as exc:
@@ -352,6 +389,15 @@ class Run:
                 return
             raise
         self.store.update(job, name=snap.name, state=snap.state)
+
+    def _webhook(self, job: JobRecord) -> types.WebhookConfig | None:
+        """The job's `webhook_config`: the run's URIs, and in the metadata what a receiver needs to resume it."""
+        if not self.options.webhook:
+            return None
+        metadata = {"polars_gemini_run_id": self.run_id, "polars_gemini_job": job.display_name}
+        if self.store.root is not None:
+            metadata["polars_gemini_checkpoint"] = str(self.store.root.resolve())
+        return types.WebhookConfig(uris=list(self.options.webhook), user_metadata=metadata)
 
     def _upload(self, job: JobRecord) -> str:
         name = f"{job.display_name}-input"
@@ -402,11 +448,39 @@ class Run:
                 raise
             self._gone(job, f"job {job.name} is no longer on the service (jobs are kept 48 hours)")
             return
-        self.store.update(job, state=snap.state, error=snap.error, error_code=snap.error_code)
+        self.store.update(job, state=snap.state, error=snap.error or job.error, error_code=snap.error_code)
         if snap.state == "SUCCEEDED" and not snap.results_ready:
             return  # the service can report SUCCEEDED before the results file is attached: poll again
         if snap.done:
             self._collect(job, snap)
+        elif snap.state in ("PENDING", "RUNNING") and not job.stuck and self._is_stuck(job, snap):
+            self._unstick(job, snap)
+
+    def _is_stuck(self, job: JobRecord, snap: _client.JobSnapshot) -> bool:
+        """The job has been PENDING/RUNNING for longer than `stuck_after` hours (since the service created it)."""
+        if self.options.stuck_after is None:
+            return False
+        created = snap.created.timestamp() if snap.created is not None else job.created_at
+        return created is not None and time.time() - created > self.options.stuck_after * 3600
+
+    def _unstick(self, job: JobRecord, snap: _client.JobSnapshot) -> None:
+        """Cancel a stuck job, so that it cannot bill later, and mark it: once it has ended (CANCELLED, or whatever it
+        reached first), whatever it answered is kept and the rest is sent again by the fallback (a retry round)."""
+        hours = self.options.stuck_after
+        why = f"stuck {snap.state} for more than {hours:g} h (stuck_after); cancelled, its requests are sent again"
+        warnings.warn(
+            f"Batch job {job.name} has been {snap.state} for more than {hours:g} h: cancelling it and sending its "
+            f"{job.requests:,} request(s) {'at the Flex tier' if self.options.fallback == 'flex' else 'in a new job'}.",
+            GeminiBatchWarning,
+            stacklevel=2,
+        )
+        assert job.name is not None
+        try:
+            _client.cancel_job(self._api(), job.name, self.options.retry)
+        except APIError as exc:
+            if exc.code not in (400, 409):  # 400 FAILED_PRECONDITION: it ended meanwhile; the next poll collects it
+                raise
+        self.store.update(job, stuck=True, error=why)
 
     def _gone(self, job: JobRecord, why: str) -> None:
         """The service lost a job or its results: every request of it gets an error saying so, and how to buy it
@@ -422,9 +496,12 @@ class Run:
         keys = self.store.job_keys(job)
         if snap.state != "SUCCEEDED" and job.adopted:  # an earlier call's job: its keys are not known, nor needed
             results = synthetic_errors(keys.head(0), 13, "")
-        elif snap.state != "SUCCEEDED":
-            message = f"job {job.name} ended {snap.state}" + (f": {snap.error}" if snap.error else "")
+        elif snap.state != "SUCCEEDED" and not snap.results_ready:
+            why = snap.error or job.error
+            message = f"job {job.name} ended {snap.state}" + (f": {why}" if why else "")
             code = snap.error_code if snap.state == "FAILED" and snap.error_code else None
+            if job.stuck and snap.state == "CANCELLED":
+                code = JOB_STATE_CODES["EXPIRED"]  # cancelled by the run itself: sent again, like an expired job's
             results = synthetic_errors(keys, code or JOB_STATE_CODES.get(snap.state, 13), message)
         else:
             try:
@@ -441,7 +518,12 @@ class Run:
                 results = results.filter(keep)
             missing = keys.head(0) if job.adopted else keys.filter(~keys.is_in(results.get_column(KEY).implode()))
             message = f"no result was returned for this request by job {job.name}"
-            results = pl.concat([results, synthetic_errors(missing, MISSING_CODE, message)], how="diagonal_relaxed")
+            code = MISSING_CODE
+            if snap.state != "SUCCEEDED":  # ended early with part of its results: the rest is not answered
+                message = f"job {job.name} ended {snap.state} before answering this request"
+                user_cancel = snap.state == "CANCELLED" and not job.stuck
+                code = JOB_STATE_CODES["CANCELLED"] if user_cancel else JOB_STATE_CODES["EXPIRED"]
+            results = pl.concat([results, synthetic_errors(missing, code, message)], how="diagonal_relaxed")
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
         if job.input_file and not self.options.keep_files:
             _client.delete_file(self._api(), job.input_file, self.options.retry)
@@ -603,11 +685,17 @@ class Run:
         mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
         results = self.store.results().select("job", USAGE).filter(pl.col("job").is_in(list(mine)))
         price = self.options.prices.get(self.plan.spec.model)
-        sync = results.filter(pl.col("job").replace_strict(mine, default="batch") == "sync")
-        batch = results.filter(pl.col("job").replace_strict(mine, default="batch") != "sync")
+        transport = pl.col("job").replace_strict(mine, default="batch")
+        sync = results.filter(transport == "sync")
+        flex = results.filter(transport == "flex")
+        batch = results.filter(~transport.is_in(["sync", "flex"]))
         actual = actual_cost(batch, price, batch=True)
         if not sync.is_empty() and actual is not None:
             actual += actual_cost(sync, price, batch=False) or 0.0
+        if not flex.is_empty() and actual is not None and price is not None:  # Flex rates where known, else batch's
+            flex_price = dataclasses.replace(price, batch=price.flex or price.batch,
+                                             batch_long=price.flex_long or price.batch_long)  # fmt: skip
+            actual += actual_cost(flex, flex_price, batch=True) or 0.0
         if self.plan.spec.embeds and sync.get_column(USAGE).null_count():
             actual = None  # batchEmbedContents reports no token counts: what sync embeddings cost is not known here
         return RunCost(self.estimate, actual, _usage_totals(results))
@@ -625,7 +713,7 @@ class Run:
                     except APIError as exc:
                         if exc.code not in (400, 409):  # 400 FAILED_PRECONDITION: it has already finished
                             failures.append(exc)
-                elif job.state in ("QUEUED", "PREPARED"):  # never created: nothing to cancel, nothing billed
+                elif job.state in ("QUEUED", "PREPARED") or job.transport == "flex":  # never created: not billed
                     message = "cancelled before its job was created"
                     self.store.update(job, state="CANCELLED")
                     self.store.add_results(job, synthetic_errors(self.store.job_keys(job), 1, message))

@@ -220,7 +220,12 @@ def upload_jsonl(
 
 
 def create_job(
-    client: genai.Client, model: str, src: Any, display_name: str, retry: types.HttpRetryOptions | None = None
+    client: genai.Client,
+    model: str,
+    src: Any,
+    display_name: str,
+    retry: types.HttpRetryOptions | None = None,
+    webhook: types.WebhookConfig | None = None,
 ) -> JobSnapshot:
     """Create a batch job: the call that costs money, sent once. `display_name` must be unique.
 
@@ -228,10 +233,11 @@ def create_job(
     service may have created it although the reply was lost. Only a job the service does not have is sent again.
     A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once; when even the look-up fails,
     `CreateOutcomeUnknown` says so (the job may exist: look it up again later, never create it blindly).
+    `webhook`: the URIs (and user metadata) the service notifies when the job ends.
     """
 
     def send() -> JobSnapshot:
-        config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once())
+        config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once(), webhook_config=webhook)
         return _snapshot(client.batches.create(model=model, src=src, config=config))
 
     return _create_once(client, send, display_name, retry)

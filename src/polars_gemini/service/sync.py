@@ -16,7 +16,6 @@ from google.genai import types
 from polars_gemini.core.errors import APIError
 from polars_gemini.core.result_columns import EMBED_WIRE, LINE
 from polars_gemini.prepare.media import sdk_parts
-from polars_gemini.prepare.plan import Plan
 from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.responses import response_json
@@ -31,27 +30,32 @@ def _fatal(exc: APIError, codes: tuple[int, ...] = _FATAL) -> bool:
 
 
 def run_sync(
-    plan: Plan,
+    requests: pl.DataFrame,
+    spec: RequestSpec,
     client: genai.Client,
     max_concurrency: int,
     progress: bool,
     retry: types.HttpRetryOptions | None = None,
     parts: pl.DataFrame | None = None,
+    service_tier: str | None = None,
 ) -> pl.Series:
-    """Result lines (the results-file shape, parsed by `run.results`) for every request of `plan`, one call each.
-    `parts`: the wire form of the prompts' media (`prepare.media.PARTS_SCHEMA`), when they hold any."""
+    """Result lines (the results-file shape, parsed by `run.results`) for every request (`key`, `prompt`), one call
+    each. `parts`: the wire form of the prompts' media (`prepare.media.PARTS_SCHEMA`), when they hold any;
+    `service_tier="flex"` sends them at the Flex tier (batch price, may be shed: 503s are retried)."""
     from tqdm.auto import tqdm
 
-    pairs = list(plan.requests.select(KEY, PROMPT).iter_rows())
+    pairs = list(requests.select(KEY, PROMPT).iter_rows())
     media = {m: (mime, data, uri) for m, mime, data, uri in parts.iter_rows()} if parts is not None else {}
     # With media, 403 is one file's ("... or it may not exist"): that row's error, not the whole call's.
     fatal = tuple(c for c in _FATAL if not (media and c == 403))
+    config = spec.config if service_tier is None else spec.config.model_copy(update={"service_tier": service_tier})
+    label = "gemini sync" if service_tier is None else f"gemini {service_tier}"
 
     def one(pair: tuple[str, str]) -> str:
         key, prompt = pair
         contents: str | list[types.Part] = sdk_parts(prompt, media) if media else prompt
         try:
-            response = _client.generate(client, plan.spec.model, contents, plan.spec.config, retry)
+            response = _client.generate(client, spec.model, contents, config, retry)
         except APIError as exc:
             if _fatal(exc, fatal):
                 raise
@@ -59,7 +63,7 @@ def run_sync(
         return json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
 
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-        lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc="gemini sync", disable=not progress))
+        lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc=label, disable=not progress))
     return pl.Series(LINE, lines, dtype=pl.String)
 
 

@@ -1,0 +1,145 @@
+"""Jobs that never get stuck: a job PENDING/RUNNING past `stuck_after`, or one that EXPIRED, has its unanswered
+requests sent again by the chosen fallback (Flex tier or a new batch job); what it answered is kept."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import polars_gemini
+from polars_gemini.core.errors import ConfigurationError, GeminiBatchWarning
+from polars_gemini.emulator import Emulator
+from testing_support import FAST, echo
+
+STUCK = 1 / 3600  # one second, in hours
+
+
+def _frame(n: int = 12) -> pl.DataFrame:
+    return pl.DataFrame({"text": [f"row {i}" for i in range(n)]})
+
+
+def _generate_prompts(emu: Emulator) -> list[tuple[str, str | None]]:
+    """(prompt, service tier) of every generateContent call the emulator answered."""
+    calls = []
+    for r in emu.requests:
+        if r.endpoint == "models.generateContent" and r.body_json:
+            text = r.body_json["contents"][0]["parts"][0]["text"]
+            calls.append((text, r.body_json.get("serviceTier")))
+    return calls
+
+
+def test_a_stuck_job_is_cancelled_and_its_requests_go_through_flex_once() -> None:
+    with Emulator(responder=echo, pending_seconds=10**9) as emu:
+        with pytest.warns(GeminiBatchWarning, match="stuck_after|PENDING for more than"):
+            out = _frame().gemini.batch("{text}", model="gemini-2.5-flash", client=emu.client(), stuck_after=STUCK,
+                                        fallback="flex", max_requests_per_job=5, **FAST)  # fmt: skip
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(12)]
+        assert out.get_column("response_error").null_count() == 12
+        jobs = emu.jobs
+        assert len(jobs) == 3 and all(j["metadata"]["state"] == "BATCH_STATE_CANCELLED" for j in jobs.values())
+        calls = _generate_prompts(emu)
+        counts = Counter(prompt for prompt, _ in calls)
+        assert sorted(counts) == sorted(f"row {i}" for i in range(12)) and set(counts.values()) == {1}
+        assert {tier for _, tier in calls} == {"flex"}
+
+
+def test_flex_answers_are_priced_at_the_flex_rate_half_of_standard() -> None:
+    with Emulator(responder=echo, pending_seconds=10**9) as emu, warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)
+        run = _frame(4).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(), stuck_after=STUCK,
+                                      fallback="flex", **FAST)  # fmt: skip
+        run.wait()
+        cost = run.cost()
+    assert cost.actual is not None and cost.actual > 0
+    tokens = cost.tokens
+    price = polars_gemini.load_prices().get("gemini-2.5-flash")
+    assert price is not None
+    flex = price.tier_rates("flex")
+    assert flex is not None and flex.input == price.batch.input  # the Flex tier costs what batch does
+    output = tokens["output"] + tokens["thinking"]  # thinking is billed as output
+    expected = (tokens["input"] * flex.input + output * flex.output) / 1e6
+    assert cost.actual == pytest.approx(expected, rel=1e-6)
+    standard = (tokens["input"] * price.standard.input + output * price.standard.output) / 1e6
+    assert cost.actual == pytest.approx(standard / 2, rel=1e-6)
+
+
+def test_a_stuck_job_with_fallback_batch_goes_into_a_new_job() -> None:
+    with Emulator(responder=echo, pending_seconds=10**9) as emu, warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)
+        run = _frame(3).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(), stuck_after=STUCK,
+                                      fallback="batch", **FAST)  # fmt: skip
+        for _ in range(500):
+            if len(emu.jobs) == 2:
+                break
+            run.advance()
+            time.sleep(0.01)
+        states = sorted(j["metadata"]["state"] for j in emu.jobs.values())
+        assert states == ["BATCH_STATE_CANCELLED", "BATCH_STATE_PENDING"]  # the stuck one and its replacement
+        assert run.round == 2 and not _generate_prompts(emu)
+        run.close()
+
+
+def test_an_expired_job_goes_through_flex_and_a_finished_one_is_kept() -> None:
+    with Emulator(responder=echo, pending_seconds=0.0) as emu:
+        emu.end_next_job("EXPIRED")  # the first job expires, the second finishes
+        out = _frame(10).gemini.batch("{text}", model="gemini-2.5-flash", client=emu.client(), fallback="flex",
+                                      max_requests_per_job=5, **FAST)  # fmt: skip
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(10)]
+        flex = Counter(prompt for prompt, tier in _generate_prompts(emu) if tier == "flex")
+        shards = [{f"row {i}" for i in range(5)}, {f"row {i}" for i in range(5, 10)}]  # jobs are created concurrently
+        assert set(flex) in shards and set(flex.values()) == {1}  # the expired job's requests, each once
+
+
+def test_a_resumed_run_keeps_its_fallback_and_webhook(tmp_path: Path) -> None:
+    with Emulator(responder=echo, pending_seconds=10**9) as emu:
+        run = _frame(3).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(),
+                                      checkpoint=tmp_path / "ck", stuck_after=5.0, fallback="flex",
+                                      webhook="https://example.com/hook", **FAST)  # fmt: skip
+        run.close()
+        again = polars_gemini.resume(tmp_path / "ck", client=emu.client(), submit=False, **FAST)
+        assert (again.options.stuck_after, again.options.fallback) == (5.0, "flex")
+        assert again.options.webhook == ("https://example.com/hook",)
+        again.close()
+
+
+def test_each_job_carries_the_webhook_and_the_checkpoint_identity(tmp_path: Path) -> None:
+    with Emulator(responder=echo) as emu:
+        out = _frame(4).gemini.batch("{text}", model="gemini-2.5-flash", client=emu.client(), max_requests_per_job=2,
+                                     checkpoint=tmp_path / "ck", webhook=["https://example.com/a", "http://127.0.0.1:9/b"],
+                                     **FAST)  # fmt: skip
+        assert out.get_column("response_error").null_count() == 4
+        creates = [r.body_json for r in emu.requests if r.endpoint == "batches.create" and r.body_json]
+    assert len(creates) == 2
+    for body in creates:
+        config = body["batch"]["webhookConfig"]
+        assert config["uris"] == ["https://example.com/a", "http://127.0.0.1:9/b"]
+        meta = config.get("userMetadata") or config["user_metadata"]  # the SDK sends the config's names as they are
+        assert meta["polars_gemini_checkpoint"] == str((tmp_path / "ck").resolve())
+        assert meta["polars_gemini_job"] == body["batch"]["displayName"]
+        assert len(meta["polars_gemini_run_id"]) == 12
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"stuck_after": 0}, "stuck_after is a number of hours > 0"),
+        ({"stuck_after": float("nan")}, "stuck_after is a number of hours > 0"),
+        ({"stuck_after": "12"}, "stuck_after is a number of hours > 0"),
+        ({"fallback": "sync"}, "fallback must be 'batch'"),
+        ({"webhook": "http://example.com/hook"}, "not an https URL"),
+        ({"webhook": "hook"}, "not an https URL"),
+        ({"webhook": []}, "webhook must be an https URL"),
+        ({"webhook": 3}, "webhook must be an https URL"),
+        ({"mode": "sync", "webhook": "https://example.com/x"}, "webhook= applies to batch runs"),
+        ({"mode": "sync", "stuck_after": 1.0}, "stuck_after= applies to batch runs"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_sent(emu: Emulator, options: dict, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        _frame(2).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(), **options, **FAST)
+    assert not emu.requests
