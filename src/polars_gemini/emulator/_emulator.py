@@ -231,7 +231,7 @@ class Emulator:
         job first, so a job that has succeeded counts even if nobody fetched it. Requests of a job that expired,
         failed or was cancelled are not answered, nor are a job's failed requests. Embeddings are not logged.
 
-            >>> from collections import Counter
+            >>> from google.genai import types
             >>> with Emulator(flex_unavailable_rate=0.5) as emu:
             ...     client = emu.client(retry_options=types.HttpRetryOptions(attempts=10, initial_delay=0.01))
             ...     _ = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "a"}])
