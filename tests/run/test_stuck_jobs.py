@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from google.genai import types
 
 import polars_gemini
 from polars_gemini.core.errors import ConfigurationError, GeminiBatchWarning
@@ -143,3 +144,32 @@ def test_bad_options_are_refused_before_anything_is_sent(emu: Emulator, options:
     with pytest.raises(ConfigurationError, match=match):
         _frame(2).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(), **options, **FAST)
     assert not emu.requests
+
+
+def test_a_stuck_shard_finishes_through_a_shedding_flex_tier_and_no_prompt_is_answered_twice(tmp_path: Path) -> None:
+    """The issue's test: one shard stuck PENDING, the other finished in batch; the stuck one's requests are answered
+    at the Flex tier (which sheds a third of the calls with 503, retried), and every prompt is billed exactly once."""
+    retry = types.HttpRetryOptions(attempts=12, initial_delay=0.01, max_delay=0.05)
+    with Emulator(responder=echo, flex_unavailable_rate=0.3, flex_seed=7) as emu:
+        emu.slow_next_jobs(count=1)  # the first job created stays PENDING (until it would expire at 48 h)
+        with pytest.warns(GeminiBatchWarning, match="cancelling it"):
+            out = _frame(40).gemini.batch("{text}", model="gemini-2.5-flash", client=emu.client(), retry=retry,
+                                          stuck_after=STUCK, fallback="flex", max_requests_per_job=20,
+                                          max_concurrency=1, checkpoint=tmp_path / "ck", **FAST)  # fmt: skip
+        answered = emu.answered()
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(40)]
+        counts = Counter(a.prompt for a in answered)
+        assert sorted(counts) == sorted(f"row {i}" for i in range(40)) and set(counts.values()) == {1}
+        by_route = Counter((a.route, a.tier) for a in answered)
+        assert by_route == {("batch", "batch"): 20, ("generate", "flex"): 20}
+        shed = [r for r in emu.requests if r.endpoint == "models.generateContent"]
+        assert len(shed) > 20  # some flex calls were shed and sent again
+        states = sorted(j["metadata"]["state"] for j in emu.jobs.values())
+        assert states == ["BATCH_STATE_CANCELLED", "BATCH_STATE_SUCCEEDED"]
+        status = polars_gemini.resume(tmp_path / "ck", client=emu.client(), submit=False, **FAST)
+        try:
+            flex_jobs = [j for j in status.store.jobs if j.transport == "flex"]
+            assert sum(j.requests for j in flex_jobs) == 20 and all(j.state == "SUCCEEDED" for j in flex_jobs)
+            assert [j.stuck for j in status.store.jobs if j.transport != "flex"].count(True) == 1
+        finally:
+            status.close()
