@@ -84,6 +84,7 @@ if TYPE_CHECKING:
         Responder,
         ResponderRequest,
     )
+    from polars_gemini.emulator._webhooks import WebhookDelivery
 
 # Imported on first use, so that loading the pytest plugin (which imports this package) stays cheap.
 _LAZY = {
@@ -101,6 +102,7 @@ _LAZY = {
     "Responder": "_types",
     "ResponderRequest": "_types",
     "default_responder": "_responder",
+    "WebhookDelivery": "_webhooks",
 }
 
 __all__ = [
@@ -116,6 +118,7 @@ __all__ = [
     "Responder",
     "ResponderRequest",
     "UploadRecord",
+    "WebhookDelivery",
     "default_embedder",
     "default_responder",
     "responses",

@@ -34,6 +34,7 @@ from polars_gemini.emulator._results import OnError
 from polars_gemini.emulator._status import EmulatedError, invalid_argument, operation_error
 from polars_gemini.emulator._types import Outcome
 from polars_gemini.emulator._validate import Check, check_request, file_entries, inline_entries, require_object
+from polars_gemini.emulator._webhooks import WebhookDispatcher, parse_config
 
 ENDINGS = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
 DEFAULT_FAILURE = operation_error(13, "The batch job failed (emulated failure).")
@@ -48,9 +49,17 @@ def ending(state: str, error: dict[str, Any] | None = None) -> Ending:
 
 
 class BatchService:
-    def __init__(self, settings: Settings, files: FileStore, faults: Faults, on_error: OnError, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        files: FileStore,
+        faults: Faults,
+        on_error: OnError,
+        clock: Clock,
+        webhooks: WebhookDispatcher | None = None,
+    ) -> None:
         self._settings, self._files, self._faults, self._on_error = settings, files, faults, on_error
-        self._clock = clock
+        self._clock, self._webhooks = clock, webhooks
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self.answers = AnswerLog()  # `emu.answered()`: the requests of jobs whose results were computed
@@ -66,10 +75,12 @@ class BatchService:
         file_name = input_config.get("fileName")
         if file_name is not None and "requests" in input_config:
             raise invalid_argument("batch.input_config: set either requests or file_name, not both.")
+        webhook = parse_config(batch.get("webhookConfig", batch.get("webhook_config")))
         with _results.gc_paused():
             entries = self._entries(model, kind, input_config, file_name)
         timing = self._faults.pop_timing()
         job = self._new_job(model, batch.get("displayName"), file_name, entries, kind, timing)
+        job.webhook_config = webhook
         if self._settings.enqueued_token_limit is not None:
             _quota.job_tokens(job)  # counted before taking the lock
         pending = operation(job, "PENDING")
@@ -82,6 +93,8 @@ class BatchService:
             if timing is not None:
                 self._faults.unpop_timing(timing)  # nor `slow_next_jobs`
             raise refusal
+        if self._webhooks is not None:
+            self._webhooks.watch(job.name, job.state, lambda: self._view(job, poll=False), webhook or {})
         return pending
 
     def _admit(self, job: Job) -> EmulatedError | None:
@@ -157,11 +170,15 @@ class BatchService:
                     "FAILED_PRECONDITION",
                 )
             job.cancelled_ns = self._clock.now_ns()
+        if self._webhooks is not None:
+            self._webhooks.poke()
 
     def delete(self, job_id: str) -> None:
         with self._lock:
             if self._jobs.pop(job_id, None) is None:
                 raise _missing(job_id)
+        if self._webhooks is not None:
+            self._webhooks.forget(f"batches/{job_id}")
 
     def _job(self, job_id: str) -> Job:
         with self._lock:

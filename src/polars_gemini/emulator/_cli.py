@@ -12,14 +12,19 @@ from polars_gemini.emulator._emulator import Emulator
 _MAX_PORT = 65_535
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, job_seconds: float = 0.0) -> int:
+def serve(host: str = "127.0.0.1", port: int = 0, job_seconds: float = 0.0, webhook_secret: str | None = None) -> int:
     """Serves until interrupted and returns the exit status: 0, or 2 if it cannot listen on host:port.
 
     Prints one line with the URL first, so scripts can start it with `--port 0` and read the port.
     `job_seconds` is how long each batch job runs before it succeeds. A port out of range, in use, or
-    a host that does not resolve gets one error line on stderr.
+    a host that does not resolve gets one error line on stderr. `webhook_secret` signs webhook deliveries (default: a
+    generated one, shown nowhere).
     """
-    emulator = Emulator(host=host, port=port, running_seconds=job_seconds)
+    try:
+        emulator = Emulator(host=host, port=port, running_seconds=job_seconds, webhook_secret=webhook_secret)
+    except ValueError as exc:  # a webhook secret that is no whsec_ secret (the message does not quote it)
+        print(f"polars-gemini emulator: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     problem = _listen(emulator, host, port)
     if problem is not None:
         print(f"polars-gemini emulator: error: {problem}", file=sys.stderr, flush=True)

@@ -56,6 +56,13 @@ class Settings:
     models: dict[str, ModelInfo] = field(default_factory=lambda: _generation_models())
     embedder: Embedder = default_embedder
     embedding_models: dict[str, EmbeddingModel] = field(default_factory=lambda: dict(EMBEDDING_MODELS))
+    # Webhook delivery (`_webhooks`); the signing secret is not a setting (kept off reprs).
+    webhook_uris: tuple[str, ...] = ()  # the project's registered webhooks: for jobs whose config names no URIs
+    webhook_retry_seconds: float = 0.05  # first backoff after a failed delivery, doubling each attempt
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 5.0
+    webhook_duplicate: bool = False  # deliver every event twice (receivers must deduplicate on webhook-id)
+    webhook_poll_seconds: float = 0.02  # how often ended jobs are looked for (job states follow the clock)
 
     def add_models(self, names: Iterable[str]) -> None:
         """Makes extra model names known to the routes (the default responder treats them as non-thinking)."""

@@ -24,6 +24,7 @@ from polars_gemini.emulator._routes import ENDPOINTS
 from polars_gemini.emulator._server import ServerThread
 from polars_gemini.emulator._status import operation_error
 from polars_gemini.emulator._types import AnsweredRequest, Embedder, RecordedRequest, Responder
+from polars_gemini.emulator._webhooks import WebhookDelivery, WebhookDispatcher, new_secret, secret_key
 from polars_gemini.tokens.exact import load_tokenizer
 
 if TYPE_CHECKING:
@@ -91,6 +92,15 @@ class Emulator:
     `models.get`/`list` know gemini-embedding-001 (2,048 input tokens, longer texts silently cut) and
     gemini-embedding-2(-preview) (8,192).
 
+    Webhooks (see `_webhooks`): a job created with `config={"webhook_config": {"uris": [...], "user_metadata":
+    {...}}}` gets, once it ends (SUCCEEDED, FAILED, CANCELLED or EXPIRED, however it got there: its time elapsing,
+    `advance_time`, `end_next_job`, a cancel), one signed Standard Webhooks event POSTed to each loopback URI, from a
+    background thread, at least once: `webhook_retry_seconds` (doubling) between attempts after a non-2xx answer or a
+    connection error, up to `webhook_max_attempts`. `webhook_secret` signs them (default: a generated `whsec_...`,
+    read from `emu.webhook_secret`); `webhook_uris` are the project's registered webhooks, for jobs whose config
+    names none; `webhook_duplicate=True` delivers every event twice. `emu.webhook_deliveries` lists what was sent
+    (`WebhookDelivery`), `emu.wait_for_webhooks()` waits until nothing is left to send.
+
         >>> with Emulator() as emu:
         ...     client = emu.client()
         ...     job = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
@@ -120,6 +130,11 @@ class Emulator:
         flex_latency: float = 0.0,
         flex_unavailable_rate: float = 0.0,
         flex_seed: int = 0,
+        webhook_secret: str | None = None,
+        webhook_uris: Iterable[str] = (),
+        webhook_retry_seconds: float = 0.05,
+        webhook_max_attempts: int = 8,
+        webhook_duplicate: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -130,11 +145,15 @@ class Emulator:
             results_file_delay_polls=results_file_delay_polls, api_key=api_key,
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, job_outcome=job_outcome,
             max_active_jobs=max_active_jobs, enqueued_token_limit=enqueued_token_limit,
-            video_processing_seconds=video_processing_seconds,
+            video_processing_seconds=video_processing_seconds, webhook_uris=tuple(webhook_uris),
+            webhook_retry_seconds=webhook_retry_seconds, webhook_max_attempts=webhook_max_attempts,
+            webhook_duplicate=webhook_duplicate,
             flex_latency=flex_latency, flex_unavailable_rate=flex_unavailable_rate, flex_seed=flex_seed,
         )  # fmt: skip
         _check_flex(flex_latency, flex_unavailable_rate)
         self.settings.add_models(models)
+        self._webhook_secret = webhook_secret or new_secret()
+        self._webhooks = WebhookDispatcher(self.settings, secret_key(self._webhook_secret), self._report)
         self._faults = Faults()
         self._clock = Clock()
         self._files = FileStore(self._clock)
@@ -147,7 +166,10 @@ class Emulator:
         self.token_counting = "estimator"
 
     def _batches_service(self) -> BatchService:
-        return BatchService(self.settings, self._files, self._faults, lambda exc: self._app.report(exc), self._clock)
+        return BatchService(self.settings, self._files, self._faults, self._report, self._clock, self._webhooks)
+
+    def _report(self, exc: BaseException) -> None:
+        self._app.report(exc)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -161,10 +183,13 @@ class Emulator:
             self._app.stopping.clear()
             self._server = ServerThread(self._host, self._port, self._app)
             self._server.start()
+            self._webhooks.start()
         return self
 
     def stop(self) -> None:
-        """Stops serving; replies held back by `delay_reply` or `latency` are sent at once."""
+        """Stops serving; replies held back by `delay_reply` or `latency` are sent at once; webhook delivery stops
+        (a POST in flight ends within its timeout)."""
+        self._webhooks.stop()
         if self._server is not None:
             self._app.stopping.set()
             self._server.stop()
@@ -267,6 +292,45 @@ class Emulator:
         """Every file uploaded through the Files API, oldest first, deleted and expired ones included:
         `UploadRecord(name, mime_type, sha256, size)` with the hex SHA-256 of the bytes."""
         return self._files.records
+
+    @property
+    def webhook_secret(self) -> str:
+        """The `whsec_...` secret that signs webhook deliveries (give it to the receiver; it is in no repr or log)."""
+        return self._webhook_secret
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook delivery so far, oldest first: `WebhookDelivery(uri, event_id, type, job, attempts, status,
+        delivered, error, copy)`, updated as attempts are made."""
+        return self._webhooks.deliveries
+
+    def wait_for_webhooks(self, timeout: float = 10.0, *, running: bool = False) -> bool:
+        """Waits until no ended job waits for its event and no delivery waits for an attempt (delivered, or given up
+        after `webhook_max_attempts`); False if `timeout` seconds passed first. Jobs still PENDING or RUNNING are not
+        waited for, unless `running=True` (for jobs that end on their own time; `advance_time` ends the others).
+
+            >>> import http.server, threading
+            >>> class Hook(http.server.BaseHTTPRequestHandler):
+            ...     def do_POST(self):
+            ...         self.rfile.read(int(self.headers["content-length"]))
+            ...         self.send_response(204)
+            ...         self.end_headers()
+            ...     def log_message(self, *args):
+            ...         pass
+            >>> receiver = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+            >>> threading.Thread(target=receiver.serve_forever, daemon=True).start()
+            >>> with Emulator() as emu:
+            ...     uri = f"http://127.0.0.1:{receiver.server_port}/"
+            ...     client = emu.client()  # kept: a collected Client closes its connections
+            ...     job = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}],
+            ...                                 config={"webhook_config": {"uris": [uri]}})
+            ...     emu.wait_for_webhooks()
+            ...     [(d.type, d.status, d.delivered) for d in emu.webhook_deliveries]
+            True
+            [('batch.succeeded', 204, True)]
+            >>> receiver.shutdown(); receiver.server_close()
+        """
+        return self._webhooks.wait(timeout, running)
 
     @property
     def errors(self) -> list[BaseException]:
@@ -406,6 +470,7 @@ class Emulator:
         files reach their ready time, jobs spend their `pending_seconds`/`running_seconds`, and new
         timestamps (createTime, expirationTime, ...) are that much later."""
         self._clock.advance(seconds)
+        self._webhooks.poke()
 
     def expire_file(self, name: str) -> None:
         """Ends the 48-hour life of file `name` now: it leaves `files.get`/`files.list`, and requests naming

@@ -11,7 +11,9 @@ from functools import lru_cache
 from typing import Any
 
 # Whose value is user data, copied verbatim.
-_OPAQUE = frozenset({"metadata", "enum", "default", "example", "examples", "const", "args", "response", "labels"})
+_OPAQUE = frozenset({
+    "metadata", "enum", "default", "example", "examples", "const", "args", "response", "labels", "userMetadata",
+})  # fmt: skip
 # Whose keys are user-chosen names but whose values are schemas to normalize.
 _NAMED_SCHEMAS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
 
