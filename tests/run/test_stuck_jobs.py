@@ -3,6 +3,9 @@ requests sent again by the chosen fallback (Flex tier or a new batch job); what 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections import Counter
@@ -173,3 +176,33 @@ def test_a_stuck_shard_finishes_through_a_shedding_flex_tier_and_no_prompt_is_an
             assert [j.stuck for j in status.store.jobs if j.transport != "flex"].count(True) == 1
         finally:
             status.close()
+
+
+def test_a_run_killed_during_its_flex_calls_resends_only_the_calls_under_way(tmp_path: Path) -> None:
+    """Flex answers are journaled as each call returns: after a SIGKILL, resume sends only what the journal lacks."""
+    worker = str(Path(__file__).with_name("flex_worker.py"))
+    rows, concurrency = 150, 4
+    with Emulator(responder=echo, flex_latency=0.01) as emu:
+        emu.slow_next_jobs(count=1)
+        child = subprocess.Popen([sys.executable, worker, emu.url, str(tmp_path / "ck"), str(rows)])
+        try:
+            deadline = time.monotonic() + 120
+            while sum(a.route == "generate" for a in emu.answered()) < 60 and child.poll() is None:
+                assert time.monotonic() < deadline, "the worker never reached its Flex calls"
+                time.sleep(0.005)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.wait()
+        assert child.returncode == -signal.SIGKILL
+        before = Counter(a.prompt for a in emu.answered() if a.route == "generate")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeminiBatchWarning)
+            out = polars_gemini.resume(tmp_path / "ck", client=emu.client(), **FAST).result()
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(rows)]
+        flex = Counter(a.prompt for a in emu.answered() if a.route == "generate")
+        assert sorted(flex) == sorted(f"row {i}" for i in range(rows))
+        twice = [p for p, n in flex.items() if n > 1]
+        assert set(flex.values()) <= {1, 2} and len(twice) <= concurrency  # at most the calls in flight at the kill
+        assert sum(before.values()) >= 60
+        assert emu.calls("batches.create") == 1
+        assert not list((tmp_path / "ck" / "flex").glob("*.jsonl"))  # the journal is gone once stored

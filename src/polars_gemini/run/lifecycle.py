@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import polars as pl
 from google.genai import types
@@ -22,7 +22,7 @@ from polars_gemini.checkpoint.files import JobRecord
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import APIError, GeminiBatchWarning, MissingAPIKeyError, RunTimeoutError
 from polars_gemini.core.models import model_info
-from polars_gemini.core.result_columns import ERROR, ERROR_CODE, TEXT, USAGE
+from polars_gemini.core.result_columns import ERROR, ERROR_CODE, LINE, TEXT, USAGE
 from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.prepare.plan import Limits, Plan, shard
@@ -38,7 +38,6 @@ from polars_gemini.run.results import (
     embed_results,
     keyed_by_position,
     parse_embed_file,
-    parse_lines,
     parse_results,
     split_lines,
     synthetic_errors,
@@ -242,14 +241,27 @@ class Run:
         self._launch(jobs)
 
     def _run_flex(self, job: JobRecord) -> None:
-        """Send one flex record's requests (each once, with the SDK's retries for 429/503) and store the answers."""
+        """Send one flex record's requests (each once, with the SDK's retries for 429/503) and store the answers.
+
+        With a checkpoint, each answer is appended to a journal (`flex/<record>.jsonl`) as its call returns, so a
+        crash re-sends only the calls under way; a resumed record sends only what its journal does not hold."""
         self.store.update(job, state="RUNNING")
-        prompts = self.plan.prompts(self.store.job_keys(job))
-        lines = run_sync(prompts, self.plan.spec, self._api(), self.options.max_concurrency, False,
-                         self.options.retry, self.media_parts(prompts), service_tier="flex")  # fmt: skip
-        results = parse_lines(lines)
+        keys = self.store.job_keys(job)
+        journal = None if self.store.root is None else self.store.root / "flex" / f"{job.display_name}.jsonl"
+        kept = _journal_lines(journal)
+        if not kept.is_empty():
+            answered, _ = parse_results(kept, f"the journal {journal}")
+            keys = keys.filter(~keys.is_in(answered.get_column(KEY).implode()))
+        prompts = self.plan.prompts(keys)
+        with _Journal(journal) as write:
+            lines = run_sync(prompts, self.plan.spec, self._api(), self.options.max_concurrency, False,
+                             self.options.retry, self.media_parts(prompts), "flex", write)  # fmt: skip
+        results, _ = parse_results(pl.concat([kept, lines]), f"the Flex calls of {job.display_name}")
+        results = results.filter(pl.col(KEY).is_first_distinct())
         self.store.update(job, state="SUCCEEDED")
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
+        if journal is not None:
+            journal.unlink(missing_ok=True)
 
     def _limits(self) -> Limits:
         """The split limits, with every job (inline or file) small enough to fit the enqueued-token budget alone.
@@ -730,6 +742,37 @@ class Run:
 
 _SUBMISSIONS: dict[str, threading.Lock] = {}
 _SUBMISSIONS_GUARD = threading.Lock()
+
+
+class _Journal:
+    """Appends result lines to a file as they arrive, one write and flush per line, from any thread (no-op: None)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self._lock = path, threading.Lock()
+        self._handle: TextIO | None = None
+
+    def __enter__(self) -> Callable[[str], None]:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a", encoding="utf-8")
+        return self.write
+
+    def write(self, line: str) -> None:
+        if self._handle is not None:
+            with self._lock:
+                self._handle.write(line + "\n")
+                self._handle.flush()  # in the OS's hands: a killed process loses nothing written
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _journal_lines(path: Path | None) -> pl.Series:
+    """The lines a Flex journal kept (a last line cut short by a crash is read as unreadable, and sent again)."""
+    if path is None or not path.exists():
+        return pl.Series(LINE, [], dtype=pl.String)
+    return split_lines(path.read_bytes())
 
 
 def _submitting(run_id: str) -> threading.Lock:

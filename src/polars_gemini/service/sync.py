@@ -7,6 +7,7 @@ Standard (not batch) prices apply. Concurrency is bounded; 429, 5xx, timeouts an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
@@ -38,10 +39,12 @@ def run_sync(
     retry: types.HttpRetryOptions | None = None,
     parts: pl.DataFrame | None = None,
     service_tier: str | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> pl.Series:
     """Result lines (the results-file shape, parsed by `run.results`) for every request (`key`, `prompt`), one call
     each. `parts`: the wire form of the prompts' media (`prepare.media.PARTS_SCHEMA`), when they hold any;
-    `service_tier="flex"` sends them at the Flex tier (batch price, may be shed: 503s are retried)."""
+    `service_tier="flex"` sends them at the Flex tier (batch price, may be shed: 503s are retried). `on_line` is
+    called with each line as soon as its call returns (from the worker threads), to keep it before the others end."""
     from tqdm.auto import tqdm
 
     pairs = list(requests.select(KEY, PROMPT).iter_rows())
@@ -59,8 +62,12 @@ def run_sync(
         except APIError as exc:
             if _fatal(exc, fatal):
                 raise
-            return json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}})
-        return json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
+            line = json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}})
+        else:
+            line = json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
+        if on_line is not None:
+            on_line(line)
+        return line
 
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
         lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc=label, disable=not progress))
