@@ -55,6 +55,11 @@ def add_commands(sub: Any) -> None:
     _inputs(est, budget=False)
     submit = sub.add_parser("submit", help="submit the jobs and exit; prints the checkpoint directory")
     _inputs(submit, checkpoint_required=True)
+    submit.add_argument("--webhook", action="append", metavar="URL",
+                        help="POST a signed event to URL when each job ends (repeatable); `polars-gemini webhook "
+                             "serve` there finishes the run")  # fmt: skip
+    submit.add_argument("--output", "-o", help="the result file that `resume` and the webhook receiver write when "
+                                               "the run is done (kept in the checkpoint)")  # fmt: skip
     status = sub.choices["status"]
     status.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     resume = sub.add_parser("resume", help="pick up a checkpointed run: wait for it and write its result file",
@@ -145,6 +150,40 @@ def scan(source: str) -> pl.LazyFrame:
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise CliError(f"cannot read {source}: {exc}") from None
     return frame
+
+
+CLI_FILE = "cli.json"
+"""In a checkpoint directory: what the command line adds to the run (`submit --output`), read by `resume` and by the
+webhook receiver."""
+_OUTPUTS = (".parquet", ".pq", ".ndjson", ".jsonl", ".ipc", ".arrow", ".feather", ".csv")
+
+
+def check_output(target: str) -> None:
+    """Refuses a result file of a type `write` cannot write, before anything is sent."""
+    suffix = Path(target).suffix.lower()
+    if suffix not in _OUTPUTS:
+        raise CliError(f"{target}: unknown file type {suffix or '(none)'}; use one of {', '.join(sorted(_OUTPUTS))}.")
+
+
+def record_output(checkpoint: str | Path, target: str) -> None:
+    """Keeps the result file's absolute path in the checkpoint (`cli.json`, written atomically)."""
+    from polars_gemini.checkpoint.files import write_json
+
+    root = Path(checkpoint)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / CLI_FILE, {"format": 1, "output": str(Path(target).resolve())})
+
+
+def recorded_output(checkpoint: str | Path) -> str | None:
+    """The result file `submit --output` recorded in the checkpoint, if any."""
+    path = Path(checkpoint) / CLI_FILE
+    if not path.is_file():
+        return None
+    try:
+        output = json.loads(path.read_text()).get("output")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CliError(f"{path} is unreadable ({exc}); give --output, or submit again with --output.") from None
+    return output if isinstance(output, str) else None
 
 
 def write(frame: pl.DataFrame, target: str) -> None:
@@ -242,8 +281,12 @@ def _submit(args: argparse.Namespace) -> int:
     import polars_gemini
 
     frame = scan(args.input)
+    if args.output:
+        check_output(args.output)
+        record_output(args.checkpoint, args.output)  # before any job exists: its event may come at once
     run = polars_gemini.submit(frame, args.template, **_call_options(args), client=_client(),
-                               checkpoint=args.checkpoint, max_cost=args.max_cost, progress=_progress())  # fmt: skip
+                               checkpoint=args.checkpoint, max_cost=args.max_cost, progress=_progress(),
+                               webhook=args.webhook)  # fmt: skip
     try:
         status = run.status()
     finally:
@@ -269,9 +312,12 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     import polars_gemini
 
+    output = args.output or recorded_output(args.checkpoint)
+    if output:
+        check_output(output)
     run = polars_gemini.resume(args.checkpoint, client=_client(), progress=_progress(),
                                poll_interval=args.poll_interval)  # fmt: skip
-    return _finish(args, run, args.output)
+    return _finish(args, run, output)
 
 
 def _finish(args: argparse.Namespace, run: Any, output: str | None) -> int:

@@ -1,5 +1,5 @@
 """The `polars-gemini` command: ETL runs over files (`run`, `estimate`, `submit`, `status`, `resume`, `cancel`,
-`list`; see `cli.etl`), and `emulator`, `demo`, `prices`.
+`list`; see `cli.etl`), `webhook serve` (see `cli.webhook`), and `emulator`, `demo`, `prices`.
 
 A library error (`GeminiBatchError`) is the command's answer, not a crash: it is printed as one error line on stderr
 and the exit status is 2, like a usage error (the ETL commands' exit codes are in `cli.etl`).
@@ -8,6 +8,7 @@ and the exit status is 2, like a usage error (the ETL commands' exit codes are i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -44,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     emu.add_argument(
         "--job-seconds", type=_number(float, 0), default=0.0, help="simulated queue+run time of each batch job"
     )
+    emu.epilog = "Webhook deliveries are signed with $POLARS_GEMINI_WEBHOOK_SECRET when it is set."
     demo = sub.add_parser("demo", help="run a typed batch job over synthetic reviews (emulator unless --live)")
     demo.add_argument("--rows", type=_number(int, 1), default=2_000, help="how many reviews (at least 1)")
     demo.add_argument("--live", action="store_true", help="use the real Gemini API with GEMINI_API_KEY")
@@ -54,8 +56,10 @@ def _build_parser() -> argparse.ArgumentParser:
     prices = sub.add_parser("prices", help="print the shipped price table (USD per 1M tokens) with dates and sources")
     prices.add_argument("--model", help="only this model ('models/' prefix allowed)")
     from polars_gemini.cli.etl import add_commands
+    from polars_gemini.cli.webhook import add_commands as add_webhook_commands
 
     add_commands(sub)
+    add_webhook_commands(sub)
     return parser
 
 
@@ -70,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "emulator":
+        from polars_gemini.cli.webhook import SECRET_ENV
         from polars_gemini.emulator._cli import serve
 
-        return serve(host=args.host, port=args.port, job_seconds=args.job_seconds)
+        secret = os.environ.get(SECRET_ENV) or None  # signs the emulator's webhook deliveries, as the receiver expects
+        return serve(host=args.host, port=args.port, job_seconds=args.job_seconds, webhook_secret=secret)
     if args.command == "demo":
         from polars_gemini.cli.demo import run
 
@@ -84,6 +90,10 @@ def _run(args: argparse.Namespace) -> int:
         from polars_gemini.cli.etl import run_command
 
         return run_command(args)
+    if args.command == "webhook":
+        from polars_gemini.cli.webhook import run_command as run_webhook
+
+        return run_webhook(args)
     if args.command == "status":
         from polars_gemini.checkpoint.status import checkpoint_status
         from polars_gemini.service.gemini import client_from_env

@@ -1,0 +1,355 @@
+"""The webhook receiver (`polars-gemini webhook serve`, `cli.webhook.WebhookReceiver`): signed events resume the run
+they name and write its result file; forged, tampered, stale and replayed events do nothing; and the emulator's own
+deliveries, signed with the standard library, pass the receiver's `standardwebhooks` check."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from standardwebhooks import Webhook
+
+import polars_gemini
+from polars_gemini.cli.etl import record_output
+from polars_gemini.cli.webhook import SEEN_FILE, Reply, WebhookReceiver
+from polars_gemini.core.errors import ConfigurationError
+from polars_gemini.emulator import Emulator
+from testing_support import echo
+
+SECRET = "whsec_" + "dGhlLXJlY2VpdmVyLXRlc3Qtc2lnbmluZy1rZXk="
+OTHER = "whsec_" + "YW5vdGhlci1rZXktdGhhdC1zaWducy1mb3JnZXJpZXM="
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """Jobs pend for 600 s of the emulator's clock: `advance_time(601)` ends them."""
+    with Emulator(responder=echo, pending_seconds=600, webhook_secret=SECRET, webhook_retry_seconds=0.01) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def run_dir(emu: Emulator, tmp_path: Path) -> Path:
+    """A submitted, still pending run whose result file is to be `out.parquet`."""
+    checkpoint = tmp_path / "ckpt"
+    record_output(checkpoint, str(tmp_path / "out.parquet"))
+    frame = pl.DataFrame({"id": [1, 2, 3], "review": ["great", "bad", "fine"]})
+    run = polars_gemini.submit(frame, "Label: {review}", model="gemini-2.5-flash", client=emu.client(),
+                               checkpoint=checkpoint, progress=False)  # fmt: skip
+    run.close()
+    return checkpoint
+
+
+def event(checkpoint: Path | str | None, kind: str = "batch.succeeded", job: str = "batches/x") -> dict[str, Any]:
+    data: dict[str, Any] = {"id": job}
+    if checkpoint is not None:
+        data["user_metadata"] = {"polars_gemini_checkpoint": str(checkpoint), "polars_gemini_run_id": "r"}
+    return {"type": kind, "version": "v1", "timestamp": "2026-01-22T12:00:00Z", "data": data}
+
+
+def signed(
+    value: Any, msg_id: str = "msg_1", *, secret: str = SECRET, at: float | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A delivery as the service makes it: the body and its Standard Webhooks headers (signed by the library)."""
+    body = value if isinstance(value, bytes) else json.dumps(value).encode()
+    stamp = int(time.time() if at is None else at)
+    signature = Webhook(secret).sign(msg_id, _utc(stamp), body.decode())
+    return body, {"webhook-id": msg_id, "webhook-timestamp": str(stamp), "webhook-signature": signature}
+
+
+def _utc(stamp: int) -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(stamp, tz=timezone.utc)
+
+
+@pytest.fixture
+def logs() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def receiver(emu: Emulator, logs: list[str]) -> WebhookReceiver:
+    return WebhookReceiver(SECRET, client=emu.client(), log=logs.append, settle_seconds=5)
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> Reply:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return Reply(reply.status, json.loads(reply.read()))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Reply(exc.code, json.loads(exc.read()))
+
+
+def test_a_signed_event_resumes_the_run_and_writes_its_result_file(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    emu.advance_time(601)
+    with receiver.serve() as server:
+        reply = post(server.url, *signed(event(run_dir)))
+        assert reply == Reply(202, {"status": "accepted", "checkpoint": str(run_dir.resolve())})
+        assert receiver.wait_idle(timeout=60)
+    (outcome,) = receiver.outcomes
+    assert (outcome.status, outcome.rows, outcome.failed_rows) == ("done", 3, 0)
+    out = pl.read_parquet(tmp_path / "out.parquet")
+    assert out.get_column("id").to_list() == [1, 2, 3]
+    assert out.get_column("response").to_list() == ["echo: Label: great", "echo: Label: bad", "echo: Label: fine"]
+
+
+def test_an_event_for_a_run_still_running_leaves_it_pending_until_the_next(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    assert receiver.handle(*signed(event(run_dir), "msg_early")).status == 202
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["pending"] and not (tmp_path / "out.parquet").exists()
+    emu.advance_time(601)
+    assert receiver.handle(*signed(event(run_dir), "msg_late")).status == 202
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["pending", "done"]
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 3
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["other secret", "changed body", "bad base64", "no signature", "v2 only"],
+)
+def test_forged_deliveries_are_401_and_resume_nothing(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, tmp_path: Path, tamper: str
+) -> None:
+    emu.advance_time(601)
+    body, headers = signed(event(run_dir), secret=OTHER if tamper == "other secret" else SECRET)
+    if tamper == "changed body":
+        body = body.replace(b"batch.succeeded", b"batch.failed")
+    elif tamper == "bad base64":
+        headers["webhook-signature"] = "v1,***"
+    elif tamper == "no signature":
+        del headers["webhook-signature"]
+    elif tamper == "v2 only":
+        headers["webhook-signature"] = "v2," + headers["webhook-signature"].partition(",")[2]
+    gets = emu.calls("batches.get")
+    with receiver.serve() as server:
+        reply = post(server.url, body, headers)
+    assert reply.status == 401 and "error" in reply.body
+    assert receiver.wait_idle(timeout=5) and receiver.outcomes == []
+    assert emu.calls("batches.get") == gets and not (tmp_path / "out.parquet").exists()
+    assert not (run_dir / SEEN_FILE).exists()
+
+
+def test_a_rotated_secret_signature_list_passes_if_one_entry_matches(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver
+) -> None:
+    body, headers = signed(event(run_dir))
+    _, other = signed(event(run_dir), secret=OTHER)
+    headers["webhook-signature"] = f"{other['webhook-signature']} {headers['webhook-signature']}"
+    assert receiver.handle(body, headers).status == 202
+    assert receiver.wait_idle(timeout=60)
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -10_000])
+def test_a_timestamp_outside_the_tolerance_is_refused(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, offset: int
+) -> None:
+    reply = receiver.handle(*signed(event(run_dir), at=time.time() + offset))
+    assert reply.status == 401 and "tolerance" in reply.body["error"]
+    assert receiver.wait_idle(timeout=5) and receiver.outcomes == []
+
+
+def test_the_tolerance_is_configurable(emu: Emulator, run_dir: Path, logs: list[str]) -> None:
+    lenient = WebhookReceiver(SECRET, client=emu.client(), tolerance=1000, log=logs.append)
+    assert lenient.handle(*signed(event(run_dir), at=time.time() - 600)).status == 202
+    assert lenient.wait_idle(timeout=60)
+    with pytest.raises(ConfigurationError, match="tolerance"):
+        WebhookReceiver(SECRET, tolerance=0)
+
+
+def test_a_replayed_event_is_ignored_also_by_a_restarted_receiver(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, logs: list[str]
+) -> None:
+    emu.advance_time(601)
+    delivery = signed(event(run_dir), "msg_replayed")
+    assert receiver.handle(*delivery).status == 202
+    assert receiver.handle(*delivery) == Reply(200, {"status": "duplicate"})
+    assert receiver.wait_idle(timeout=60) and len(receiver.outcomes) == 1
+    restarted = WebhookReceiver(SECRET, client=emu.client(), log=logs.append)
+    again = signed(event(run_dir), "msg_replayed")  # re-signed now, as a retry is
+    assert restarted.handle(*again) == Reply(200, {"status": "duplicate"})
+    assert restarted.wait_idle(timeout=5) and restarted.outcomes == []
+    assert json.loads((run_dir / SEEN_FILE).read_text())["webhook_ids"] == ["msg_replayed"]
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"data": {}}', b'{"type": 3}', "caf\xe9".encode("latin-1")])
+def test_a_signed_body_that_is_no_event_is_400(receiver: WebhookReceiver, body: bytes) -> None:
+    utf8 = body.isascii()
+    headers = signed(body if utf8 else b"{}")[1]  # a body that is not UTF-8 cannot even be checked
+    assert receiver.handle(body, headers).status == 400
+    assert receiver.wait_idle(timeout=5) and receiver.outcomes == []
+
+
+def test_events_naming_no_usable_checkpoint_are_acknowledged_and_logged(
+    emu: Emulator, run_dir: Path, tmp_path: Path, logs: list[str]
+) -> None:
+    (tmp_path / "plain").mkdir()
+    receiver = WebhookReceiver(SECRET, client=emu.client(), root=tmp_path / "runs", log=logs.append)
+    cases = {
+        "none": event(None),
+        "relative": event("ckpt"),
+        "missing": event(tmp_path / "nowhere"),
+        "plain dir": event(tmp_path / "plain"),
+        "outside root": event(run_dir),
+        "not a batch event": event(run_dir, kind="video.generated"),
+    }
+    for i, (case, value) in enumerate(cases.items()):
+        reply = receiver.handle(*signed(value, f"msg_{i}"))
+        assert reply.status == 200 and reply.body["status"] == "ignored", case
+    assert receiver.wait_idle(timeout=5) and receiver.outcomes == []
+    assert len([line for line in logs if "ignored" in line]) == len(cases)
+    assert receiver.handle(*signed(event(None), "msg_0")).body == {"status": "duplicate"}
+
+
+def test_the_secret_is_in_no_log_line_or_reply(emu: Emulator, run_dir: Path, receiver: WebhookReceiver,
+                                               logs: list[str]) -> None:  # fmt: skip
+    replies = [receiver.handle(*signed(event(run_dir), "msg_a")),
+               receiver.handle(*signed(event(run_dir), secret=OTHER))]  # fmt: skip
+    receiver.wait_idle(timeout=60)
+    shown = json.dumps([r.body for r in replies]) + "\n".join(logs) + repr(receiver.__dict__)
+    assert SECRET.removeprefix("whsec_")[:12] not in shown and OTHER.removeprefix("whsec_")[:12] not in shown
+
+
+def test_a_bad_secret_or_a_missing_library_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="whsec_") as caught:
+        WebhookReceiver("whsec_%%%not-base64%%%")
+    assert "not-base64" not in str(caught.value)
+    monkeypatch.setitem(sys.modules, "standardwebhooks", None)  # as if it were not installed
+    with pytest.raises(ConfigurationError, match=r"polars-gemini\[webhooks\]"):
+        WebhookReceiver(SECRET)
+
+
+def test_the_emulators_signed_delivery_resumes_a_run(emu: Emulator, run_dir: Path, receiver: WebhookReceiver,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    """A job created with a webhook config naming the checkpoint: the emulator's event (HMAC with the standard
+    library) passes the receiver's check (standardwebhooks) and finishes the run."""
+    with receiver.serve() as server:
+        client = emu.client()
+        client.batches.create(model="gemini-2.5-flash", src=[{"contents": "Hi"}], config={"webhook_config": {
+            "uris": [server.url], "user_metadata": {"polars_gemini_checkpoint": str(run_dir.resolve())}}})  # fmt: skip
+        emu.advance_time(601)
+        assert emu.wait_for_webhooks()
+        assert receiver.wait_idle(timeout=60)
+    assert [(d.status, d.delivered) for d in emu.webhook_deliveries] == [(202, True)]
+    assert [o.status for o in receiver.outcomes] == ["done"]
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 3
+
+
+# -- the command, in a subprocess -----------------------------------------------------------------------------------
+
+
+def _serve(emu: Emulator, *args: str, secret: str | None = SECRET) -> subprocess.Popen[str]:
+    env = {**os.environ, "GEMINI_API_KEY": "cli-test-key", "GOOGLE_GEMINI_BASE_URL": emu.url}
+    env.pop("POLARS_GEMINI_WEBHOOK_SECRET", None)
+    if secret is not None:
+        env["POLARS_GEMINI_WEBHOOK_SECRET"] = secret
+    return subprocess.Popen([sys.executable, "-m", "polars_gemini.cli", "webhook", "serve", "--port", "0", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    return out, err
+
+
+def test_the_command_serves_resumes_and_reports_json_lines(emu: Emulator, run_dir: Path, tmp_path: Path) -> None:
+    emu.advance_time(601)
+    proc = _serve(emu, "--json")
+    try:
+        assert proc.stdout is not None
+        listening = json.loads(proc.stdout.readline())
+        assert listening["status"] == "listening"
+        reply = post(listening["url"], *signed(event(run_dir)))
+        assert reply.status == 202
+        outcome = json.loads(proc.stdout.readline())  # one line per resume
+        assert outcome["status"] == "done" and outcome["rows"] == 3
+        assert outcome["output"] == str((tmp_path / "out.parquet").resolve())
+        assert post(listening["url"], *signed(event(run_dir), secret=OTHER)).status == 401
+    finally:
+        out, err = _stop(proc)
+    assert proc.returncode == 0, err
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 3
+    assert "refused" in err and SECRET.removeprefix("whsec_")[:12] not in out + err
+
+
+def test_the_command_without_a_secret_is_exit_2(emu: Emulator) -> None:
+    proc = _serve(emu, secret=None)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "POLARS_GEMINI_WEBHOOK_SECRET" in err
+
+
+# -- end to end: submit --webhook, the emulator's event, the receiver's resume ----------------------------------------
+
+
+def _cli(emu: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GEMINI_API_KEY": "cli-test-key", "GOOGLE_GEMINI_BASE_URL": emu.url}
+    return subprocess.run([sys.executable, "-m", "polars_gemini.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_submit_with_a_webhook_exits_and_the_receiver_writes_every_row(emu: Emulator, tmp_path: Path) -> None:
+    src, ckpt, out = tmp_path / "reviews.csv", tmp_path / "runs" / "reviews", tmp_path / "labelled.parquet"
+    pl.DataFrame({"id": range(6), "review": ["great", "bad", "fine", "great", "meh", "ok"]}).write_csv(src)
+    proc = _serve(emu, "--json", "--root", str(tmp_path / "runs"))
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        submitted = _cli(emu, "submit", str(src), "-t", "Label: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
+                         str(ckpt), "--webhook", url, "--output", str(out), "--json")  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        assert json.loads(submitted.stdout)["status"] == "submitted" and not out.exists()
+        (job,) = emu.jobs.values()
+        metadata = job["metadata"]["webhookConfig"]["userMetadata"]
+        assert metadata["polars_gemini_checkpoint"] == str(ckpt.resolve())
+        emu.advance_time(601)  # the job ends: the emulator POSTs its event, the receiver resumes the run
+        outcome = json.loads(proc.stdout.readline())
+        assert (outcome["status"], outcome["rows"], outcome["output"]) == ("done", 6, str(out.resolve()))
+    finally:
+        _, err = _stop(proc)
+    assert proc.returncode == 0, err
+    assert [(d.type, d.status) for d in emu.webhook_deliveries] == [("batch.succeeded", 202)]
+    result = pl.read_parquet(out)
+    assert result.get_column("id").to_list() == list(range(6))
+    assert result.get_column("response").to_list()[:2] == ["echo: Label: great", "echo: Label: bad"]
+    again = _cli(emu, "resume", str(ckpt), "--json")  # `resume` without -o writes the recorded file too
+    assert again.returncode == 0 and json.loads(again.stdout)["output"] == str(out.resolve())
+
+
+def test_a_retry_round_carries_the_webhook_and_its_event_finishes_the_run(
+    emu: Emulator, tmp_path: Path, logs: list[str]
+) -> None:
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.parquet"
+    receiver = WebhookReceiver(SECRET, client=emu.client(), log=logs.append)
+    frame = pl.DataFrame({"review": ["a", "b", "c"]})
+    with receiver.serve() as server:
+        record_output(ckpt, str(out))
+        emu.end_next_job("FAILED")  # the first job fails as a whole: its requests go again in a retry round
+        run = polars_gemini.submit(frame, "R: {review}", model="gemini-2.5-flash", client=emu.client(),
+                                   checkpoint=ckpt, webhook=server.url, progress=False)  # fmt: skip
+        run.close()
+        emu.advance_time(601)
+        assert emu.wait_for_webhooks() and receiver.wait_idle(timeout=60)
+        assert [o.status for o in receiver.outcomes] == ["pending"]  # the retry round was submitted, by the receiver
+        emu.advance_time(601)
+        assert emu.wait_for_webhooks() and receiver.wait_idle(timeout=60)
+    assert [d.type for d in emu.webhook_deliveries] == ["batch.failed", "batch.succeeded"]
+    assert [o.status for o in receiver.outcomes] == ["pending", "done"]
+    assert pl.read_parquet(out).get_column("response").to_list() == ["echo: R: a", "echo: R: b", "echo: R: c"]
