@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -201,3 +202,31 @@ def test_a_killed_run_is_finished_by_resume(reviews: Path, tmp_path: Path) -> No
         done = cli(emu, "resume", str(ckpt), "-o", str(out), "--poll-interval", "0.05")
         assert done.returncode == 0, done.stderr
         assert pl.read_parquet(out).get_column("response").null_count() == 0 and len(emu.jobs) == 1
+
+
+def test_a_stuck_job_is_finished_at_the_flex_tier_by_a_later_resume(reviews: Path, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.parquet"
+    with Emulator(responder=echo) as emu:
+        emu.slow_next_jobs(count=1)  # PENDING until it would expire
+        proc = cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
+                   str(ckpt), "--stuck-after", str(1 / 3600), "--fallback", "flex")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        time.sleep(1.1)  # the job is now older than --stuck-after
+        done = cli(emu, "resume", str(ckpt), "-o", str(out), "--poll-interval", "0.05", "--json")
+        assert done.returncode == 0, done.stderr
+        assert "cancelling it" in done.stderr  # the warning says what happened
+        assert pl.read_parquet(out).get_column("response").to_list() == [
+            f"echo: L: {r}" for r in ["great", "bad", "great", "fine"]
+        ]
+        answered = emu.answered()
+        assert sorted((a.route, a.tier, a.prompt) for a in answered) == [
+            ("generate", "flex", f"L: {r}") for r in ["bad", "fine", "great"]
+        ]
+        assert [j["metadata"]["state"] for j in emu.jobs.values()] == ["BATCH_STATE_CANCELLED"]
+
+
+def test_bad_stuck_after_is_exit_2(emu: Emulator, reviews: Path, tmp_path: Path) -> None:
+    proc = cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
+               str(tmp_path / "ckpt"), "--stuck-after", "-1")  # fmt: skip
+    assert proc.returncode == 2 and "stuck_after is a number of hours > 0" in proc.stderr
+    assert not emu.requests

@@ -51,10 +51,12 @@ def add_commands(sub: Any) -> None:
     _inputs(run)
     run.add_argument("--output", "-o", required=True, help="the result file (.parquet, .csv, .ndjson, .ipc)")
     _waiting(run)
+    _unsticking(run)
     est = sub.add_parser("estimate", help="tokens and USD of a run, before anything is sent")
     _inputs(est, budget=False)
     submit = sub.add_parser("submit", help="submit the jobs and exit; prints the checkpoint directory")
     _inputs(submit, checkpoint_required=True)
+    _unsticking(submit)
     submit.add_argument("--webhook", action="append", metavar="URL",
                         help="POST a signed event to URL when each job ends (repeatable); `polars-gemini webhook "
                              "serve` there finishes the run")  # fmt: skip
@@ -67,6 +69,7 @@ def add_commands(sub: Any) -> None:
     resume.add_argument("checkpoint", help="the checkpoint directory")
     resume.add_argument("--output", "-o", help="the result file (.parquet, .csv, .ndjson, .ipc)")
     _waiting(resume)
+    _unsticking(resume, saved=True)
     resume.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     cancel = sub.add_parser("cancel", help="cancel a checkpointed run's unfinished jobs (nothing more is billed)")
     cancel.add_argument("checkpoint", help="the checkpoint directory")
@@ -99,6 +102,16 @@ def _waiting(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failed", default="0",
                         help="failed rows allowed before exit code 4: a count (10) or a fraction (0.01)")  # fmt: skip
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds between polls at first")
+
+
+def _unsticking(parser: argparse.ArgumentParser, *, saved: bool = False) -> None:
+    kept = " (default: as submitted)" if saved else ""
+    parser.add_argument("--stuck-after", type=float, metavar="HOURS",
+                        help="cancel a job still pending or running after HOURS and send its requests again by "
+                             f"--fallback{kept}")  # fmt: skip
+    parser.add_argument("--fallback", choices=("batch", "flex"), default=None if saved else "batch",
+                        help="how a stuck or expired job's requests go again: a new batch job, or synchronous calls "
+                             f"at the Flex tier (same price, minutes){kept or ' (default: batch)'}")  # fmt: skip
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -286,7 +299,7 @@ def _submit(args: argparse.Namespace) -> int:
         record_output(args.checkpoint, args.output)  # before any job exists: its event may come at once
     run = polars_gemini.submit(frame, args.template, **_call_options(args), client=_client(),
                                checkpoint=args.checkpoint, max_cost=args.max_cost, progress=_progress(),
-                               webhook=args.webhook)  # fmt: skip
+                               webhook=args.webhook, stuck_after=args.stuck_after, fallback=args.fallback)  # fmt: skip
     try:
         status = run.status()
     finally:
@@ -305,7 +318,8 @@ def _run(args: argparse.Namespace) -> int:
     frame = scan(args.input)
     run = polars_gemini.submit(frame, args.template, **_call_options(args), client=_client(),
                                checkpoint=args.checkpoint, max_cost=args.max_cost, progress=_progress(),
-                               poll_interval=args.poll_interval)  # fmt: skip
+                               poll_interval=args.poll_interval, stuck_after=args.stuck_after,
+                               fallback=args.fallback)  # fmt: skip
     return _finish(args, run, args.output)
 
 
@@ -316,7 +330,8 @@ def _resume(args: argparse.Namespace) -> int:
     if output:
         check_output(output)
     run = polars_gemini.resume(args.checkpoint, client=_client(), progress=_progress(),
-                               poll_interval=args.poll_interval)  # fmt: skip
+                               poll_interval=args.poll_interval, stuck_after=args.stuck_after,
+                               fallback=args.fallback)  # fmt: skip
     return _finish(args, run, output)
 
 
