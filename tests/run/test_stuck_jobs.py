@@ -206,3 +206,17 @@ def test_a_run_killed_during_its_flex_calls_resends_only_the_calls_under_way(tmp
         assert sum(before.values()) >= 60
         assert emu.calls("batches.create") == 1
         assert not list((tmp_path / "ck" / "flex").glob("*.jsonl"))  # the journal is gone once stored
+
+
+def test_a_slow_flex_call_is_not_cut_short_by_the_clients_timeout() -> None:
+    """Flex may take minutes: a client timeout shorter than its latency must not make the run send (and pay) twice."""
+    with Emulator(responder=echo, flex_latency=1.0) as emu, warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)
+        emu.slow_next_jobs(count=1)
+        client = emu.client(timeout=300)  # 0.3 s, shorter than each Flex reply
+        out = _frame(3).gemini.batch("{text}", model="gemini-2.5-flash", client=client, stuck_after=STUCK,
+                                     fallback="flex", **FAST)  # fmt: skip
+        assert out.get_column("response_error").null_count() == 3
+        flex = Counter(a.prompt for a in emu.answered() if a.tier == "flex")
+        assert flex == {"row 0": 1, "row 1": 1, "row 2": 1}
+        assert emu.calls("models.generateContent") == 3

@@ -483,9 +483,15 @@ def generate(
     prompt: str | list[types.Part],
     config: types.GenerateContentConfig,
     retry: types.HttpRetryOptions | None = None,
+    timeout: int | None = None,
 ) -> types.GenerateContentResponse:
-    """One synchronous generateContent call (sync mode; idempotent: nothing is stored on the service)."""
-    cfg = config.model_copy(update={"http_options": _once()})
+    """One synchronous generateContent call (sync mode; idempotent: nothing is stored on the service).
+    `timeout` (milliseconds) replaces the client's for this call: a Flex call may take minutes, and one cut short
+    by a client timeout is sent again, and may be billed twice."""
+    options = _once()
+    if timeout is not None:
+        options.timeout = timeout
+    cfg = config.model_copy(update={"http_options": options})
     return retrying(
         f"generateContent on {model}",
         lambda: client.models.generate_content(model=model, contents=prompt, config=cfg),

@@ -21,6 +21,9 @@ from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.responses import response_json
 
+# A Flex call may wait minutes for capacity: each gets this long (15 minutes) whatever the client's timeout, so that
+# a slow answer is not cut short, sent again and billed twice.
+FLEX_TIMEOUT_MS = 15 * 60 * 1000
 # Errors that would fail every row alike: raise them instead of recording one per row.
 _FATAL = (401, 403, 404)
 
@@ -53,12 +56,13 @@ def run_sync(
     fatal = tuple(c for c in _FATAL if not (media and c == 403))
     config = spec.config if service_tier is None else spec.config.model_copy(update={"service_tier": service_tier})
     label = "gemini sync" if service_tier is None else f"gemini {service_tier}"
+    timeout = FLEX_TIMEOUT_MS if service_tier == "flex" else None
 
     def one(pair: tuple[str, str]) -> str:
         key, prompt = pair
         contents: str | list[types.Part] = sdk_parts(prompt, media) if media else prompt
         try:
-            response = _client.generate(client, spec.model, contents, config, retry)
+            response = _client.generate(client, spec.model, contents, config, retry, timeout)
         except APIError as exc:
             if _fatal(exc, fatal):
                 raise
