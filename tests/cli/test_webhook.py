@@ -353,3 +353,17 @@ def test_a_retry_round_carries_the_webhook_and_its_event_finishes_the_run(
     assert [d.type for d in emu.webhook_deliveries] == ["batch.failed", "batch.succeeded"]
     assert [o.status for o in receiver.outcomes] == ["pending", "done"]
     assert pl.read_parquet(out).get_column("response").to_list() == ["echo: R: a", "echo: R: b", "echo: R: c"]
+
+
+def test_the_command_on_a_port_in_use_is_exit_2(emu: Emulator) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**os.environ, "GEMINI_API_KEY": "k", "GOOGLE_GEMINI_BASE_URL": emu.url,
+               "POLARS_GEMINI_WEBHOOK_SECRET": SECRET}  # fmt: skip
+        port = str(taken.getsockname()[1])
+        proc = subprocess.run([sys.executable, "-m", "polars_gemini.cli", "webhook", "serve", "--port", port],
+                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "cannot listen" in proc.stderr

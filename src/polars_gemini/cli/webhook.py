@@ -493,3 +493,17 @@ def _wait_for_signal() -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "SECRET_ENV",
+    "SEEN_FILE",
+    "ReceiverServer",
+    "Reply",
+    "ResumeOutcome",
+    "WebhookReceiver",
+    "add_commands",
+    "load_verifier",
+    "run_command",
+]
