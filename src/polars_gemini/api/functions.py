@@ -121,6 +121,8 @@ def submit(
     `webhook=` (an https URL, or several) is each job's `webhook_config`: the service POSTs a signed event
     (`batch.succeeded`, `batch.failed`, `batch.expired`) there when the job ends, with the run id, the job and the
     checkpoint directory in its metadata, so `polars-gemini webhook serve` can resume the run. Developer API only.
+    `webhook="registered"` sends the metadata only: the project's registered webhooks (`client.webhooks.create`)
+    get the events, signed with their HMAC secret, where per-job URLs get a JWT signature.
 
     Service limits: at most `max_active_jobs` jobs run at once (the service allows 100 per project), and with
     `max_enqueued_tokens=` (your tier's enqueued-token limit) jobs are split to fit and queued so the running ones

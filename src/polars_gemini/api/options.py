@@ -118,12 +118,21 @@ def _check_kinds(options: Mapping[str, Any]) -> None:
         )
 
 
+REGISTERED = "registered"
+"""`webhook="registered"`: no URIs of the job's own; the project's registered webhooks get its events (with the run's
+identity in the metadata), signed with the secret `client.webhooks.create(...)` returned."""
+
+
 def webhook_uris(webhook: object) -> tuple[str, ...]:
-    """`webhook=` as the URIs of a `webhook_config`: https URLs (http only to this machine, for tests and tunnels)."""
+    """`webhook=` as the URIs of a `webhook_config`: https URLs (http only to this machine, for tests and tunnels),
+    or `("registered",)` for the project's registered webhooks."""
     if webhook is None:
         return ()
+    if webhook == REGISTERED:
+        return (REGISTERED,)
     uris = [webhook] if isinstance(webhook, str) else webhook
-    hint = "an https URL or a list of them, e.g. webhook='https://example.com/gemini-events'"
+    hint = ("an https URL or a list of them, e.g. webhook='https://example.com/gemini-events', or 'registered' (the "
+            "project's registered webhooks)")  # fmt: skip
     if not isinstance(uris, (list, tuple)) or not uris or not all(isinstance(u, str) for u in uris):
         raise ConfigurationError(f"webhook must be {hint}; got {webhook!r}.")
     for uri in uris:

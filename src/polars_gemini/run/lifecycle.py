@@ -409,7 +409,8 @@ class Run:
         metadata = {"polars_gemini_run_id": self.run_id, "polars_gemini_job": job.display_name}
         if self.store.root is not None:
             metadata["polars_gemini_checkpoint"] = str(self.store.root.resolve())
-        return types.WebhookConfig(uris=list(self.options.webhook), user_metadata=metadata)
+        uris = [u for u in self.options.webhook if u != "registered"]  # "registered": the project's own webhooks
+        return types.WebhookConfig(uris=uris or None, user_metadata=metadata)
 
     def _upload(self, job: JobRecord) -> str:
         name = f"{job.display_name}-input"
