@@ -1,6 +1,7 @@
 """The webhook receiver (`polars-gemini webhook serve`, `cli.webhook.WebhookReceiver`): signed events resume the run
-they name and write its result file; forged, tampered, stale and replayed events do nothing; and the emulator's own
-deliveries, signed with the standard library, pass the receiver's `standardwebhooks` check."""
+they name and write its result file; forged, tampered, stale and replayed events do nothing; per-job deliveries are
+verified as RS256 JWTs against a JWKS (a key made here, served on loopback; and the emulator's own); events naming no
+checkpoint are matched by batch name under --root; and the emulator's deliveries pass the receiver end to end."""
 
 from __future__ import annotations
 
@@ -50,7 +51,15 @@ def run_dir(emu: Emulator, tmp_path: Path) -> Path:
     return checkpoint
 
 
-def event(checkpoint: Path | str | None, kind: str = "batch.succeeded", job: str = "batches/x") -> dict[str, Any]:
+def first_job(checkpoint: Path) -> str:
+    return str(pl.read_parquet(checkpoint / "jobs.parquet").get_column("name")[0])
+
+
+def event(checkpoint: Path | str | None, kind: str = "batch.succeeded", job: str | None = None) -> dict[str, Any]:
+    """An event for `checkpoint`'s first job (`job` unless given), naming `checkpoint` in its metadata."""
+    if job is None:
+        jobs = Path(str(checkpoint)) / "jobs.parquet" if checkpoint is not None else None
+        job = first_job(jobs.parent) if jobs is not None and jobs.exists() else "batches/x"
     data: dict[str, Any] = {"id": job}
     if checkpoint is not None:
         data["user_metadata"] = {"polars_gemini_checkpoint": str(checkpoint), "polars_gemini_run_id": "r"}
@@ -80,7 +89,7 @@ def logs() -> list[str]:
 
 @pytest.fixture
 def receiver(emu: Emulator, logs: list[str]) -> WebhookReceiver:
-    return WebhookReceiver(SECRET, client=emu.client(), log=logs.append, settle_seconds=5)
+    return WebhookReceiver(SECRET, jwks_url=emu.jwks_url, client=emu.client(), log=logs.append, settle_seconds=5)
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -236,20 +245,25 @@ def test_a_bad_secret_or_a_missing_library_is_a_clear_error(monkeypatch: pytest.
         WebhookReceiver(SECRET)
 
 
-def test_the_emulators_signed_delivery_resumes_a_run(emu: Emulator, run_dir: Path, receiver: WebhookReceiver,
-                                                     tmp_path: Path) -> None:  # fmt: skip
-    """A job created with a webhook config naming the checkpoint: the emulator's event (HMAC with the standard
-    library) passes the receiver's check (standardwebhooks) and finishes the run."""
-    with receiver.serve() as server:
-        client = emu.client()
-        client.batches.create(model="gemini-2.5-flash", src=[{"contents": "Hi"}], config={"webhook_config": {
-            "uris": [server.url], "user_metadata": {"polars_gemini_checkpoint": str(run_dir.resolve())}}})  # fmt: skip
-        emu.advance_time(601)
-        assert emu.wait_for_webhooks()
-        assert receiver.wait_idle(timeout=60)
-    assert [(d.status, d.delivered) for d in emu.webhook_deliveries] == [(202, True)]
+@pytest.mark.parametrize("signing", ["hmac", "jwt"])
+def test_the_emulators_signed_delivery_resumes_a_run(tmp_path: Path, logs: list[str], signing: str) -> None:
+    """A run submitted with a webhook: the emulator's event (HMAC with the standard library, or an RS256 JWT over
+    the body) passes the receiver's check (standardwebhooks, or PyJWT against the emulator's JWKS) and finishes it."""
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.parquet"
+    with Emulator(responder=echo, pending_seconds=600, webhook_secret=SECRET, webhook_signing=signing) as emu:
+        receiver = WebhookReceiver(SECRET, jwks_url=emu.jwks_url, client=emu.client(), log=logs.append)
+        with receiver.serve() as server:
+            record_output(ckpt, str(out))
+            frame = pl.DataFrame({"review": ["a", "b"]})
+            run = polars_gemini.submit(frame, "R: {review}", model="gemini-2.5-flash", client=emu.client(),
+                                       checkpoint=ckpt, webhook=server.url, progress=False)  # fmt: skip
+            run.close()
+            emu.advance_time(601)
+            assert emu.wait_for_webhooks() and receiver.wait_idle(timeout=60)
+        assert [(d.status, d.delivered, d.signing) for d in emu.webhook_deliveries] == [(202, True, signing)]
     assert [o.status for o in receiver.outcomes] == ["done"]
-    assert pl.read_parquet(tmp_path / "out.parquet").height == 3
+    assert any(f"{signing}-signed): resuming" in line for line in logs)
+    assert pl.read_parquet(out).get_column("response").to_list() == ["echo: R: a", "echo: R: b"]
 
 
 # -- the command, in a subprocess -----------------------------------------------------------------------------------
@@ -290,10 +304,22 @@ def test_the_command_serves_resumes_and_reports_json_lines(emu: Emulator, run_di
     assert "refused" in err and SECRET.removeprefix("whsec_")[:12] not in out + err
 
 
-def test_the_command_without_a_secret_is_exit_2(emu: Emulator) -> None:
-    proc = _serve(emu, secret=None)
+def test_the_command_with_nothing_to_verify_with_is_exit_2(emu: Emulator) -> None:
+    proc = _serve(emu, "--jwks-url", "", secret=None)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "POLARS_GEMINI_WEBHOOK_SECRET" in err
+
+
+def test_the_command_without_a_secret_verifies_jwts_only(emu: Emulator, run_dir: Path) -> None:
+    proc = _serve(emu, "--json", "--jwks-url", emu.jwks_url, secret=None)
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        reply = post(url, *signed(event(run_dir)))
+        assert reply.status == 401 and "no signing secret" in reply.body["error"]
+    finally:
+        _, err = _stop(proc)
+    assert proc.returncode == 0, err
 
 
 # -- end to end: submit --webhook, the emulator's event, the receiver's resume ----------------------------------------
@@ -308,7 +334,7 @@ def _cli(emu: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
 def test_submit_with_a_webhook_exits_and_the_receiver_writes_every_row(emu: Emulator, tmp_path: Path) -> None:
     src, ckpt, out = tmp_path / "reviews.csv", tmp_path / "runs" / "reviews", tmp_path / "labelled.parquet"
     pl.DataFrame({"id": range(6), "review": ["great", "bad", "fine", "great", "meh", "ok"]}).write_csv(src)
-    proc = _serve(emu, "--json", "--root", str(tmp_path / "runs"))
+    proc = _serve(emu, "--json", "--root", str(tmp_path / "runs"), "--jwks-url", emu.jwks_url)
     try:
         assert proc.stdout is not None
         url = json.loads(proc.stdout.readline())["url"]
@@ -325,7 +351,8 @@ def test_submit_with_a_webhook_exits_and_the_receiver_writes_every_row(emu: Emul
     finally:
         _, err = _stop(proc)
     assert proc.returncode == 0, err
-    assert [(d.type, d.status) for d in emu.webhook_deliveries] == [("batch.succeeded", 202)]
+    assert [(d.type, d.status, d.signing) for d in emu.webhook_deliveries] == [("batch.succeeded", 202, "jwt")]
+    assert "jwt-signed): resuming" in err  # the per-job event went through the JWT path
     result = pl.read_parquet(out)
     assert result.get_column("id").to_list() == list(range(6))
     assert result.get_column("response").to_list()[:2] == ["echo: Label: great", "echo: Label: bad"]
@@ -337,7 +364,7 @@ def test_a_retry_round_carries_the_webhook_and_its_event_finishes_the_run(
     emu: Emulator, tmp_path: Path, logs: list[str]
 ) -> None:
     ckpt, out = tmp_path / "ckpt", tmp_path / "out.parquet"
-    receiver = WebhookReceiver(SECRET, client=emu.client(), log=logs.append)
+    receiver = WebhookReceiver(SECRET, jwks_url=emu.jwks_url, client=emu.client(), log=logs.append)
     frame = pl.DataFrame({"review": ["a", "b", "c"]})
     with receiver.serve() as server:
         record_output(ckpt, str(out))

@@ -1,7 +1,8 @@
 """Webhook delivery: jobs created through the SDK with a `webhook_config` get one signed Standard Webhooks event per
 URI when they end, however they end; retried after failures, duplicated on request, only to loopback hosts.
 
-Signatures are checked with the `standardwebhooks` library (the emulator signs with the standard library alone)."""
+Signatures are checked with the `standardwebhooks` library (the emulator signs with the standard library alone), and
+the per-job JWTs with PyJWT against the emulator's own JWKS."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def _create(client: genai.Client, uris: list[str], metadata: dict[str, Any] | No
 
 
 def test_a_succeeded_job_posts_one_signed_event_with_its_user_metadata(hook: Hook) -> None:
-    with Emulator() as emu:
+    with Emulator(webhook_signing="hmac") as emu:
         client = emu.client()
         name = _create(client, [hook.uri], {"polars_gemini_checkpoint": "/runs/a", "n": 1}, display_name="d")
         assert emu.wait_for_webhooks()
@@ -91,7 +92,7 @@ def test_a_succeeded_job_posts_one_signed_event_with_its_user_metadata(hook: Hoo
         assert event["timestamp"] == emu.jobs[name]["metadata"]["endTime"]
         assert headers["webhook-id"].startswith("msg_") and headers["content-type"] == "application/json"
         assert emu.webhook_deliveries == [
-            WebhookDelivery(hook.uri, headers["webhook-id"], "batch.succeeded", name, 1, 204, True, None)
+            WebhookDelivery(hook.uri, headers["webhook-id"], "batch.succeeded", name, 1, 204, True, None, 1, "hmac")
         ]
 
 
@@ -147,7 +148,7 @@ def test_a_job_ending_on_its_own_time_posts_without_anyone_polling(hook: Hook) -
 def test_a_500_is_retried_with_the_same_webhook_id_and_a_fresh_signature() -> None:
     hook = Hook(answers=[500, 503])
     try:
-        with Emulator(webhook_retry_seconds=0.01) as emu:
+        with Emulator(webhook_retry_seconds=0.01, webhook_signing="hmac") as emu:
             _create(emu.client(), [hook.uri])
             assert emu.wait_for_webhooks()
             (delivery,) = emu.webhook_deliveries
@@ -228,7 +229,7 @@ def test_a_malformed_webhook_config_is_400_and_creates_nothing(config: Any) -> N
 
 def test_the_secret_signs_but_is_never_shown(hook: Hook) -> None:
     secret = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ=="
-    with Emulator(webhook_secret=secret) as emu:
+    with Emulator(webhook_secret=secret, webhook_signing="hmac") as emu:
         _create(emu.client(), [hook.uri])
         assert emu.wait_for_webhooks()
         headers, body = hook.posts[0]
@@ -251,3 +252,93 @@ def test_stopping_the_emulator_stops_delivery() -> None:
         assert emu.webhook_deliveries[0].attempts >= 1 and not emu.webhook_deliveries[0].delivered
     finally:
         failing.close()
+
+
+# -- per-job webhooks are signed with an RS256 JWT (the documented way), registered ones with HMAC --------------------
+
+
+def _jwks_client(emu: Emulator) -> Any:
+    import jwt
+
+    return jwt.PyJWKClient(emu.jwks_url)
+
+
+def test_a_per_job_webhook_carries_an_rs256_jwt_over_the_body_verified_by_the_emulators_jwks(hook: Hook) -> None:
+    import hashlib
+
+    import jwt
+
+    with Emulator() as emu:
+        name = _create(emu.client(), [hook.uri], {"k": "v"})
+        assert emu.wait_for_webhooks()
+        ((headers, body),) = hook.posts
+        token = headers["webhook-signature"]
+        assert not token.startswith("v1,") and token.count(".") == 2
+        key = _jwks_client(emu).get_signing_key_from_jwt(token).key
+        claims = jwt.decode(token, key, algorithms=["RS256"], audience=hook.uri, issuer="polars-gemini-emulator",
+                            options={"require": ["exp", "iat"]})  # fmt: skip
+        assert claims["body_sha256"] == hashlib.sha256(body).hexdigest()
+        assert claims["jti"] == headers["webhook-id"] and claims["iat"] == int(headers["webhook-timestamp"])
+        assert claims["exp"] - claims["iat"] == 300
+        assert jwt.get_unverified_header(token)["kid"] == _jwks_client(emu).get_jwk_set().keys[0].key_id
+        assert json.loads(body)["data"]["id"] == name
+        assert [d.signing for d in emu.webhook_deliveries] == ["jwt"]
+        with pytest.raises(jwt.InvalidAudienceError):
+            jwt.decode(token, key, algorithms=["RS256"], audience="https://elsewhere.example/")
+
+
+def test_the_audience_setting_names_the_tokens_aud(hook: Hook) -> None:
+    import jwt
+
+    with Emulator(webhook_audience="my-receiver") as emu:
+        _create(emu.client(), [hook.uri])
+        assert emu.wait_for_webhooks()
+        token = hook.posts[0][0]["webhook-signature"]
+        key = _jwks_client(emu).get_signing_key_from_jwt(token).key
+        assert jwt.decode(token, key, algorithms=["RS256"], audience="my-receiver")["aud"] == "my-receiver"
+
+
+def test_registered_webhooks_stay_hmac_signed_and_the_switch_forces_either(hook: Hook) -> None:
+    with Emulator(webhook_uris=[hook.uri]) as emu:
+        client = emu.client()  # kept: a collected Client closes its connections
+        client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
+        assert emu.wait_for_webhooks()
+        headers, body = hook.posts[-1]
+        Webhook(emu.webhook_secret).verify(body, headers)
+        assert [d.signing for d in emu.webhook_deliveries] == ["hmac"]
+    with Emulator(webhook_uris=[hook.uri], webhook_signing="jwt") as emu:
+        client = emu.client()
+        client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
+        assert emu.wait_for_webhooks()
+        assert [d.signing for d in emu.webhook_deliveries] == ["jwt"]
+        assert hook.posts[-1][0]["webhook-signature"].count(".") == 2
+    with pytest.raises(ValueError, match="webhook_signing"):
+        Emulator(webhook_signing="rsa")
+
+
+def test_the_jwks_needs_no_api_key_and_is_404_when_signing_hmac_only() -> None:
+    import urllib.request
+
+    with Emulator(api_key="k") as emu:
+        with urllib.request.urlopen(emu.jwks_url, timeout=30) as reply:  # no key sent
+            keys = json.loads(reply.read())["keys"]
+        assert [(k["kty"], k["alg"], k["use"]) for k in keys] == [("RSA", "RS256", "sig")] and "d" not in keys[0]
+        assert emu.calls("webhooks.jwks") == 1
+    with Emulator(webhook_signing="hmac") as emu:
+        assert raw(emu, "GET", "/.well-known/jwks.json").status_code == 404
+
+
+def test_without_pyjwt_auto_falls_back_to_hmac_and_jwt_is_a_clear_error(
+    hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "jwt", None)  # as if PyJWT were not installed
+    with pytest.raises(ValueError, match=r"PyJWT\[crypto\]"):
+        Emulator(webhook_signing="jwt")
+    with Emulator() as emu:
+        _create(emu.client(), [hook.uri])
+        assert emu.wait_for_webhooks()
+        headers, body = hook.posts[0]
+        Webhook(emu.webhook_secret).verify(body, headers)
+        assert [d.signing for d in emu.webhook_deliveries] == ["hmac"]

@@ -8,34 +8,39 @@ done its result file is written to OUT, as `submit --output` recorded it in the 
 
 Checks, in order (nothing is done for a refused event):
 
-* 401: a missing or wrong Standard Webhooks signature (`webhook-signature: v1,<base64 HMAC-SHA256 of
-  "id.timestamp.body">`, keyed with the `whsec_` secret, verified with the `standardwebhooks` library), or a
-  `webhook-timestamp` more than `--tolerance` seconds from now (a replayed or delayed event);
+* 401: a signature that does not verify. Registered (project-level) webhooks: Standard Webhooks HMAC
+  (`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the `whsec_` secret, checked by
+  the `standardwebhooks` library), `webhook-timestamp` within `--tolerance` seconds. Per-job webhooks
+  (`webhook_config.uris`): an RS256 JWT in `webhook-signature`, its key from the JWKS at `--jwks-url` (Google's by
+  default, fetched once and cached), `exp` not passed, `iat` within `--tolerance`, `aud` equal to `--audience` and
+  `iss` to `--issuer` when given; and the token must cover the event: a `body_sha256` claim matching the body, or
+  the event itself in its claims (then a body saying otherwise is refused). 503 when the JWKS cannot be fetched;
 * 400: a signed body that is not a JSON event; 413: a body over 1 MiB;
 * 200 `duplicate`: a webhook-id seen before (remembered in the checkpoint directory, `webhook_events.json`, so that
   a restarted receiver still knows it): the service delivers at least once;
-* 200 `ignored`: an event that names no usable checkpoint (not a batch event, no `polars_gemini_checkpoint` in its
-  user metadata, not a checkpoint directory, outside `--root`): logged, and acknowledged so that the service does not
-  retry it for 24 hours;
+* 200 `ignored`: an event that names no usable checkpoint (not a batch event; a `polars_gemini_checkpoint` that is
+  not a checkpoint directory, is outside `--root`, or whose jobs do not include the event's batch, `data.id`: a
+  misrouted or forged event; no checkpoint named and, under `--root`, none that has that batch): logged, and
+  acknowledged so that the service does not retry it for 24 hours;
 * 202 `accepted`: the run is resumed (one resume at a time per checkpoint; an event arriving meanwhile runs it once
   more afterwards).
 
-Where the event names its checkpoint: `data.user_metadata` (as the emulator sends it), else `data.userMetadata` or a
-top-level `user_metadata`; the documentation does not say which (https://ai.google.dev/gemini-api/docs/webhooks).
+Which checkpoint: the one `data.user_metadata` names (as the emulator sends it; else `data.userMetadata` or a
+top-level `user_metadata`), else, with `--root`, the checkpoint under it whose `jobs.parquet` lists the event's
+batch (registered webhooks may not carry a job's metadata; the index is cached, and rescanned for a batch it does
+not know).
 
-Signatures of per-job webhooks: the documentation signs registered (static) webhooks with this HMAC scheme, and
-per-job (`webhook_config.uris`, "dynamic") webhooks with an RS256 JWT in `webhook-signature`, to be checked against
-https://generativelanguage.googleapis.com/.well-known/jwks.json, without saying its audience, issuer, claims, or
-whether it covers the body. This receiver verifies the HMAC scheme only; such JWT deliveries are refused (401) until
-that is documented. The secret never appears in a log line, a reply or an error.
+What remains a guess (https://ai.google.dev/gemini-api/docs/webhooks, page of 2026-05-19, documents the JWKS URL,
+RS256 and an audience "your-configured-audience" only): the token's issuer, its audience (the hookdeck/webhook-skills
+guide says the endpoint URL), whether and how it covers the body (`body_sha256` is the emulator's form; "the claims
+are the event" follows the documentation's sample, `event = jwt.decode(...)`), and where the user metadata sits in
+the event. A token covering neither body nor event is refused (401): the receiver never resumes a run on an event
+its signature does not authenticate. Secrets and tokens never appear in a log line, a reply or an error.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
-import hmac
 import json
 import os
 import signal
@@ -45,11 +50,20 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polars_gemini.cli._webhook_auth import (
+    GOOGLE_JWKS_URL,
+    Authentic,
+    HmacCheck,
+    JwtCheck,
+    Refused,
+    is_jwt,
+    jwt_available,
+    load_verifier,
+)
 from polars_gemini.core.errors import CheckpointLockedError, ConfigurationError, GeminiBatchError
 
 if TYPE_CHECKING:
@@ -59,12 +73,13 @@ SECRET_ENV = "POLARS_GEMINI_WEBHOOK_SECRET"
 """The environment variable that holds the signing secret (better than `--secret`: argv is visible in `ps`)."""
 CHECKPOINT_KEY = "polars_gemini_checkpoint"
 """The user-metadata key naming a run's checkpoint directory (absolute), set by `submit(..., webhook=...)`."""
+JOBS_FILE = "jobs.parquet"
+"""In a checkpoint directory: its batch jobs (column `name`, `batches/<id>`), as `checkpoint.files` writes them."""
 SEEN_FILE = "webhook_events.json"
 """In a checkpoint directory: the webhook-ids already handled for it (the last `KEEP_IDS`)."""
 KEEP_IDS = 1000
 MAX_BODY_BYTES = 1 << 20
 BATCH_EVENTS = frozenset({"batch.succeeded", "batch.failed", "batch.expired", "batch.cancelled"})
-_INSTALL = "pip install 'polars-gemini[webhooks]'"
 
 
 @dataclass(frozen=True)
@@ -88,28 +103,15 @@ class ResumeOutcome:
     error: str | None = None
 
 
-def load_verifier(secret: str) -> Any:
-    """A `standardwebhooks.Webhook` for `secret`; a `ConfigurationError` (never quoting the secret) when the
-    library is missing or the secret is no `whsec_` secret."""
-    try:
-        from standardwebhooks import Webhook
-    except ImportError:
-        raise ConfigurationError(f"The webhook receiver needs the standardwebhooks library: {_INSTALL}.") from None
-    try:
-        return Webhook(secret)
-    except Exception:  # binascii.Error, EmptyWebhookSecretError, ...: all mean the same to the user
-        raise ConfigurationError(
-            "The webhook signing secret must be 'whsec_' followed by base64, as the Gemini API (or the emulator's "
-            "`webhook_secret`) gives it; the secret given is not shown."
-        ) from None
-
-
 class WebhookReceiver:
     """Verifies batch webhook deliveries, ignores duplicates, and resumes the runs they name (see the module).
 
     `handle(body, headers)` is the whole decision, without HTTP; `serve(host, port)` puts it behind a threaded HTTP
-    server. `client` is the google-genai client for the resumes (default: from GEMINI_API_KEY, made at the first
-    resume). `root` restricts the checkpoints it resumes to that directory's tree. A run whose checkpoint another
+    server. `secret` (a `whsec_` secret) verifies HMAC-signed deliveries (registered webhooks); `jwks_url` the
+    JWT-signed ones (per-job webhooks; None: refused), with `audience` and `issuer` checked when given. Either may
+    be missing, not both. `client` is the google-genai client for the resumes (default: from GEMINI_API_KEY, made at
+    the first resume). `root` restricts the checkpoints it resumes to that directory's tree, and finds the checkpoint
+    of an event whose metadata names none by its batch name. A run whose checkpoint another
     process holds (the submitting command, still closing) is tried again for up to `settle_seconds`, as is one whose
     job reports SUCCEEDED before its results are attached. `on_outcome` is called with each `ResumeOutcome`.
 
@@ -121,8 +123,11 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        secret: str,
+        secret: str | None = None,
         *,
+        jwks_url: str | None = GOOGLE_JWKS_URL,
+        audience: str | None = None,
+        issuer: str | None = None,
         tolerance: float = 300.0,
         root: str | os.PathLike[str] | None = None,
         client: genai.Client | None = None,
@@ -132,32 +137,49 @@ class WebhookReceiver:
     ) -> None:
         if not tolerance > 0:
             raise ConfigurationError(f"tolerance must be a positive number of seconds, got {tolerance}.")
-        self._verifier = load_verifier(secret)
         self.tolerance, self.settle_seconds = float(tolerance), float(settle_seconds)
-        self.root = Path(root).resolve() if root is not None else None
-        self._client, self._on_outcome = client, on_outcome
         self._log = log or (lambda line: print(f"polars-gemini webhook: {line}", file=sys.stderr, flush=True))
+        self._hmac = HmacCheck(secret, self.tolerance) if secret else None
+        self._jwt = self._jwt_check(jwks_url, audience, issuer)
+        if self._hmac is None and self._jwt is None:
+            raise ConfigurationError(
+                "The webhook receiver verifies nothing: give the whsec_ signing secret of a registered webhook, or a "
+                "JWKS URL (with PyJWT installed) for per-job webhooks."
+            )
+        self.root = Path(root).resolve() if root is not None else None
+        self._jobs = JobIndex(self.root) if self.root is not None else None
+        self._client, self._on_outcome = client, on_outcome
         self._lock = threading.Condition()
         self._seen: set[str] = set()  # ids of events that named no checkpoint (those of runs live in the runs)
         self._active: dict[Path, bool] = {}  # checkpoint -> resume again once the current one ends
         self.outcomes: list[ResumeOutcome] = []
+
+    def _jwt_check(self, jwks_url: str | None, audience: str | None, issuer: str | None) -> JwtCheck | None:
+        if not jwks_url:
+            return None
+        if self._hmac is not None and not jwt_available():
+            self._log("PyJWT is not installed: per-job (JWT-signed) deliveries will be refused")
+            return None
+        return JwtCheck(jwks_url, audience, issuer, self.tolerance)
 
     # -- the decision --------------------------------------------------------------------------------------------
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> Reply:
         """The answer to one delivery (`headers` in any case); starts a resume when it is due."""
         lowered = {name.lower(): value for name, value in headers.items()}
-        refused = self._verify(body, lowered)
-        if refused is not None:
-            self._log(f"refused a delivery ({refused.status}): {refused.body['error']}")
-            return refused
-        event = _event(body)
+        try:
+            auth = self._authenticate(body, lowered)
+        except Refused as refused:
+            self._log(f"refused a delivery ({refused.status}): {refused.message}")
+            return Reply(refused.status, {"error": refused.message})
+        event = auth.event if auth.event is not None else _event(body)
         if event is None:
             self._log("refused a signed delivery (400): its body is not a JSON event")
             return Reply(400, {"error": "the body is not a JSON webhook event"})
-        msg_id = lowered["webhook-id"]
-        kind, job, named = _fields(event)
-        checkpoint, why = self._checkpoint(kind, named)
+        msg_id = auth.msg_id
+        kind, batch, named = _fields(event)
+        job = f"{batch or '?'}, {auth.scheme}-signed"
+        checkpoint, why = self._checkpoint(kind, batch, named)
         with self._lock:
             if self._was_seen(msg_id, checkpoint):
                 self._log(f"event {msg_id} ({kind} {job}): a duplicate, ignored")
@@ -170,50 +192,32 @@ class WebhookReceiver:
         self._schedule(checkpoint)
         return Reply(202, {"status": "accepted", "checkpoint": str(checkpoint)})
 
-    def _verify(self, body: bytes, headers: Mapping[str, str]) -> Reply | None:
-        msg_id, stamp, signature = (headers.get(f"webhook-{name}") for name in ("id", "timestamp", "signature"))
-        if not (msg_id and stamp and signature):
-            return Reply(401, {"error": "missing webhook-id, webhook-timestamp or webhook-signature header"})
-        try:
-            seconds = int(stamp)
-        except ValueError:
-            return Reply(401, {"error": "webhook-timestamp is not a whole number of seconds"})
-        off = time.time() - seconds
-        if abs(off) > self.tolerance:
-            when = "past" if off > 0 else "future"
-            problem = f"webhook-timestamp is {abs(off):.0f} s in the {when}, beyond the tolerance"
-            return Reply(401, {"error": f"{problem} of {self.tolerance:g} s (a replay, or a clock off)"})
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return Reply(400, {"error": "the body is not UTF-8 text"})
-        if not self._signed(msg_id, seconds, text, signature):
-            return Reply(401, {"error": "no webhook-signature entry matches (a wrong secret, or a changed body)"})
-        return None
+    def _authenticate(self, body: bytes, headers: Mapping[str, str]) -> Authentic:
+        """Which scheme signed the delivery, by the form of `webhook-signature` (a JWT, or `v1,` entries)."""
+        if is_jwt(headers.get("webhook-signature", "")):
+            if self._jwt is None:
+                raise Refused(401, "a JWT-signed (per-job webhook) delivery, but this receiver verifies no JWTs")
+            return self._jwt.check(body, headers)
+        if self._hmac is None:
+            raise Refused(401, "an HMAC-signed (registered webhook) delivery, but this receiver has no signing secret")
+        return self._hmac.check(body, headers)
 
-    def _signed(self, msg_id: str, seconds: int, text: str, signature: str) -> bool:
-        """Whether some `v1,` entry of `signature` is the library's signature of this delivery (several entries
-        appear while the service rotates its secret)."""
-        expected = self._verifier.sign(msg_id, datetime.fromtimestamp(seconds, tz=timezone.utc), text)
-        want = base64.b64decode(expected.partition(",")[2])
-        for entry in signature.split():
-            version, _, value = entry.partition(",")
-            try:
-                got = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                continue
-            if version == "v1" and hmac.compare_digest(got, want):
-                return True
-        return False
-
-    def _checkpoint(self, kind: str, named: Any) -> tuple[Path | None, str]:
+    def _checkpoint(self, kind: str, batch: str, named: Any) -> tuple[Path | None, str]:
         """The checkpoint directory to resume, or None and why not."""
-        from polars_gemini.api.resume import MANIFEST
-
         if kind not in BATCH_EVENTS:
             return None, f"{kind or 'an event without a type'} is not a batch event"
+        if not batch:
+            return None, "it names no batch (data.id)"
         if not isinstance(named, str) or not named:
-            return None, f"its user_metadata names no {CHECKPOINT_KEY}"
+            if self._jobs is None:
+                return None, f"its user_metadata names no {CHECKPOINT_KEY} (--root finds checkpoints by batch name)"
+            found = self._jobs.find(batch)
+            return (found, "") if found is not None else (None, f"no checkpoint under --root {self.root} has {batch}")
+        return self._named(named, batch)
+
+    def _named(self, named: str, batch: str) -> tuple[Path | None, str]:
+        from polars_gemini.api.resume import MANIFEST
+
         path = Path(named)
         if not path.is_absolute():
             return None, f"{CHECKPOINT_KEY} {named!r} is not an absolute path"
@@ -222,6 +226,8 @@ class WebhookReceiver:
             return None, f"{path} is outside --root {self.root}"
         if not (path / MANIFEST).is_file():
             return None, f"{path} is not a polars-gemini checkpoint (no {MANIFEST})"
+        if _bare(batch) not in job_names(path / JOBS_FILE):
+            return None, f"{batch} is not one of {path}'s jobs (a misrouted or forged event)"
         return path, ""
 
     def _was_seen(self, msg_id: str, checkpoint: Path | None) -> bool:
@@ -373,7 +379,8 @@ def _fields(event: dict[str, Any]) -> tuple[str, str, Any]:
     places += [event.get(key) for key in ("user_metadata", "userMetadata")]
     metadata = next((m for m in places if isinstance(m, dict)), {})
     named = metadata.get(CHECKPOINT_KEY, metadata.get("polarsGeminiCheckpoint"))
-    return event["type"], str(data.get("id", "?")), named
+    batch = data.get("id")
+    return event["type"], batch if isinstance(batch, str) else "", named
 
 
 def _seen_ids(checkpoint: Path) -> list[str]:
@@ -382,6 +389,63 @@ def _seen_ids(checkpoint: Path) -> list[str]:
     except (OSError, ValueError, AttributeError):
         return []  # none yet (or unreadable: it is rewritten whole, atomically, on the next event)
     return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
+def _bare(batch: str) -> str:
+    """A batch's id without the `batches/` of its resource name (the docs' example event says "batch_123456")."""
+    return batch.removeprefix("batches/")
+
+
+def job_names(jobs_file: Path) -> frozenset[str]:
+    """The batch ids (`_bare`) of a checkpoint's `jobs.parquet`; empty when it is missing or unreadable."""
+    import polars as pl
+
+    try:
+        names = pl.read_parquet(jobs_file, columns=["name"]).get_column("name").drop_nulls()
+    except (OSError, pl.exceptions.PolarsError):
+        return frozenset()
+    return frozenset(names.str.strip_prefix("batches/").to_list())
+
+
+class JobIndex:
+    """Which checkpoint under `root` holds a batch, from their `jobs.parquet` files; thread-safe. A batch it does not
+    know makes it look again (reading only the files changed since), as a run's new jobs appear.
+
+    >>> JobIndex(Path("/nonexistent")).find("batches/abc") is None
+    True
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._files: dict[Path, tuple[int, frozenset[str]]] = {}  # jobs.parquet -> (mtime_ns, batch ids)
+        self._owner: dict[str, Path] = {}  # batch id -> checkpoint directory
+        self.scans = 0
+
+    def find(self, batch: str) -> Path | None:
+        """The checkpoint directory whose jobs include `batch` (`batches/<id>` or `<id>`), or None."""
+        key = _bare(batch)
+        with self._lock:
+            if key not in self._owner:
+                self._scan()
+            return self._owner.get(key)
+
+    def _scan(self) -> None:
+        from polars_gemini.api.resume import MANIFEST
+
+        self.scans += 1
+        files: dict[Path, tuple[int, frozenset[str]]] = {}
+        for jobs_file in self.root.rglob(JOBS_FILE):
+            if not (jobs_file.parent / MANIFEST).is_file():
+                continue
+            try:
+                stamp = jobs_file.stat().st_mtime_ns
+            except OSError:
+                continue
+            known = self._files.get(jobs_file)
+            files[jobs_file] = known if known is not None and known[0] == stamp else (stamp, job_names(jobs_file))
+        self._files = files
+        self._owner = {name: path.parent for path, (_, names) in files.items() for name in names}
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -439,27 +503,38 @@ def add_commands(sub: Any) -> None:
     actions = hook.add_subparsers(dest="action", required=True)
     serve = actions.add_parser(
         "serve", help="verify signed batch events and resume their runs, until interrupted",
-        description=(__doc__ or "").split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="\n\n".join((__doc__ or "").split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    serve.add_argument("--secret", help=f"the whsec_ signing secret; better in ${SECRET_ENV} (argv shows in ps)")
+    serve.add_argument("--secret", help=f"the whsec_ signing secret of a registered webhook; better in ${SECRET_ENV} "
+                                        "(argv shows in ps); optional when per-job (JWT) deliveries are all there is")
+    serve.add_argument("--jwks-url", default=GOOGLE_JWKS_URL,
+                       help=f"where the keys of per-job webhook JWTs are (default {GOOGLE_JWKS_URL}; '' refuses JWTs)")
+    serve.add_argument("--audience", help="the aud the JWTs must carry (not documented by Google: checked if given)")
+    serve.add_argument("--issuer", help="the iss the JWTs must carry (not documented by Google: checked if given)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=0, help="the port (0: a free one, printed at start)")
-    serve.add_argument("--tolerance", type=float, default=300.0, help="seconds a webhook-timestamp may be off")
-    serve.add_argument("--root", help="resume only checkpoints inside this directory")
+    serve.add_argument("--tolerance", type=float, default=300.0,
+                       help="seconds a webhook-timestamp or a JWT's iat may be off (default 300)")
+    serve.add_argument("--root", help="resume only checkpoints inside this directory, and find there the checkpoint of "
+                                      "an event whose metadata names none, by its batch name")
     serve.add_argument("--json", action="store_true", help="report on stdout as JSON lines (listening, each resume)")
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """`webhook serve`: the exit code (0 once interrupted; 2 for a missing secret, library or port)."""
+    """`webhook serve`: the exit code (0 once interrupted; 2 for nothing to verify with, a missing library or port)."""
     from polars_gemini.cli.etl import DONE, USAGE
 
     secret = args.secret or os.environ.get(SECRET_ENV)
-    if not secret:
-        print(f"polars-gemini webhook: error: give the signing secret in ${SECRET_ENV} (or --secret).", file=sys.stderr)
+    if not secret and not (args.jwks_url and jwt_available()):
+        print(f"polars-gemini webhook: error: give the signing secret in ${SECRET_ENV} (or --secret), or install "
+              "PyJWT to verify per-job (JWT-signed) webhooks: pip install 'polars-gemini[webhooks]'.",
+              file=sys.stderr)  # fmt: skip
         return USAGE
     report = (lambda value: print(json.dumps(value), flush=True)) if args.json else None
     try:
-        receiver = WebhookReceiver(secret, tolerance=args.tolerance, root=args.root, client=_client(),
+        receiver = WebhookReceiver(secret, jwks_url=args.jwks_url or None, audience=args.audience, issuer=args.issuer,
+                                   tolerance=args.tolerance, root=args.root, client=_client(),
                                    on_outcome=(lambda o: report(asdict(o))) if report else None)  # fmt: skip
         with receiver.serve(args.host, args.port) as server:
             if report:
@@ -497,13 +572,17 @@ def _wait_for_signal() -> None:
 
 __all__ = [
     "CHECKPOINT_KEY",
+    "GOOGLE_JWKS_URL",
+    "JOBS_FILE",
     "SECRET_ENV",
     "SEEN_FILE",
+    "JobIndex",
     "ReceiverServer",
     "Reply",
     "ResumeOutcome",
     "WebhookReceiver",
     "add_commands",
+    "job_names",
     "load_verifier",
     "run_command",
 ]

@@ -64,6 +64,11 @@ class BatchService:
         self._jobs: dict[str, Job] = {}
         self.answers = AnswerLog()  # `emu.answered()`: the requests of jobs whose results were computed
 
+    @property
+    def webhooks(self) -> WebhookDispatcher | None:
+        """The webhook dispatcher (its `jwt` signer serves the JWKS route)."""
+        return self._webhooks
+
     def create(self, model: str, body: dict[str, Any], kind: str = "generate") -> dict[str, Any]:
         """Creates a job from a `batchGenerateContent` body (`kind="embed"`: an `asyncBatchEmbedContent` body);
         answers the PENDING operation, as Google does.

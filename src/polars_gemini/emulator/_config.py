@@ -63,6 +63,7 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_duplicate: bool = False  # deliver every event twice (receivers must deduplicate on webhook-id)
     webhook_poll_seconds: float = 0.02  # how often ended jobs are looked for (job states follow the clock)
+    webhook_audience: str | None = None  # the `aud` of per-job webhook JWTs (None: the delivery's URI)
 
     def add_models(self, names: Iterable[str]) -> None:
         """Makes extra model names known to the routes (the default responder treats them as non-thinking)."""

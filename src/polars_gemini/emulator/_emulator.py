@@ -98,8 +98,11 @@ class Emulator:
     background thread, at least once: `webhook_retry_seconds` (doubling) between attempts after a non-2xx answer or a
     connection error, up to `webhook_max_attempts`. `webhook_secret` signs them (default: a generated `whsec_...`,
     read from `emu.webhook_secret`); `webhook_uris` are the project's registered webhooks, for jobs whose config
-    names none; `webhook_duplicate=True` delivers every event twice. `emu.webhook_deliveries` lists what was sent
-    (`WebhookDelivery`), `emu.wait_for_webhooks()` waits until nothing is left to send.
+    names none; `webhook_duplicate=True` delivers every event twice. `webhook_signing`: "auto" (the documented way:
+    per-job `uris` get an RS256 JWT, verified with the JWKS at `emu.jwks_url`, whose `aud` is `webhook_audience` or
+    else the URI; registered `webhook_uris` get the HMAC signature), "hmac" or "jwt" (every delivery so).
+    `emu.webhook_deliveries` lists what was sent (`WebhookDelivery`), `emu.wait_for_webhooks()` waits until nothing
+    is left to send.
 
         >>> with Emulator() as emu:
         ...     client = emu.client()
@@ -135,6 +138,8 @@ class Emulator:
         webhook_retry_seconds: float = 0.05,
         webhook_max_attempts: int = 8,
         webhook_duplicate: bool = False,
+        webhook_signing: str = "auto",
+        webhook_audience: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -147,13 +152,14 @@ class Emulator:
             max_active_jobs=max_active_jobs, enqueued_token_limit=enqueued_token_limit,
             video_processing_seconds=video_processing_seconds, webhook_uris=tuple(webhook_uris),
             webhook_retry_seconds=webhook_retry_seconds, webhook_max_attempts=webhook_max_attempts,
-            webhook_duplicate=webhook_duplicate,
+            webhook_duplicate=webhook_duplicate, webhook_audience=webhook_audience,
             flex_latency=flex_latency, flex_unavailable_rate=flex_unavailable_rate, flex_seed=flex_seed,
         )  # fmt: skip
         _check_flex(flex_latency, flex_unavailable_rate)
         self.settings.add_models(models)
         self._webhook_secret = webhook_secret or new_secret()
-        self._webhooks = WebhookDispatcher(self.settings, secret_key(self._webhook_secret), self._report)
+        self._webhooks = WebhookDispatcher(self.settings, secret_key(self._webhook_secret), self._report,
+                                           webhook_signing)  # fmt: skip
         self._faults = Faults()
         self._clock = Clock()
         self._files = FileStore(self._clock)
@@ -297,6 +303,12 @@ class Emulator:
     def webhook_secret(self) -> str:
         """The `whsec_...` secret that signs webhook deliveries (give it to the receiver; it is in no repr or log)."""
         return self._webhook_secret
+
+    @property
+    def jwks_url(self) -> str:
+        """`<url>/.well-known/jwks.json`: the public keys of per-job webhook JWTs (give it to the receiver's
+        `--jwks-url`); 404 when deliveries are HMAC-signed only."""
+        return f"{self.url}/.well-known/jwks.json"
 
     @property
     def webhook_deliveries(self) -> list[WebhookDelivery]:

@@ -16,7 +16,7 @@ from polars_gemini.emulator import _api_batches as batches
 from polars_gemini.emulator import _api_embed as embed
 from polars_gemini.emulator import _api_files as files
 from polars_gemini.emulator import _api_models as models
-from polars_gemini.emulator._http import Handler, Request, Response, Services
+from polars_gemini.emulator._http import Handler, Request, Response, Services, json_response
 from polars_gemini.emulator._status import not_found
 
 _V = r"/(?P<version>v1|v1beta|v1alpha)"
@@ -58,6 +58,18 @@ ROUTES = (
     _route("models.get", "GET", rf"{_V}/models/{_MODEL}", models.get),
     _route("models.list", "GET", rf"{_V}/models", models.list_),
 )
+
+
+def _jwks(services: Services, request: Request, params: Mapping[str, str]) -> Response:
+    """The public keys of per-job webhook JWTs (`_webhook_jwt`), at the path Google serves its own."""
+    dispatcher = services.batches.webhooks
+    if dispatcher is None or dispatcher.jwt is None:
+        raise not_found("This emulator signs webhooks with the HMAC scheme only (webhook_signing='hmac', or PyJWT and "
+                        "cryptography are not installed): it has no JWKS.")  # fmt: skip
+    return json_response(dispatcher.jwt.jwks())
+
+
+_JWKS = _route("webhooks.jwks", "GET", r"/\.well-known/jwks\.json", _jwks, needs_key=False)
 _CHUNK = _route("files.upload_chunk", "POST", rf"/upload{_V}/files", files.upload_chunk, needs_key=False)
 
 
@@ -66,7 +78,7 @@ def _unknown(services: Services, request: Request, params: Mapping[str, str]) ->
 
 
 UNKNOWN = _route("unknown", "", "", _unknown, needs_key=False)
-ENDPOINTS = tuple(sorted({route.endpoint for route in (*ROUTES, _CHUNK, UNKNOWN)}))
+ENDPOINTS = tuple(sorted({route.endpoint for route in (*ROUTES, _JWKS, _CHUNK, UNKNOWN)}))
 """Every endpoint name, as used by `emu.calls`, `emu.fail_http` and `RecordedRequest.endpoint`."""
 
 
@@ -74,7 +86,7 @@ def resolve(request: Request) -> tuple[Route, dict[str, str]]:
     """The route serving `request` and its path parameters; the `unknown` route (404) if none."""
     if request.method == "POST" and "upload_id" in request.query and _CHUNK.pattern.fullmatch(request.path):
         return _CHUNK, {}
-    for route in ROUTES:
+    for route in (*ROUTES, _JWKS):
         match = route.pattern.fullmatch(request.path) if route.method == request.method else None
         if match:
             return route, match.groupdict()

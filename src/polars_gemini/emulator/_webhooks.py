@@ -20,7 +20,10 @@ What the documentation leaves open, and what the emulator does there:
 * The form of `data.id` (the docs' example says "batch_123456"): here the job's name, `batches/<id>`.
 * Signing: the docs sign registered (static) webhooks with the HMAC scheme and per-job (dynamic) ones with an RS256
   JWT in `webhook-signature`, checked against Google's JWKS, with claims and audience not documented. The emulator
-  signs every delivery with the HMAC scheme and `Emulator(webhook_secret=...)`.
+  does the same (`webhook_signing="auto"`): a job whose config names `uris` gets a JWT (`_webhook_jwt`: which claims,
+  and which of them are guesses), the project's `webhook_uris` get the HMAC signature with `webhook_secret`.
+  `webhook_signing="hmac"` signs everything with the HMAC scheme (also what "auto" does when PyJWT or cryptography is
+  missing), `"jwt"` everything with a JWT. `WebhookDelivery.signing` says which each delivery got.
 * `webhook-timestamp` is the real time of each attempt (receivers check it against their own clock); the envelope's
   `timestamp` is the job's end on the emulator's clock (which `advance_time` moves).
 
@@ -56,6 +59,8 @@ from polars_gemini.emulator._config import Settings
 from polars_gemini.emulator._ids import new_id
 from polars_gemini.emulator._jobs import TERMINAL
 from polars_gemini.emulator._status import invalid_argument
+from polars_gemini.emulator._webhook_jwt import INSTALL, JwtSigner
+from polars_gemini.emulator._webhook_jwt import available as jwt_available
 
 SECRET_PREFIX = "whsec_"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
@@ -70,7 +75,7 @@ class WebhookDelivery:
     (`batch.succeeded`, ...), `job` the job's name. `attempts` counts the POSTs made; `status` is the last HTTP
     status answered (None: none yet, a connection error, or not sent at all); `delivered` says whether some attempt
     got a 2xx; `error` is the last failure ("HTTP 500", "connection refused", or why it was not sent). `copy` is 2
-    for the second delivery of an event (`webhook_duplicate=True`).
+    for the second delivery of an event (`webhook_duplicate=True`). `signing` is "hmac" or "jwt" (see the module).
     """
 
     uri: str
@@ -82,6 +87,7 @@ class WebhookDelivery:
     delivered: bool = False
     error: str | None = None
     copy: int = 1
+    signing: str = "hmac"
 
 
 def new_secret() -> str:
@@ -104,6 +110,18 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value of a delivery: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`."""
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
+
+
+def signing_mode(value: str) -> str:
+    """`webhook_signing` checked: "auto" and "hmac" always work; "jwt" needs PyJWT and cryptography ("auto" falls
+    back to "hmac" without them, as the module says). A ValueError otherwise."""
+    if value not in ("auto", "hmac", "jwt"):
+        raise ValueError(f"webhook_signing must be 'auto', 'hmac' or 'jwt', got {value!r}.")
+    if value != "hmac" and not jwt_available():
+        if value == "jwt":
+            raise ValueError(f"webhook_signing='jwt' needs PyJWT and cryptography: {INSTALL}.")
+        return "hmac"
+    return value
 
 
 def parse_config(value: Any) -> dict[str, Any] | None:
@@ -170,6 +188,7 @@ class _Watch:
     view: Callable[[], dict[str, Any]]
     config: dict[str, Any]
     uris: Sequence[str]
+    signing: str
 
 
 @dataclass(order=True)
@@ -192,8 +211,12 @@ class WebhookDispatcher:
     """Watches jobs with a webhook config and delivers their events; thread-safe. Holds the signing key, never the
     secret's text, and logs nothing."""
 
-    def __init__(self, settings: Settings, key: bytes, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self, settings: Settings, key: bytes, on_error: Callable[[BaseException], None], signing: str = "auto"
+    ) -> None:
         self._settings, self._key, self._on_error = settings, key, on_error
+        self._signing = signing_mode(signing)
+        self.jwt = JwtSigner() if self._signing != "hmac" else None
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -213,8 +236,9 @@ class WebhookDispatcher:
         uris = config.get("uris") or self._settings.webhook_uris
         if not uris:
             return
+        per_job = self._signing == "jwt" or (self._signing == "auto" and bool(config.get("uris")))
         with self._cond:
-            self._watches[name] = _Watch(state, view, config, tuple(uris))
+            self._watches[name] = _Watch(state, view, config, tuple(uris), "jwt" if per_job else "hmac")
             if not self._threads and not self._stopping.is_set():
                 self._start_threads()
         self.poke()
@@ -307,7 +331,7 @@ class WebhookDispatcher:
         event_id = "msg_" + new_id(27)
         with self._cond:
             for uri in watch.uris:
-                record = WebhookDelivery(uri, event_id, event["type"], str(event["data"]["id"]))
+                record = WebhookDelivery(uri, event_id, event["type"], str(event["data"]["id"]), signing=watch.signing)
                 if not is_loopback(uri):
                     record = replace(record, error="not sent: the emulator delivers only to loopback hosts")
                 self._deliveries.append(record)
@@ -349,10 +373,16 @@ class WebhookDispatcher:
             "user-agent": "polars-gemini-emulator",
             "webhook-id": record.event_id,
             "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(self._key, record.event_id, stamp, task.body),
+            "webhook-signature": self._signature(record, stamp, task.body),
         }
         status, error = _post(record.uri, task.body, headers, self._settings.webhook_timeout_seconds)
         self._settle(task, status, error)
+
+    def _signature(self, record: WebhookDelivery, stamp: int, body: bytes) -> str:
+        if record.signing == "jwt" and self.jwt is not None:
+            audience = self._settings.webhook_audience or record.uri
+            return self.jwt.sign(record.event_id, stamp, body, audience)
+        return sign(self._key, record.event_id, stamp, body)
 
     def _settle(self, task: _Task, status: int | None, error: str | None) -> None:
         s = self._settings
@@ -365,7 +395,7 @@ class WebhookDispatcher:
                 backoff = s.webhook_retry_seconds * 2 ** (record.attempts - 1)
                 self._push(task.index, task.body, min(backoff, _MAX_BACKOFF_SECONDS))
             elif ok and s.webhook_duplicate and record.copy == 1:
-                self._deliveries.append(WebhookDelivery(record.uri, record.event_id, record.type, record.job, copy=2))
+                self._deliveries.append(replace(record, attempts=0, status=None, delivered=False, error=None, copy=2))
                 self._push(len(self._deliveries) - 1, task.body, 0.0)
 
     def _pending(self, running: bool) -> bool:
