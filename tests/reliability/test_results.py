@@ -160,3 +160,17 @@ def test_hollow_candidate_is_an_error_and_retried() -> None:
         out = frame(3).gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(), **FAST)
         assert_complete(out, 3)
         assert created(emu) == 2
+
+
+def test_a_results_file_with_a_cut_utf8_sequence_or_a_stray_control_byte_is_read_line_by_line() -> None:
+    """What a crash or a full disk leaves makes those lines unreadable (retried), never the whole file."""
+    from polars_gemini.run.results import parse_results, split_lines
+
+    good = b'{"key":"k1","response":{"candidates":[{"content":{"parts":[{"text":"ok"}]}}]}}'
+    cut = b'{"key":"k3","response":{"candidates":[{"content":{"parts":[{"text":"\xe2\x82'
+    data = good + b'\n{"key":"k2","resp\x01onse":{}}\n' + cut
+    lines = split_lines(data)
+    assert lines.len() == 3
+    results, unreadable = parse_results(lines, "a test file")
+    assert results.filter(pl.col("key") == "k1").get_column("text").to_list() == ["ok"]
+    assert unreadable == 2

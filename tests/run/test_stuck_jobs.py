@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -139,6 +140,12 @@ def test_each_job_carries_the_webhook_and_the_checkpoint_identity(tmp_path: Path
         ({"webhook": "hook"}, "not an https URL"),
         ({"webhook": []}, "webhook must be an https URL"),
         ({"webhook": 3}, "webhook must be an https URL"),
+        ({"webhook": "https://[::1"}, "not a valid URL"),
+        ({"webhook": "https://example.com:99999/x"}, "not a valid URL"),
+        ({"webhook": "https://example.com:abc/x"}, "not a valid URL"),
+        ({"webhook": "https://exa mple.com/x"}, "spaces or control characters"),
+        ({"webhook": "https://example.com/x\r\nHost: evil"}, "spaces or control characters"),
+        ({"webhook": "https://user:p4ss@example.com/x"}, "user name or password"),
         ({"mode": "sync", "webhook": "https://example.com/x"}, "webhook= applies to batch runs"),
         ({"mode": "sync", "stuck_after": 1.0}, "stuck_after= applies to batch runs"),
     ],
@@ -195,6 +202,9 @@ def test_a_run_killed_during_its_flex_calls_resends_only_the_calls_under_way(tmp
             child.wait()
         assert child.returncode == -signal.SIGKILL
         before = Counter(a.prompt for a in emu.answered() if a.route == "generate")
+        (journal,) = (tmp_path / "ck" / "flex").glob("*.jsonl")
+        with journal.open("ab") as handle:  # what a crash or a full disk can leave: a cut UTF-8 sequence, a stray byte
+            handle.write(b'{"key":"\x01x"}\n{"key":"cut \xe2\x82')
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GeminiBatchWarning)
             out = polars_gemini.resume(tmp_path / "ck", client=emu.client(), **FAST).result()
@@ -220,3 +230,76 @@ def test_a_slow_flex_call_is_not_cut_short_by_the_clients_timeout() -> None:
         flex = Counter(a.prompt for a in emu.answered() if a.tier == "flex")
         assert flex == {"row 0": 1, "row 1": 1, "row 2": 1}
         assert emu.calls("models.generateContent") == 3
+
+
+def test_a_crash_right_after_a_stuck_jobs_cancel_landed_still_sends_its_requests_again(tmp_path: Path) -> None:
+    """The stuck mark is saved before the cancel goes out: a kill between the two must not leave the job looking
+    cancelled by the user (whose requests are never sent again)."""
+    worker = str(Path(__file__).with_name("flex_worker.py"))
+    with Emulator(responder=echo) as emu:
+        emu.slow_next_jobs(count=1)
+        emu.delay_reply("batches.cancel", 30)  # the cancel is done at once, its reply comes late
+        child = subprocess.Popen([sys.executable, worker, emu.url, str(tmp_path / "ck"), "6"])
+        try:
+            deadline = time.monotonic() + 120
+            while emu.calls("batches.cancel") < 1 and child.poll() is None:
+                assert time.monotonic() < deadline, "the worker never cancelled its stuck job"
+                time.sleep(0.01)
+            time.sleep(0.2)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.wait()
+        assert [j["metadata"]["state"] for j in emu.jobs.values()] == ["BATCH_STATE_CANCELLED"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeminiBatchWarning)
+            out = polars_gemini.resume(tmp_path / "ck", client=emu.client(), **FAST).result()
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(6)]
+        assert Counter(a.prompt for a in emu.answered()) == {f"row {i}": 1 for i in range(6)}
+
+
+def test_cancel_during_a_flex_round_sends_nothing_more() -> None:
+    with Emulator(responder=echo, flex_latency=0.02) as emu, warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)
+        emu.slow_next_jobs(count=1)
+        run = _frame(600).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(), stuck_after=STUCK,
+                                        fallback="flex", max_concurrency=2, **FAST)  # fmt: skip
+        failure: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                run.wait()
+            except BaseException as exc:
+                failure.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while sum(a.route == "generate" for a in emu.answered()) < 20:
+            assert time.monotonic() < deadline and waiter.is_alive(), failure
+            time.sleep(0.005)
+        run.cancel()
+        at_cancel = sum(a.route == "generate" for a in emu.answered())
+        waiter.join(60)
+        assert not waiter.is_alive() and not failure
+        sent = sum(a.route == "generate" for a in emu.answered())
+        assert sent <= at_cancel + 2  # the calls in flight land; nothing after them
+        out = run.result()
+        errors = out.get_column("response_error")
+        assert errors.is_null().sum() == sent and out.height == 600
+        assert errors.drop_nulls().str.contains("cancelled").all()
+        assert emu.calls("models.generateContent") == sent
+
+
+def test_without_a_checkpoint_a_failed_flex_round_resends_none_of_its_answers() -> None:
+    """A fatal error (401) in the middle of a Flex round raises; the same Run waited again sends only the rest."""
+    with Emulator(responder=echo) as emu, warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeminiBatchWarning)
+        emu.slow_next_jobs(count=1)
+        run = _frame(8).gemini.submit("{text}", model="gemini-2.5-flash", client=emu.client(), stuck_after=STUCK,
+                                      fallback="flex", max_concurrency=1, **FAST)  # fmt: skip
+        emu.fail_http("models.generateContent", 401, on_call=5)
+        with pytest.raises(polars_gemini.APIError):
+            run.wait()
+        out = run.result()
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(8)]
+        assert Counter(a.prompt for a in emu.answered()) == {f"row {i}": 1 for i in range(8)}

@@ -136,7 +136,18 @@ def webhook_uris(webhook: object) -> tuple[str, ...]:
     if not isinstance(uris, (list, tuple)) or not uris or not all(isinstance(u, str) for u in uris):
         raise ConfigurationError(f"webhook must be {hint}; got {webhook!r}.")
     for uri in uris:
-        parts = urlsplit(uri)
+        if any(c.isspace() or ord(c) < 32 for c in uri):
+            raise ConfigurationError(f"webhook {uri!r} holds spaces or control characters; pass {hint}.")
+        try:
+            parts = urlsplit(uri)
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number in 0-65535)
+        except ValueError as exc:
+            raise ConfigurationError(f"webhook {uri!r} is not a valid URL ({exc}); pass {hint}.") from None
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError(
+                f"webhook URL for host {parts.hostname!r} carries a user name or password: it would be stored in the "
+                "checkpoint and sent to Google with every job. Authenticate the events by their signature instead."
+            )
         local = parts.hostname in ("127.0.0.1", "localhost", "::1")
         if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
             raise ConfigurationError(

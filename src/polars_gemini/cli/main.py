@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from polars_gemini.core.errors import GeminiBatchError
@@ -65,11 +66,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except GeminiBatchError as exc:
-        print(f"polars-gemini {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line(args.command)  # the library's warnings as log lines, not source lines
+        try:
+            return _run(args)
+        except GeminiBatchError as exc:
+            print(f"polars-gemini {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+
+def _warning_line(command: str) -> Callable[..., None]:
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        print(f"polars-gemini {command}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -133,6 +133,8 @@ class Run:
     extra_rounds: int = 0  # rounds allowed beyond max_retries (re-submitting requests whose jobs were lost)
     _refused_since: float | None = field(default=None, repr=False)  # quota refusals while none of ours ran
     _tokens: dict[str, int] = field(default_factory=dict, repr=False)  # estimated input tokens per job
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)  # set by cancel(): no more calls
+    _flex_lines: dict[str, list[str]] = field(default_factory=dict, repr=False)  # Flex answers, without a checkpoint
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -248,18 +250,23 @@ class Run:
         self.store.update(job, state="RUNNING")
         keys = self.store.job_keys(job)
         journal = None if self.store.root is None else self.store.root / "flex" / f"{job.display_name}.jsonl"
-        kept = _journal_lines(journal)
+        memory = self._flex_lines.setdefault(job.display_name, [])  # without a checkpoint, the journal is here
+        kept = _journal_lines(journal) if journal is not None else pl.Series(LINE, memory, dtype=pl.String)
         if not kept.is_empty():
             answered, _ = parse_results(kept, f"the journal {journal}")
             keys = keys.filter(~keys.is_in(answered.get_column(KEY).implode()))
         prompts = self.plan.prompts(keys)
-        with _Journal(journal) as write:
+        with _Journal(journal, memory) as write:
             lines = run_sync(prompts, self.plan.spec, self._api(), self.options.max_concurrency, False,
-                             self.options.retry, self.media_parts(prompts), "flex", write)  # fmt: skip
+                             self.options.retry, self.media_parts(prompts), "flex", write,
+                             self._stop.is_set)  # fmt: skip
         results, _ = parse_results(pl.concat([kept, lines]), f"the Flex calls of {job.display_name}")
         results = results.filter(pl.col(KEY).is_first_distinct())
-        self.store.update(job, state="SUCCEEDED")
+        some = bool(results.get_column(ERROR).null_count())  # some call got an answer
+        cancelled = self._stop.is_set() or job.state == "CANCELLED"
+        self.store.update(job, state="CANCELLED" if cancelled else "SUCCEEDED" if some else "FAILED")
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
+        self._flex_lines.pop(job.display_name, None)
         if journal is not None:
             journal.unlink(missing_ok=True)
 
@@ -307,6 +314,8 @@ class Run:
         """Create those of `jobs` that fit under the concurrent-job and enqueued-token limits; queue the rest.
         Flex records are sent at once, one after the other (each runs `max_concurrency` calls at a time)."""
         for job in [j for j in jobs if j.transport == "flex"]:
+            if self._stop.is_set() or job.collected:  # cancel() came first: nothing more is sent
+                continue
             self._run_flex(job)
         jobs = [j for j in jobs if j.transport != "flex"]
         active = [j for j in self.store.active_jobs() if j.name is not None]
@@ -466,8 +475,8 @@ class Run:
             return  # the service can report SUCCEEDED before the results file is attached: poll again
         if snap.done:
             self._collect(job, snap)
-        elif snap.state in ("PENDING", "RUNNING") and not job.stuck and self._is_stuck(job, snap):
-            self._unstick(job, snap)
+        elif snap.state in ("PENDING", "RUNNING") and self._is_stuck(job, snap):
+            self._unstick(job, snap)  # again at each poll until the cancel lands
 
     def _is_stuck(self, job: JobRecord, snap: _client.JobSnapshot) -> bool:
         """The job has been PENDING/RUNNING for longer than `stuck_after` hours (since the service created it)."""
@@ -479,21 +488,23 @@ class Run:
     def _unstick(self, job: JobRecord, snap: _client.JobSnapshot) -> None:
         """Cancel a stuck job, so that it cannot bill later, and mark it: once it has ended (CANCELLED, or whatever it
         reached first), whatever it answered is kept and the rest is sent again by the fallback (a retry round)."""
-        hours = self.options.stuck_after
-        why = f"stuck {snap.state} for more than {hours:g} h (stuck_after); cancelled, its requests are sent again"
-        warnings.warn(
-            f"Batch job {job.name} has been {snap.state} for more than {hours:g} h: cancelling it and sending its "
-            f"{job.requests:,} request(s) {'at the Flex tier' if self.options.fallback == 'flex' else 'in a new job'}.",
-            GeminiBatchWarning,
-            stacklevel=2,
-        )
-        assert job.name is not None
+        assert job.name is not None and self.options.stuck_after is not None
+        hours = _hours(self.options.stuck_after)
+        if not job.stuck:
+            flex = self.options.fallback == "flex" and not self.plan.spec.embeds
+            how = "at the Flex tier" if flex else "in a new batch job"
+            then = f"sent again {how}" if self._may_retry() else "not sent again (no retry round is left: max_retries)"
+            why = f"stuck {snap.state} for more than {hours} (stuck_after); cancelled, its requests {then}"
+            # Marked before the cancel is sent: a crash in between must not leave it looking cancelled by the user.
+            self.store.update(job, stuck=True, error=why)
+            warnings.warn(f"Batch job {job.name} has been {snap.state} for more than {hours}: cancelling it; its "
+                          f"{job.requests:,} request(s) are {then}.", GeminiBatchWarning, stacklevel=3)  # fmt: skip
         try:
             _client.cancel_job(self._api(), job.name, self.options.retry)
         except APIError as exc:
             if exc.code not in (400, 409):  # 400 FAILED_PRECONDITION: it ended meanwhile; the next poll collects it
-                raise
-        self.store.update(job, stuck=True, error=why)
+                warnings.warn(f"Cancelling the stuck job {job.name} failed ({exc}); trying again at the next poll.",
+                              GeminiBatchWarning, stacklevel=3)  # fmt: skip
 
     def _gone(self, job: JobRecord, why: str) -> None:
         """The service lost a job or its results: every request of it gets an error saying so, and how to buy it
@@ -717,6 +728,7 @@ class Run:
         """Cancel every job that has not finished and drop the ones not created yet (queued for quota), so that
         nothing more is created or billed. Requests already answered are still billed by Google; a job that
         finished before the cancel reached it keeps its results."""
+        self._stop.set()  # a Flex round under way sends nothing more (its calls in flight still land)
         with self.store.operation():
             failures = []
             for job in self.store.active_jobs():
@@ -746,10 +758,11 @@ _SUBMISSIONS_GUARD = threading.Lock()
 
 
 class _Journal:
-    """Appends result lines to a file as they arrive, one write and flush per line, from any thread (no-op: None)."""
+    """Appends result lines to a file as they arrive, one write and flush per line, from any thread (to `memory`
+    when there is no file)."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path, self._lock = path, threading.Lock()
+    def __init__(self, path: Path | None, memory: list[str]) -> None:
+        self.path, self.memory, self._lock = path, memory, threading.Lock()
         self._handle: TextIO | None = None
 
     def __enter__(self) -> Callable[[str], None]:
@@ -759,14 +772,25 @@ class _Journal:
         return self.write
 
     def write(self, line: str) -> None:
-        if self._handle is not None:
-            with self._lock:
-                self._handle.write(line + "\n")
-                self._handle.flush()  # in the OS's hands: a killed process loses nothing written
+        with self._lock:
+            if self._handle is None:
+                self.memory.append(line)  # no checkpoint: kept by the Run, so a failed wait() re-sends none of it
+                return
+            self._handle.write(line + "\n")
+            self._handle.flush()  # in the OS's hands: a killed process loses nothing written
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def _hours(hours: float) -> str:
+    """A duration given in hours, as people write it: "12 h", "90 min", "2 s"."""
+    if hours >= 1:
+        return f"{hours:g} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:g} min"
+    return f"{hours * 3600:.3g} s"
 
 
 def _journal_lines(path: Path | None) -> pl.Series:

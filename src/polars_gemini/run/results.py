@@ -71,7 +71,10 @@ def split_lines(data: bytes) -> pl.Series:
     """
     if not data or data.isspace():  # not `data.strip()`: that copies a file of a gigabyte
         return pl.Series(LINE, [], dtype=pl.String)
-    frame = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x01", quote_char=None, schema={LINE: pl.String})
+    # Bytes a crash or a full disk can leave (a cut UTF-8 sequence, a stray \x01) make that line unreadable (it is
+    # then retried like a missing result), never the whole file: invalid UTF-8 is replaced, extra fields dropped.
+    frame = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x01", quote_char=None, schema={LINE: pl.String},
+                        encoding="utf8-lossy", truncate_ragged_lines=True)  # fmt: skip
     # A line is kept when it has a non-whitespace character; the regex stops at the first one instead of copying
     # every line stripped.
     return frame.filter(pl.col(LINE).str.contains(r"\S")).get_column(LINE)

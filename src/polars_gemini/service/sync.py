@@ -43,11 +43,13 @@ def run_sync(
     parts: pl.DataFrame | None = None,
     service_tier: str | None = None,
     on_line: Callable[[str], None] | None = None,
+    stopped: Callable[[], bool] | None = None,
 ) -> pl.Series:
     """Result lines (the results-file shape, parsed by `run.results`) for every request (`key`, `prompt`), one call
     each. `parts`: the wire form of the prompts' media (`prepare.media.PARTS_SCHEMA`), when they hold any;
     `service_tier="flex"` sends them at the Flex tier (batch price, may be shed: 503s are retried). `on_line` is
-    called with each line as soon as its call returns (from the worker threads), to keep it before the others end."""
+    called with each line as soon as its call returns (from the worker threads), to keep it before the others end;
+    once `stopped()` is true, the requests not sent yet are not sent (each gets a "cancelled" error line)."""
     from tqdm.auto import tqdm
 
     pairs = list(requests.select(KEY, PROMPT).iter_rows())
@@ -60,6 +62,8 @@ def run_sync(
 
     def one(pair: tuple[str, str]) -> str:
         key, prompt = pair
+        if stopped is not None and stopped():
+            return json.dumps({"key": key, "error": {"code": 1, "message": "cancelled before it was sent"}})
         contents: str | list[types.Part] = sdk_parts(prompt, media) if media else prompt
         try:
             response = _client.generate(client, spec.model, contents, config, retry, timeout)
