@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from polars_gemini.api import namespace as _namespace  # noqa: F401  # registers df.gemini / lf.gemini
 from polars_gemini.api.embed import embed, estimate_embed, submit_embed
-from polars_gemini.api.functions import batch, estimate, input_tokens, submit
+from polars_gemini.api.functions import batch, estimate, input_tokens, sink_parquet, submit
 from polars_gemini.api.resume import resume
 from polars_gemini.checkpoint.status import CheckpointStatus, checkpoint_status
 from polars_gemini.core.errors import (
@@ -32,7 +32,7 @@ from polars_gemini.core.errors import (
 from polars_gemini.core.version import __version__
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.cost.prices import PriceTable, load_prices
-from polars_gemini.run.lifecycle import Run, RunCost, RunStatus
+from polars_gemini.run.lifecycle import Run, RunCost, RunStatus, SinkReport
 
 __all__ = [
     "APIError",
@@ -56,6 +56,7 @@ __all__ = [
     "RunStatus",
     "RunTimeoutError",
     "SchemaError",
+    "SinkReport",
     "TemplateError",
     "__version__",
     "batch",
@@ -66,6 +67,7 @@ __all__ = [
     "input_tokens",
     "load_prices",
     "resume",
+    "sink_parquet",
     "submit",
     "submit_embed",
 ]

@@ -1,6 +1,8 @@
 """Run (or resume) a checkpointed batch in a process of its own, so tests can SIGKILL it at any stage.
 
-usage: python crash_worker.py batch|embed|resume URL CHECKPOINT OUT.parquet [ROWS]
+usage: python crash_worker.py batch|embed|sink|resume URL CHECKPOINT OUT.parquet [ROWS]
+
+`sink` writes OUT itself, chunk by chunk (`polars_gemini.sink_parquet`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def main() -> None:
             frame(rows), "{text}", client=client, checkpoint=checkpoint, output_dimensionality=16,
             inline_limit_bytes=1, max_requests_per_job=8, progress=False, **fast,
         )  # fmt: skip
+    elif mode == "sink":
+        polars_gemini.sink_parquet(
+            frame(rows), out, "Summarize: {text}", model="gemini-2.0-flash", client=client, checkpoint=checkpoint,
+            inline_limit_bytes=1, max_requests_per_job=8, progress=False, **fast,
+        )  # fmt: skip
+        return
     else:
         result = polars_gemini.resume(checkpoint, client=client, progress=False, **fast).result()
     result.write_parquet(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -17,7 +18,9 @@ from google.genai import types
 
 from polars_gemini.api.options import check_options, webhook_uris
 from polars_gemini.api.resume import open_run
-from polars_gemini.checkpoint.files import JobRecord, sink_parquet
+from polars_gemini.checkpoint.files import JobRecord
+from polars_gemini.checkpoint.files import sink_parquet as _sink_file
+from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, MediaError, RunTimeoutError
 from polars_gemini.cost.estimate import (
     INPUT_TOKENS,
@@ -45,8 +48,9 @@ from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_spec,
 from polars_gemini.prepare.schema import SchemaLike, check_names
 from polars_gemini.prepare.stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini.prepare.template import prompt_exprs
-from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
+from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions, SinkReport
 from polars_gemini.run.results import parse_lines
+from polars_gemini.run.sink import DEFAULT_SINK_BUDGET
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.sync import run_sync
 from polars_gemini.tokens.exact import TokenizerLike, load_tokenizer
@@ -110,7 +114,9 @@ def submit(
     Without one, the same work submitted again finds its jobs on the service (they are named after it) and
     re-attaches to them instead of paying twice (`reuse_jobs=False` to submit anew).
     With a LazyFrame and `memory_budget=` (bytes), requests are rendered in streamed chunks straight into sharded
-    request files (under the checkpoint, else a temporary directory) instead of all at once in memory.
+    request files (under the checkpoint, else a temporary directory) instead of all at once in memory, and each
+    job's results go to a Parquet file there instead of memory; `run.sink_parquet(path)` then writes the result
+    chunk by chunk (`run.result()` reads them all back).
 
     Jobs that never get stuck: with `stuck_after=` (hours), a job still PENDING or RUNNING that long is cancelled, and
     its unanswered requests are sent again, like those of a job that EXPIRED (48 h) or failed, by `fallback`: a new
@@ -158,11 +164,15 @@ def submit(
     client = client or _client.client_from_env()
     run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
     if checkpoint is not None:
-        run = open_run(Path(checkpoint), data, plan, template, client, options, est)
+        run = open_run(Path(checkpoint), data, plan, template, client, options, est, lean=memory_budget is not None)
     else:
-        run = Run(data, plan, client, options, run_id=run_id, estimate=est)
+        run = Run(data, plan, client, options, Store(lean=memory_budget is not None), run_id=run_id, estimate=est)
     if resubmit_lost:
         run.extra_rounds = 1
+    if run.store.lean:  # a streamed plan of maybe millions of rows: what only the assembly needs waits on disk
+        if TOKENS in plan.requests.columns:  # estimated and saved: not needed any more
+            run.plan = dataclasses.replace(plan, requests=plan.requests.drop(TOKENS))
+        run.spill_rows()
     try:
         if mode == "sync":
             parts = run.media_parts(plan.requests.select(KEY, PROMPT))
@@ -215,7 +225,7 @@ def _plan(
         directory = Path(tempfile.mkdtemp(prefix="polars-gemini-requests-"))
     prompt_exprs(template, frame.lazy().collect_schema())  # a bad template fails before the input is written out
     staged = directory / "input.parquet"
-    sink_parquet(staged, frame.lazy())
+    _sink_file(staged, frame.lazy())
     lf = pl.scan_parquet(staged)
     chunk = chunk_rows(lf, template, memory_budget)
     return lf, stream_plan(lf, template, spec, limits, directory, chunk)
@@ -379,6 +389,89 @@ def batch(
         raise RunTimeoutError(run.timeout_message(timeout, again)) from None
     finally:
         run.close()  # batch() owns its run: let other processes use the checkpoint once it returns or raises
+
+
+def sink_parquet(
+    frame: FrameLike,
+    path: str | os.PathLike[str],
+    template: str | pl.Expr,
+    *,
+    model: str,
+    schema: SchemaLike | None = None,
+    system_instruction: str | None = None,
+    config: ConfigLike | None = None,
+    output: str = "response",
+    prefix: str = "",
+    client: genai.Client | None = None,
+    mode: Literal["batch", "sync"] = "batch",
+    max_requests_per_job: int | None = None,
+    inline_limit_bytes: int | None = None,
+    file_limit_bytes: int | None = None,
+    poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    max_concurrency: int = 8,
+    progress: bool = True,
+    check_model: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    max_retries: int = 2,
+    keep_files: bool = False,
+    max_cost: float | None = None,
+    prices: PricesLike = None,
+    usage: bool = False,
+    memory_budget: int | None = None,
+    retry: types.HttpRetryOptions | None = None,
+    max_active_jobs: int = MAX_ACTIVE_JOBS,
+    max_enqueued_tokens: int | None = None,
+    reuse_jobs: bool = True,
+    resubmit_lost: bool = False,
+    tokenizer: TokenizerLike = "auto",
+    media: MediaLike = None,
+    on_media_error: Literal["skip", "raise"] = "skip",
+    media_inline_bytes: int = INLINE_MEDIA_BYTES,
+    webhook: str | Sequence[str] | None = None,
+    stuck_after: float | None = None,
+    fallback: Literal["batch", "flex"] = "batch",
+    timeout: float | None = None,
+) -> SinkReport:
+    """`batch`, streamed end to end: the result is written to the Parquet file `path` chunk by chunk instead of
+    returned, so an input far larger than memory never needs to be in memory whole.
+
+    The file holds exactly what `batch` would return (the same columns and dtypes, every input row once, in input
+    order). Prompts are rendered in chunks into request files (`memory_budget`, bytes; default 512 MB: what planning
+    and assembly each hold at a time), each job's results go to a Parquet file (under `checkpoint`, else a
+    temporary directory) instead of memory, and the answers are joined to the rows a chunk at a time. With `media=`
+    (planned in memory: media rows cannot be streamed yet) or `mode="sync"`, pass no memory_budget; the answers
+    are still written chunk by chunk. The other options are `batch`'s. Returns a `SinkReport`: the path, the rows
+    written, how many of them failed, and the run's cost.
+
+    >>> report = polars_gemini.sink_parquet(pl.scan_parquet("reviews/*.parquet"), "labelled.parquet",
+    ...                                     "Classify: {review}", model="gemini-2.5-flash",
+    ...                                     schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
+    >>> report.rows, report.failed  # doctest: +SKIP
+    (10000000, 0)
+    """
+    check_options({"timeout": timeout, "memory_budget": memory_budget})  # the others are checked by submit
+    streamed = memory_budget is None and media is None and mode == "batch"
+    with batch_call():
+        run = submit(
+            frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
+            inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+            check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            max_cost=max_cost, prices=prices, usage=usage,
+            memory_budget=DEFAULT_SINK_BUDGET if streamed else memory_budget, retry=retry,
+            max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
+            media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+        )  # fmt: skip
+    try:
+        return run.sink_parquet(path, timeout=timeout, memory_budget=memory_budget)
+    except RunTimeoutError:
+        again = "call the same sink_parquet(...) again (it re-attaches to them: nothing is paid twice)"
+        raise RunTimeoutError(run.timeout_message(timeout, again)) from None
+    finally:
+        run.close()
 
 
 def estimate(

@@ -20,7 +20,7 @@ from polars_gemini.api.functions import ConfigLike, PricesLike
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.prepare.media import INLINE_MEDIA_BYTES, MediaLike
 from polars_gemini.prepare.schema import SchemaLike
-from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run
+from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, SinkReport
 from polars_gemini.tokens.exact import TokenizerLike
 
 if TYPE_CHECKING:
@@ -83,6 +83,70 @@ class _GeminiNamespace:
             self._frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
+            check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
+            max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
+            resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
+            media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            timeout=timeout,
+        )  # fmt: skip
+
+    def sink_parquet(
+        self,
+        path: str | os.PathLike[str],
+        template: str | pl.Expr,
+        *,
+        model: str,
+        schema: SchemaLike | None = None,
+        system_instruction: str | None = None,
+        config: ConfigLike | None = None,
+        output: str = "response",
+        prefix: str = "",
+        client: genai.Client | None = None,
+        mode: Literal["batch", "sync"] = "batch",
+        max_requests_per_job: int | None = None,
+        inline_limit_bytes: int | None = None,
+        file_limit_bytes: int | None = None,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        max_concurrency: int = 8,
+        progress: bool = True,
+        check_model: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        max_retries: int = 2,
+        keep_files: bool = False,
+        max_cost: float | None = None,
+        prices: PricesLike = None,
+        usage: bool = False,
+        memory_budget: int | None = None,
+        retry: types.HttpRetryOptions | None = None,
+        max_active_jobs: int = MAX_ACTIVE_JOBS,
+        max_enqueued_tokens: int | None = None,
+        reuse_jobs: bool = True,
+        resubmit_lost: bool = False,
+        tokenizer: TokenizerLike = "auto",
+        media: MediaLike = None,
+        on_media_error: Literal["skip", "raise"] = "skip",
+        media_inline_bytes: int = INLINE_MEDIA_BYTES,
+        webhook: str | Sequence[str] | None = None,
+        stuck_after: float | None = None,
+        fallback: Literal["batch", "flex"] = "batch",
+        timeout: float | None = None,
+    ) -> SinkReport:
+        """`batch`, streamed end to end: the result goes to the Parquet file `path` chunk by chunk (the same columns,
+        every row once, in order), never whole in memory. Returns a `SinkReport` (path, rows, failed rows, cost).
+
+        See `polars_gemini.sink_parquet` for every option.
+
+        >>> lf = pl.scan_parquet("reviews/*.parquet")  # doctest: +SKIP
+        >>> lf.gemini.sink_parquet("labelled.parquet", "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
+        """
+        return _api.sink_parquet(
+            self._frame, path, template, model=model, schema=schema, system_instruction=system_instruction,
+            config=config, output=output, prefix=prefix, client=client, mode=mode,
+            max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
+            file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,

@@ -34,7 +34,7 @@ _OPTIONAL = ("max_enqueued_tokens", "max_requests_per_job", "inline_limit_bytes"
              "expected_output_tokens", "thinking_tokens")  # fmt: skip
 _SECONDS = ("poll_interval", "max_poll_interval", "timeout")
 _BOOLS = ("progress", "check_model", "keep_files", "usage", "reuse_jobs", "resubmit_lost", "calibrate_output", "submit",
-          "normalize")  # fmt: skip
+          "normalize", "stream")  # fmt: skip
 
 
 def check_options(options: Mapping[str, Any]) -> None:

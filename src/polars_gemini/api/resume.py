@@ -56,10 +56,13 @@ def open_run(
     client: genai.Client | None,
     options: RunOptions,
     estimate: Estimate | None = None,
+    *,
+    lean: bool = False,
 ) -> Run:
     """The run for this call in `root`: the same run again if the manifest matches, else a new run (results of
-    earlier runs are reused by key, so only requests without a stored result are sent)."""
-    store = Store(root)
+    earlier runs are reused by key, so only requests without a stored result are sent). `lean`: results stay in
+    their files, never all in memory (`Store(lean=True)`)."""
+    store = Store(root, lean=lean)
     try:
         fingerprint = plan_fingerprint(plan)
         manifest = read_json(root / MANIFEST) if (root / MANIFEST).exists() else None
@@ -118,8 +121,11 @@ def _expr_json(template: pl.Expr) -> str:
 
 
 def _requests_table(plan: Plan) -> pl.DataFrame:
-    """Requests as saved: key, prompt (unless streamed to request files), size, which input rows asked for it, and
-    its estimated input tokens."""
+    """Requests as saved: key, prompt (unless streamed to request files), size, which input rows asked for it (for a
+    plan made in memory; a streamed plan, of millions of rows, has that in rows.parquet only), and its estimated
+    input tokens."""
+    if plan.files:
+        return plan.requests
     asked = (
         plan.rows.with_row_index(ROWS_ASKING)
         .filter(pl.col(KEY).is_not_null())
@@ -169,8 +175,12 @@ def resume(
     stuck_after: float | None = None,
     fallback: Literal["batch", "flex"] | None = None,
     submit: bool = True,
+    stream: bool = False,
 ) -> Run:
     """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
+
+    `stream=True` keeps the results in their files and the input in its file (scanned, never read whole), for a
+    run too large for memory, to be written out with `run.sink_parquet(path)`; `run.result()` still works.
 
     `submit=False` only opens it: nothing is created until `wait()`/`result()`, so `run.cancel()` can drop the jobs a
     crash left queued or unsent without paying for them.
@@ -216,12 +226,14 @@ def resume(
         )
     media = read_parquet(root / MEDIA) if (root / MEDIA).exists() else None
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files, media)
-    frame = read_parquet(root / "input.parquet")
-    check_clash(frame.columns, output_columns(spec, run_options.output, run_options.prefix, usage))
+    frame = pl.scan_parquet(root / "input.parquet") if stream else read_parquet(root / "input.parquet")
+    check_clash(frame.collect_schema().names(), output_columns(spec, run_options.output, run_options.prefix, usage))
     run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,
-                   _estimate(manifest.get("estimate")))  # fmt: skip
+                   _estimate(manifest.get("estimate")), lean=stream)  # fmt: skip
     run.extra_rounds = 1 if resubmit_lost else 0
     try:
+        if stream:
+            run.spill_rows()
         return run.submit() if submit else run
     except BaseException:
         run.close()

@@ -8,7 +8,8 @@
       requests.parquet       per distinct request: key, prompt, size, estimated tokens
       jobs.parquet           every batch job ever created from this directory: name, display name, state, files, times
       jobkeys/<job>.parquet  the keys each job carries, written before the job is created
-      results/<job>.parquet  each finished job's results: key, raw line, answer, error, usage, attempt
+      results/<job>.parquet  each finished job's results: key, raw line (not kept by streamed runs), answer, error,
+                             usage, attempt
       flex/<record>.jsonl    Flex-tier answers of a record under way, one line per call as it returns (then stored)
       .lock                  held by the process using the directory
 

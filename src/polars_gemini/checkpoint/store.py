@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -12,7 +15,7 @@ import polars as pl
 
 from polars_gemini.checkpoint import lock as _lock
 from polars_gemini.checkpoint.files import JobRecord, jobs_frame, jobs_from_frame, read_parquet, write_parquet
-from polars_gemini.core.result_columns import empty_results
+from polars_gemini.core.result_columns import ERROR, ERROR_CODE, LINE, empty_results
 from polars_gemini.prepare.requests import KEY
 
 MEDIA_FILES = "media_files.parquet"
@@ -24,16 +27,43 @@ MEDIA_FILES_SCHEMA: dict[str, pl.DataType] = {
 ATTEMPT = "attempt"
 ANSWER = "answer"
 JOB = "job"
+_HALVES = ("__pg_k1", "__pg_k2")
+
+
+def _halves(key: pl.Expr) -> list[pl.Expr]:
+    """A request key (32 hex digits) as two UInt64 columns: exact, and 16 bytes a key where Polars keeps a string of
+    32 in 48. A key of another form (none of the plan's) gets nulls, which no join matches."""
+    return [key.str.slice(i * 16, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False).alias(name)
+            for i, name in enumerate(_HALVES)]  # fmt: skip
+
+
+def _ranked(standing: pl.DataFrame) -> pl.DataFrame:
+    """One row per key: its most recent answer if any, else its most recent error (rows oldest first)."""
+    ordered = standing.with_row_index("__pg_order").sort("ok", "__pg_order")
+    return ordered.unique(subset=list(_HALVES), keep="last").drop("__pg_order")
 
 
 class Store:
-    """Jobs (in creation order) and their results; `root=None` keeps everything in memory only."""
+    """Jobs (in creation order) and their results; `root=None` keeps everything in memory only.
 
-    def __init__(self, root: Path | None = None) -> None:
+    `lean=True` keeps no result in memory: each finished job's results (without the raw lines) go to a Parquet file,
+    under the checkpoint (`root`) or, without one, a temporary directory removed with the store, and are read back
+    from there (`results`, `latest`, `scans`). That is how a run of millions of rows is assembled in bounded memory
+    (`Run.sink_parquet`). `version` counts the results stored so far, for callers that cache what they derive.
+    """
+
+    def __init__(self, root: Path | None = None, *, lean: bool = False) -> None:
         self.root = root
+        self.lean = lean
+        self.version = 0
         self.jobs: list[JobRecord] = []
         self._keys: dict[str, pl.Series] = {}
         self._results: list[pl.DataFrame] = []
+        self._files: list[Path] = []  # lean: the results files, oldest first
+        self._spill: Path | None = None
+        # lean: per key (`_HALVES`) whether its standing result is an answer (`ok`) and its error code: what polls and
+        # retry rounds ask of the results, in about 21 bytes a key.
+        self._standing: pl.DataFrame | None = None
         self.media_files = pl.DataFrame(schema=MEDIA_FILES_SCHEMA)
         self._lock = threading.RLock()  # jobs are collected from several threads
         if root is not None:
@@ -54,8 +84,13 @@ class Store:
         for job in self.jobs:
             results = self.root / "results" / f"{job.display_name}.parquet"
             if results.exists():  # a crash after writing results but before updating jobs.parquet
-                self._results.append(read_parquet(results).drop(ANSWER, strict=False))
+                if self.lean:
+                    self._files.append(results)
+                    self._stand(read_parquet(results).select(KEY, ERROR, ERROR_CODE))
+                else:
+                    self._results.append(read_parquet(results).drop(ANSWER, strict=False))
                 job.collected = True
+                self.version += 1
             elif job.collected:  # the results file was deleted: collect the job again (by name), never re-create it
                 job.collected = False
 
@@ -128,21 +163,103 @@ class Store:
         `answer` (the decoded, typed answers) goes to the file only: its dtype differs from one schema to another.
         """
         frame = results.with_columns(pl.lit(job.attempt, pl.Int32).alias(ATTEMPT), pl.lit(job.display_name).alias(JOB))
-        if self.root is not None:
-            saved = frame if answer is None else frame.with_columns(answer.alias(ANSWER))
-            write_parquet(self.root / "results" / f"{job.display_name}.parquet", saved)
+        if self.lean:  # the raw lines are the bulk of the results and nothing reads them back
+            frame = frame.drop(LINE, strict=False)
+        path = self._results_dir() / f"{job.display_name}.parquet" if self.lean or self.root else None
+        if path is not None:
+            write_parquet(path, frame if answer is None else frame.with_columns(answer.alias(ANSWER)))
         with self._lock:
-            self._results.append(frame)
+            if self.lean:
+                assert path is not None
+                self._files.append(path)
+                self._stand(frame)
+            else:
+                self._results.append(frame)
+            self.version += 1
         self.update(job, collected=True)
 
-    def results(self) -> pl.DataFrame:
-        """Every stored result, oldest first (a key retried later appears again, further down)."""
+    def _stand(self, results: pl.DataFrame) -> None:
+        """Fold a job's results into the standing table (callers hold the lock)."""
+        new = results.select(*_halves(pl.col(KEY)), pl.col(ERROR).is_null().alias("ok"),
+                             pl.col(ERROR_CODE).cast(pl.Int32))  # fmt: skip
+        old = self._standing
+        fresh = new.select(pl.struct(_HALVES).is_unique().all()).item()
+        if old is not None and fresh:
+            fresh = new.join(old, on=list(_HALVES), how="semi").is_empty()
+        if fresh:  # no key seen before (every first round): appended, nothing sorted
+            self._standing = new if old is None else pl.concat([old, new])
+        else:
+            self._standing = _ranked(new if old is None else pl.concat([old, new]))
+
+    def counts(self, keys: pl.Series) -> tuple[int, int]:
+        """Of `keys`, how many have an answer standing, and how many an error."""
+        if not self.lean:
+            latest = keys.to_frame(KEY).join(self.latest([KEY, ERROR]), on=KEY, how="inner")
+            done = int(latest.get_column(ERROR).is_null().sum())
+            return done, latest.height - done
         with self._lock:
-            frames = list(self._results)
-        if not frames:
+            standing = self._standing
+        if standing is None:
+            return 0, 0
+        found = keys.to_frame(KEY).select(_halves(pl.col(KEY))).join(standing, on=list(_HALVES), how="inner")
+        done = int(found.get_column("ok").sum())
+        return done, found.height - done
+
+    def settled(self, keys: pl.Series, retryable: Sequence[int]) -> pl.Series:
+        """Which of `keys` are settled: answered, or failed with an error no retry can fix (a code not in
+        `retryable`)."""
+        if not self.lean:
+            latest = self.latest([KEY, ERROR, ERROR_CODE])
+            done = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(list(retryable)))
+            mask: pl.Series = keys.is_in(done.get_column(KEY).implode())
+            return mask
+        with self._lock:
+            standing = self._standing
+        none = pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True)
+        if standing is None:
+            return none
+        done_halves = standing.filter(pl.col("ok") | ~pl.col(ERROR_CODE).fill_null(0).is_in(list(retryable)))
+        rows = keys.to_frame(KEY).select(_halves(pl.col(KEY))).with_row_index("__pg_row")
+        hits = rows.join(done_halves.select(_HALVES), on=list(_HALVES), how="semi").get_column("__pg_row")
+        return none.scatter(hits, True)
+
+    def _results_dir(self) -> Path:
+        return self.root / "results" if self.root is not None else self._scratch_dir()
+
+    def scratch(self, name: str) -> Path:
+        """A path in a temporary directory of this store's (removed with it), for files a run needs until its end."""
+        return self._scratch_dir() / name
+
+    def _scratch_dir(self) -> Path:
+        with self._lock:
+            if self._spill is None:  # removed when the store is garbage-collected, or at exit
+                self._spill = Path(tempfile.mkdtemp(prefix="polars-gemini-results-"))
+                weakref.finalize(self, shutil.rmtree, self._spill, ignore_errors=True)
+            return self._spill
+
+    def scans(self) -> list[pl.LazyFrame]:
+        """Every stored result as one LazyFrame per finished job, oldest first: read from its file in a lean store,
+        so a caller that filters or projects reads only what it needs."""
+        with self._lock:
+            frames, files = list(self._results), list(self._files)
+        if not self.lean:
+            return [f.lazy() for f in frames]
+        return [pl.scan_parquet(f).drop(ANSWER, strict=False) for f in files]
+
+    def results(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Every stored result, oldest first (a key retried later appears again, further down); with `columns`,
+        only those."""
+        with self._lock:
+            frames, stored = list(self._results), bool(self._files)
+        if not frames and not stored:
             schema = empty_results().schema
-            return pl.DataFrame(schema={**schema, ATTEMPT: pl.Int32, JOB: pl.String})
-        return pl.concat(frames, how="diagonal_relaxed")  # embedding results add a column that errors lack
+            empty = pl.DataFrame(schema={**schema, ATTEMPT: pl.Int32, JOB: pl.String})
+            return empty if columns is None else empty.select(columns)
+        if not self.lean:
+            every = pl.concat(frames, how="diagonal_relaxed")  # embedding results add a column that errors lack
+            return every if columns is None else every.select(columns)
+        lazy = pl.concat(self.scans(), how="diagonal_relaxed")
+        return (lazy if columns is None else lazy.select(columns)).collect()
 
     def latest(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The result that stands per key: the most recent answer if there is one, else the most recent error.
@@ -150,7 +267,7 @@ class Store:
         An answer, once in, is paid for and final: an error for that key from another job (an adopted job of an
         earlier call, or one that failed after the key was answered elsewhere) never replaces it.
         """
-        results = self.results()
+        results = self.results(None if columns is None else list(dict.fromkeys([KEY, "error", *columns])))
         wanted = results if columns is None else results.select(columns)  # only what the caller reads is gathered
         winners: pl.DataFrame = wanted[self.latest_rows(results)]
         return winners

@@ -110,8 +110,17 @@ def plan_fingerprint(plan: Plan) -> str:
     """What makes two calls the same work: the same requests for the same rows (keys hash model, config, schema and
     prompt). Equal to hashing the keys one after the other, in one call: the keys joined into one string."""
     digest = hashlib.sha256(plan.spec.fingerprint.encode())
-    digest.update(plan.rows.get_column(KEY).fill_null("-").str.join("").item().encode())
+    _update(digest, plan.rows.get_column(KEY).fill_null("-"))
     return digest.hexdigest()
+
+
+_HASH_SLICE = 1_000_000  # keys joined into one string at a time: 32 MB, where all of 10M rows' keys would be 320 MB
+
+
+def _update(digest: hashlib._Hash, keys: pl.Series) -> None:
+    """Feed `keys`, one after the other, to `digest`: the same digest as all of them joined into one string."""
+    for start in range(0, keys.len(), _HASH_SLICE):
+        digest.update(keys.slice(start, _HASH_SLICE).str.join("").item().encode())
 
 
 def run_id_for(plan: Plan, limits: Limits) -> str:
@@ -121,7 +130,7 @@ def run_id_for(plan: Plan, limits: Limits) -> str:
     # shuffled frame) finds the same jobs.
     keys = plan.requests.get_column(KEY).sort()
     digest = hashlib.sha256(plan.spec.fingerprint.encode())
-    digest.update(keys.str.join("").item().encode() if keys.len() else b"")
+    _update(digest, keys)
     digest.update(repr(sorted(asdict(limits).items())).encode())
     return digest.hexdigest()[:12]
 

@@ -100,11 +100,10 @@ def stream_plan(
     prompt, null_col = prompt_exprs(template, lf.collect_schema())
     rendered = lf.select(prompt.alias(PROMPT), null_col.alias(NULL_COLUMN))
     writer = ShardWriter(directory, spec, limits)
-    seen: set[str] = set()
     rows: list[pl.DataFrame] = []
     try:
         for chunk in rendered.collect_batches(chunk_size=chunk_rows):
-            new, keyed = _chunk_requests(chunk, spec, seen)
+            new, keyed = _chunk_requests(chunk, spec, writer.parts)
             check_sizes(new, limits)
             writer.add(new)
             rows.append(keyed)
@@ -117,15 +116,13 @@ def stream_plan(
     return Plan(spec, all_rows, requests, shards, files)
 
 
-def _chunk_requests(chunk: pl.DataFrame, spec: RequestSpec, seen: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """This chunk's requests not seen in earlier chunks, and its rows' keys."""
+def _chunk_requests(
+    chunk: pl.DataFrame, spec: RequestSpec, earlier: list[pl.DataFrame]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """This chunk's requests not among the `earlier` chunks' requests, and its rows' keys."""
     distinct = chunk.select(PROMPT).drop_nulls().unique(maintain_order=True)
     distinct = distinct.with_columns(request_keys(distinct.get_column(PROMPT), spec).alias(KEY))
-    # A Python set across chunks: one membership test per distinct request, where a Polars anti-join would re-hash
-    # every key seen so far for each chunk.
-    fresh = [k not in seen for k in distinct.get_column(KEY).to_list()]
-    new = distinct.filter(pl.Series(fresh, dtype=pl.Boolean))
-    seen.update(new.get_column(KEY).to_list())
+    new = distinct.filter(~pl.col(KEY).is_in(_repeats(distinct.get_column(KEY), earlier).implode()))
     new = new.select(KEY, PROMPT).with_columns(
         (escaped_size(pl.col(PROMPT)) + line_overhead(spec)).alias(NBYTES),
         # Per chunk, the tokenizer's column factor from a small sample: a full-size sample in every chunk would
@@ -139,3 +136,12 @@ def _chunk_requests(chunk: pl.DataFrame, spec: RequestSpec, seen: set[str]) -> t
         .alias(SKIP),
     )
     return new, keyed
+
+
+def _repeats(keys: pl.Series, earlier: list[pl.DataFrame]) -> pl.Series:
+    """Those of `keys` that earlier chunks already sent. The earlier requests' keys are probed against a hash set
+    of this chunk's keys (built once, and small): no copy of the keys seen so far, and no Python object per key
+    (a Python set of 10M keys is about 1 GB)."""
+    wanted = keys.implode()
+    hits = [part.get_column(KEY).filter(part.get_column(KEY).is_in(wanted)) for part in earlier]
+    return pl.concat(hits) if hits else keys.head(0)

@@ -4,6 +4,7 @@ result collection, and assembly. State lives in a `Store` (in memory, or a check
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import threading
 import time
@@ -18,16 +19,23 @@ from typing import TYPE_CHECKING, Any, TextIO
 import polars as pl
 from google.genai import types
 
-from polars_gemini.checkpoint.files import JobRecord
+from polars_gemini.checkpoint.files import JobRecord, read_parquet, write_parquet
 from polars_gemini.checkpoint.store import Store
-from polars_gemini.core.errors import APIError, GeminiBatchWarning, MissingAPIKeyError, RunTimeoutError
+from polars_gemini.core.errors import (
+    APIError,
+    ConfigurationError,
+    GeminiBatchWarning,
+    MissingAPIKeyError,
+    RunTimeoutError,
+)
 from polars_gemini.core.models import model_info
-from polars_gemini.core.result_columns import ERROR, ERROR_CODE, LINE, TEXT, USAGE
+from polars_gemini.core.result_columns import ERROR, LINE, TEXT, USAGE
 from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.prepare.plan import Limits, Plan, shard
 from polars_gemini.prepare.requests import KEY, NBYTES, encode_jsonl, inline_embed_requests, inline_requests
 from polars_gemini.run import media as _media
+from polars_gemini.run import sink as _sink
 from polars_gemini.run.assemble import answer_columns, embedding_columns, join_rows, per_request, per_row
 from polars_gemini.run.decode import decode_answers
 from polars_gemini.run.results import (
@@ -39,6 +47,7 @@ from polars_gemini.run.results import (
     keyed_by_position,
     parse_embed_file,
     parse_results,
+    parse_results_file,
     split_lines,
     synthetic_errors,
 )
@@ -51,6 +60,8 @@ if TYPE_CHECKING:
 
 # At most this many request files are encoded and uploaded at once: each is up to `Limits.file_bytes` in memory.
 _UPLOADS = threading.BoundedSemaphore(2)
+# A lean store's jobs are collected one at a time: each holds a job's parsed results (millions of rows) meanwhile.
+_LEAN_COLLECTS = threading.BoundedSemaphore(1)
 # How often to look for a job whose create call may have landed before a crash, before creating it again.
 _LOOKUPS = 3
 _LOOKUP_PAUSE = 2.0
@@ -135,6 +146,8 @@ class Run:
     _tokens: dict[str, int] = field(default_factory=dict, repr=False)  # estimated input tokens per job
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)  # set by cancel(): no more calls
     _flex_lines: dict[str, list[str]] = field(default_factory=dict, repr=False)  # Flex answers, without a checkpoint
+    _counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # (store version, done, failed)
+    _rows_file: Path | None = field(default=None, repr=False)  # the plan's rows while spilled (`spill_rows`)
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -202,12 +215,13 @@ class Run:
 
     def _todo(self) -> pl.Series:
         """Keys of this plan that are neither settled (answered, or failed for good) nor in a job still running."""
-        latest = self.store.latest([KEY, ERROR, ERROR_CODE])
         codes = list(RETRYABLE_CODES) + ([GONE_CODE] if self.options.resubmit_lost else [])
-        settled = latest.filter(pl.col(ERROR).is_null() | ~pl.col(ERROR_CODE).fill_null(0).is_in(codes))
-        busy = [settled.get_column(KEY)] + [self.store.job_keys(j) for j in self.store.active_jobs()]
         keys = self.plan.requests.get_column(KEY)
-        todo: pl.Series = keys.filter(~keys.is_in(pl.concat(busy).implode()))
+        open_keys = ~self.store.settled(keys, codes)
+        busy = [self.store.job_keys(j) for j in self.store.active_jobs()]
+        if busy:
+            open_keys = open_keys & ~keys.is_in(pl.concat(busy).implode())
+        todo: pl.Series = keys.filter(open_keys)
         return todo
 
     def _submit_round(self) -> None:
@@ -291,11 +305,14 @@ class Run:
 
     def _submit_streamed(self) -> None:
         """First round of a streamed plan: its request files are the jobs' input files, uploaded as they are."""
-        jobs = []
+        jobs, start, keys = [], 0, self.plan.requests.get_column(KEY)
         for s, path in zip(self.plan.shards, self.plan.files, strict=True):
             job = JobRecord(f"{self._prefix()}-{s.index:04d}", self.run_id, 1, s.index, "file", s.requests,
                             input_path=self._stored_path(path))  # fmt: skip
-            self.store.add_job(job, self.plan.shard_requests(s.index).get_column(KEY))
+            # A streamed plan's shards are contiguous runs of its requests: a slice is a view, where a filter
+            # would copy every key once more (about 0.5 GB at 10M requests).
+            self.store.add_job(job, keys.slice(start, s.requests))
+            start += s.requests
             jobs.append(job)
         self._start(jobs)
 
@@ -566,13 +583,14 @@ class Run:
         if self.plan.spec.embeds:
             return self._download_embeddings(job, snap)
         if snap.inlined is not None:
-            lines = inline_lines(snap.inlined)
+            results, unreadable = parse_results(inline_lines(snap.inlined), f"job {job.name}")
+        elif self.store.lean:
+            results, unreadable = self._download_lean(job, snap)
         else:
             assert snap.result_file is not None
             self.store.update(job, result_file=snap.result_file)
             data = _client.download(self._api(), snap.result_file, job.name or job.display_name, self.options.retry)
-            lines = split_lines(data)
-        results, unreadable = parse_results(lines, f"job {job.name}")
+            results, unreadable = parse_results(split_lines(data), f"job {job.name}")
         if unreadable:
             self.store.update(job, unreadable_lines=unreadable)
             warnings.warn(
@@ -582,6 +600,17 @@ class Run:
                 stacklevel=2,
             )
         return results
+
+    def _download_lean(self, job: JobRecord, snap: _client.JobSnapshot) -> tuple[pl.DataFrame, int]:
+        """A results file streamed to disk and parsed from there a chunk at a time, without its raw lines (a lean
+        store keeps none): one such job at a time, so memory holds one job's parsed results, never several jobs'
+        files of gigabytes."""
+        assert snap.result_file is not None
+        self.store.update(job, result_file=snap.result_file)
+        with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
+            path = Path(tmp) / "results.jsonl"
+            _client.download_to(self._api(), snap.result_file, path, job.name or job.display_name, self.options.retry)
+            return parse_results_file(path, f"job {job.name}")
 
     def _download_embeddings(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
         """An embedding job's vectors: inline responses (keyed by their echoed metadata), or the results file
@@ -648,10 +677,11 @@ class Run:
         return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual, unread)
 
     def _counts(self) -> RunStatus:
-        latest = self.plan.requests.select(KEY).join(self.store.latest([KEY, ERROR]), on=KEY, how="inner")
-        done = int(latest.get_column(ERROR).is_null().sum())
+        version = self.store.version
+        if self._counted[0] != version:  # counted again only when results came in, not at every poll
+            self._counted = (version, *self.store.counts(self.plan.requests.get_column(KEY)))
         jobs = tuple((j.name or j.display_name, j.state) for j in self.store.jobs if j.run_id == self.run_id)
-        return RunStatus(jobs, self.plan.requests.height, done, latest.height - done)
+        return RunStatus(jobs, self.plan.requests.height, self._counted[1], self._counted[2])
 
     def wait(self, timeout: float | None = None) -> Run:
         """Poll until every job has finished and its results are in: at once, then with backoff (from
@@ -689,25 +719,73 @@ class Run:
         if not self.done:
             self.wait(timeout)
         frame = self.frame.collect() if isinstance(self.frame, pl.LazyFrame) else self.frame
-        if self.plan.spec.embeds:  # vectors: gathered once into row order, then cast and normalized
+        plan = self.full_plan()
+        if plan.spec.embeds:  # vectors: gathered once into row order, then cast and normalized
             results = self.store.results()
-            rows = per_row(self.plan, results, self.store.latest_rows(results))
+            rows = per_row(plan, results, self.store.latest_rows(results))
             del results
             vectors = embedding_columns(rows, self.options.output, self.dimensions(), self.options.normalize)
             if self.options.usage:
                 vectors = vectors.hstack(rows.select(usage_columns(self.options.output)[:1]))
             return pl.concat([frame, vectors.drop(vectors.columns[0])], how="horizontal")
-        by_request = per_request(self.plan, self.store.latest())
-        answers = answer_columns(self.plan, by_request, self.options.output, self.options.prefix)
+        by_request = per_request(plan, self.store.latest())
+        answers = answer_columns(plan, by_request, self.options.output, self.options.prefix)
         if self.options.usage:
             tokens = usage_columns(self.options.output)
             answers = answers.hstack(by_request.select(tokens))
-        return join_rows(frame, self.plan, answers, self.options.output)
+        return join_rows(frame, plan, answers, self.options.output)
+
+    def spill_rows(self) -> None:
+        """Keep the plan's rows (a key per input row: about 0.6 GB at 10M rows) in a file of the store's until the
+        result is assembled, instead of in memory while the jobs run (a lean store's runs)."""
+        if self._rows_file is None:
+            path = self.store.scratch("rows.parquet")
+            write_parquet(path, self.plan.rows)
+            self._rows_file = path
+            self.plan = dataclasses.replace(self.plan, rows=self.plan.rows.head(0))
+
+    def full_plan(self) -> Plan:
+        """The plan, with its rows read back if they were spilled (`spill_rows`)."""
+        if self._rows_file is None:
+            return self.plan
+        return dataclasses.replace(self.plan, rows=read_parquet(self._rows_file))
+
+    def sink_parquet(
+        self, path: str | os.PathLike[str], *, timeout: float | None = None, memory_budget: int | None = None
+    ) -> SinkReport:
+        """Write what `result()` returns to the Parquet file `path`, chunk by chunk: the same columns and dtypes,
+        every input row once, in input order, never the whole frame in memory (about `memory_budget` bytes at a
+        time; default 512 MB). Waits for the jobs first, like `result()`. Returns where it wrote, how many rows and
+        how many of them failed, and what the run cost. The file appears complete or not at all.
+
+        Memory stays bounded when the run's results are on disk (`batch`'s `sink_parquet`, and any checkpointed
+        run); an embedding run is assembled whole and then written.
+
+        >>> run = polars_gemini.resume("runs/reviews", client=client)  # doctest: +SKIP
+        >>> run.sink_parquet("reviews-labelled.parquet")  # doctest: +SKIP
+        SinkReport(1,000,000 rows to reviews-labelled.parquet, 12 failed; RunCost(...))
+        """
+        budget = _sink.DEFAULT_SINK_BUDGET if memory_budget is None else memory_budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+            raise ConfigurationError(f"memory_budget is a number of bytes > 0, e.g. 512_000_000; got {budget!r}.")
+        if not self.done:
+            self.wait(timeout)
+        target = Path(path)
+        if self.plan.spec.embeds:  # vectors: not chunked yet
+            write_parquet(target, self.result())
+        else:
+            o = self.options
+            rows = self._rows_file if self._rows_file is not None else self.plan.rows
+            assembly = _sink.Assembly(self.plan, rows, self.store.scans(), o.output, o.prefix, o.usage)
+            _sink.sink_result(self.frame, assembly, target, _sink.sink_chunk_rows(self.frame, budget))
+        error = f"{self.options.output}_error"
+        rows, failed = pl.scan_parquet(target).select(pl.len(), pl.col(error).is_not_null().sum()).collect().row(0)
+        return SinkReport(target, int(rows), int(failed), self.cost())
 
     def cost(self) -> RunCost:
         """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""
         mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
-        results = self.store.results().select("job", USAGE).filter(pl.col("job").is_in(list(mine)))
+        results = self.store.results(["job", USAGE]).filter(pl.col("job").is_in(list(mine)))
         price = self.options.prices.get(self.plan.spec.model)
         transport = pl.col("job").replace_strict(mine, default="batch")
         sync = results.filter(transport == "sync")
@@ -839,6 +917,19 @@ class RunCost:
         expected = f"{_usd(est.cost)} expected, {_usd(est.cost_max)} at most" if est else "no estimate"
         tokens = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
         return f"RunCost(estimate: {expected}; actual so far: {_usd(self.actual)}; tokens: {tokens})"
+
+
+@dataclass(frozen=True)
+class SinkReport:
+    """What `Run.sink_parquet` wrote: the file, its rows, how many of them have an error, and the run's cost."""
+
+    path: Path
+    rows: int
+    failed: int
+    cost: RunCost
+
+    def __repr__(self) -> str:
+        return f"SinkReport({self.rows:,} rows to {self.path}, {self.failed:,} failed; {self.cost!r})"
 
 
 def _usd(value: float | None) -> str:

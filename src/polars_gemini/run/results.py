@@ -108,6 +108,25 @@ def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
     return pl.concat([good, shaped]), int(broken.null_count())
 
 
+_RESULTS_CHUNK_BYTES = 32 * 2**20  # a results file is parsed this much at a time by `parse_results_file`
+
+
+def parse_results_file(path: Path, where: str) -> tuple[pl.DataFrame, int]:
+    """`parse_results` over a results file on disk, 32 MB of lines at a time (two chunks in flight), each chunk's
+    raw lines dropped once parsed: memory holds the parsed results and a chunk or two of text, never the whole file
+    (gigabytes for a job of millions of requests) nor its lines."""
+
+    def parse(chunk: bytes) -> tuple[pl.DataFrame, int]:
+        results, unreadable = parse_results(split_lines(chunk), where)
+        return results.drop(LINE), unreadable
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(_bounded_map(pool, parse, _line_chunks(path, _RESULTS_CHUNK_BYTES), 2))
+    if not done:
+        return empty_results().drop(LINE), 0
+    return pl.concat([d for d, _ in done], rechunk=False), sum(b for _, b in done)
+
+
 def _fields(frame: pl.DataFrame) -> pl.DataFrame:
     """The result columns from the decoded lines (struct column `p`) and the raw ones (`line`)."""
     p = pl.col("p")
