@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from polars_gemini.emulator import Emulator
+from polars_gemini.emulator import EmulatedError, Emulator, ResponderRequest
 from testing_support import echo
 
 
@@ -230,3 +230,44 @@ def test_bad_stuck_after_is_exit_2(emu: Emulator, reviews: Path, tmp_path: Path)
                str(tmp_path / "ckpt"), "--stuck-after", "-1")  # fmt: skip
     assert proc.returncode == 2 and "stuck_after is a number of hours > 0" in proc.stderr
     assert not emu.requests
+
+
+def test_resume_no_wait_sends_a_due_retry_round_in_the_same_tick(reviews: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    failed_once: set[str] = set()
+
+    def flaky(request: ResponderRequest) -> dict:
+        if request.text == "L: bad" and request.text not in failed_once:
+            failed_once.add(request.text)
+            raise EmulatedError(500, "backend exploded", "INTERNAL")
+        return echo(request)
+
+    with Emulator(responder=flaky, pending_seconds=600) as emu:
+        proc = cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
+                   str(ckpt))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        emu.advance_time(601)  # the first job is done, with one request failed (retryable)
+        tick = cli(emu, "resume", str(ckpt), "--no-wait", "--json")
+        assert tick.returncode == 5 and report(tick)["status"] == "pending"
+        assert emu.calls("batches.create") == 2  # the retry round went out in this tick, not the next one
+        emu.advance_time(601)
+        done = cli(emu, "resume", str(ckpt), "--no-wait", "--json")
+        assert done.returncode == 0, done.stderr
+        assert report(done)["failed"] == 0
+
+
+def test_a_checkpoint_busy_in_another_process_is_exit_5_try_later(reviews: Path, tmp_path: Path) -> None:
+    import polars_gemini
+
+    ckpt = tmp_path / "ckpt"
+    with Emulator(responder=echo, pending_seconds=600) as emu:
+        assert cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
+                   str(ckpt)).returncode == 0  # fmt: skip
+        holder = polars_gemini.resume(ckpt, client=emu.client(), submit=False, progress=False)
+        try:
+            tick = cli(emu, "resume", str(ckpt), "--no-wait", "--json")
+        finally:
+            holder.close()
+        assert tick.returncode == 5, tick.stderr
+        assert report(tick)["status"] == "pending"
+        assert "is in use by another process" in tick.stderr
