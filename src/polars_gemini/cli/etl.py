@@ -322,8 +322,20 @@ def _run(args: argparse.Namespace) -> int:
     run = polars_gemini.submit(frame, args.template, **_call_options(args), client=_client(),
                                checkpoint=args.checkpoint, max_cost=args.max_cost, progress=_progress(),
                                poll_interval=args.poll_interval, stuck_after=args.stuck_after,
-                               fallback=args.fallback)  # fmt: skip
+                               fallback=args.fallback, memory_budget=_budget(args))  # fmt: skip
     return _finish(args, run, args.output)
+
+
+def _streams(output: str | None) -> bool:
+    """A Parquet result file is written chunk by chunk (`Run.sink_parquet`); other formats from the whole frame."""
+    return output is not None and Path(output).suffix.lower() in (".parquet", ".pq")
+
+
+def _budget(args: argparse.Namespace) -> int | None:
+    """`run` into Parquet plans in bounded memory too (media rows are planned in memory: none then)."""
+    from polars_gemini.run.sink import DEFAULT_SINK_BUDGET
+
+    return DEFAULT_SINK_BUDGET if _streams(args.output) and not args.media else None
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -334,7 +346,7 @@ def _resume(args: argparse.Namespace) -> int:
         check_output(output)
     run = polars_gemini.resume(args.checkpoint, client=_client(), progress=_progress(),
                                poll_interval=args.poll_interval, stuck_after=args.stuck_after,
-                               fallback=args.fallback)  # fmt: skip
+                               fallback=args.fallback, stream=_streams(output))  # fmt: skip
     return _finish(args, run, output)
 
 
@@ -348,27 +360,35 @@ def _finish(args: argparse.Namespace, run: Any, output: str | None) -> int:
             if not run.done:
                 return _pending(args, run)
         try:
-            result = run.result(timeout=args.timeout)
+            if _streams(output):  # written chunk by chunk, never whole in memory
+                sunk = run.sink_parquet(output, timeout=args.timeout)
+                rows, failed = sunk.rows, sunk.failed
+            else:
+                result = run.result(timeout=args.timeout)
+                rows, failed = result.height, _failed(result, f"{run.options.output}_error")
         except RunTimeoutError:
             return _pending(args, run)
         status = run.status()
     finally:
         run.close()
-    if output:
+    if output and not _streams(output):
         write(result, output)
-        _log(f"wrote {result.height:,} rows to {output}")
-    error_col = f"{run.options.output}_error"
-    failed = int(result.get_column(error_col).is_not_null().sum()) if error_col in result.columns else 0
-    allowed = _allowed(args.max_failed, result.height)
+    if output:
+        _log(f"wrote {rows:,} rows to {output}")
+    allowed = _allowed(args.max_failed, rows)
     code = TOO_MANY_FAILED if failed > allowed else DONE
-    report = {"status": "too_many_failed" if code else "done", "rows": result.height, "failed": failed,
+    report = {"status": "too_many_failed" if code else "done", "rows": rows, "failed": failed,
               "max_failed": allowed, "output": output, "cost": _cost_json(run), **_status_json(status)}  # fmt: skip
     if args.json:
         _emit(report)
     else:
-        print(f"{'done' if not code else 'too many failed rows'}: {result.height:,} rows, {failed:,} failed "
+        print(f"{'done' if not code else 'too many failed rows'}: {rows:,} rows, {failed:,} failed "
               f"(allowed {allowed:,}); {run.cost()!r}")  # fmt: skip
     return code
+
+
+def _failed(result: pl.DataFrame, error_col: str) -> int:
+    return int(result.get_column(error_col).is_not_null().sum()) if error_col in result.columns else 0
 
 
 def _pending(args: argparse.Namespace, run: Any) -> int:
