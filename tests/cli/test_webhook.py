@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,220 @@ def test_the_emulators_signed_delivery_resumes_a_run(tmp_path: Path, logs: list[
     assert [o.status for o in receiver.outcomes] == ["done"]
     assert any(f"{signing}-signed): resuming" in line for line in logs)
     assert pl.read_parquet(out).get_column("response").to_list() == ["echo: R: a", "echo: R: b"]
+
+
+# -- per-job deliveries: RS256 JWTs against a JWKS (a key made here, served on loopback) ------------------------------
+
+
+@dataclass
+class Jwks:
+    """A JWKS on 127.0.0.1 for an RSA key made here; `gets` counts the fetches; `up=False` answers 500."""
+
+    key: Any
+    kid: str = "test-key-1"
+    gets: int = 0
+    up: bool = True
+
+    def __post_init__(self) -> None:
+        import http.server
+        import threading
+
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk = {**json.loads(RSAAlgorithm.to_jwk(self.key.public_key())), "kid": self.kid, "alg": "RS256"}
+        body, owner = json.dumps({"keys": [jwk]}).encode(), self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.gets += 1
+                self.send_response(200 if owner.up else 500)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/.well-known/jwks.json"
+
+
+def _rsa() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def rsa_keys() -> tuple[Any, Any]:
+    return _rsa(), _rsa()
+
+
+@pytest.fixture
+def jwks(rsa_keys: tuple[Any, Any]) -> Iterator[Jwks]:
+    served = Jwks(rsa_keys[0])
+    yield served
+    served.server.shutdown()
+    served.server.server_close()
+
+
+def jwt_signed(value: Any, key: Any, msg_id: str = "msg_j", *, claims: dict[str, Any] | None = None,
+               kid: str = "test-key-1", at: float | None = None) -> tuple[bytes, dict[str, str]]:  # fmt: skip
+    """A per-job delivery: the body and a JWT over its SHA-256 (unless `claims` replace that)."""
+    import hashlib
+
+    import jwt
+
+    body = value if isinstance(value, bytes) else json.dumps(value).encode()
+    now = int(time.time() if at is None else at)
+    payload = {"iat": now, "exp": now + 300, "aud": "https://me.example/hook",
+               "body_sha256": hashlib.sha256(body).hexdigest()} if claims is None else claims  # fmt: skip
+    token = jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
+    return body, {"webhook-id": msg_id, "webhook-timestamp": str(now), "webhook-signature": token}
+
+
+def jwt_receiver(emu: Emulator, jwks: Jwks, logs: list[str], **options: Any) -> WebhookReceiver:
+    return WebhookReceiver(None, jwks_url=jwks.url, client=emu.client(), log=logs.append, **options)
+
+
+def test_a_valid_jwt_delivery_resumes_the_run_and_the_jwks_is_fetched_once(
+    emu: Emulator, run_dir: Path, jwks: Jwks, logs: list[str], tmp_path: Path
+) -> None:
+    receiver = jwt_receiver(emu, jwks, logs, audience="https://me.example/hook")
+    emu.advance_time(601)
+    with receiver.serve() as server:
+        reply = post(server.url, *jwt_signed(event(run_dir), jwks.key, "msg_j1"))
+        assert reply == Reply(202, {"status": "accepted", "checkpoint": str(run_dir.resolve())})
+        assert receiver.wait_idle(timeout=60)
+        assert post(server.url, *jwt_signed(event(run_dir), jwks.key, "msg_j2")).status == 202
+        assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["done", "done"]
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 3
+    assert jwks.gets == 1  # cached by PyJWKClient
+
+
+@pytest.mark.parametrize("forgery", ["other key", "unknown kid", "expired", "stale iat", "wrong audience",
+                                     "changed body", "no exp", "hs256", "not a jwt"])  # fmt: skip
+def test_forged_jwt_deliveries_are_401_and_resume_nothing(
+    emu: Emulator, run_dir: Path, jwks: Jwks, rsa_keys: tuple[Any, Any], logs: list[str], forgery: str
+) -> None:
+    import hashlib
+
+    import jwt
+
+    receiver = jwt_receiver(emu, jwks, logs, audience="https://me.example/hook")
+    value, now = event(run_dir), int(time.time())
+    key = rsa_keys[1] if forgery == "other key" else jwks.key
+    claims = {"iat": now, "exp": now + 300, "aud": "https://me.example/hook",
+              "body_sha256": hashlib.sha256(json.dumps(value).encode()).hexdigest()}  # fmt: skip
+    if forgery == "expired":
+        claims.update(iat=now - 200, exp=now - 100)
+    elif forgery == "stale iat":
+        claims.update(iat=now - 1000, exp=now + 300)
+    elif forgery == "wrong audience":
+        claims["aud"] = "https://someone-else.example/"
+    elif forgery == "no exp":
+        del claims["exp"]
+    body, headers = jwt_signed(value, key, claims=claims, kid="nope" if forgery == "unknown kid" else "test-key-1")
+    if forgery == "changed body":
+        body = body.replace(b"batch.succeeded", b"batch.failed")
+    elif forgery == "hs256":
+        headers["webhook-signature"] = jwt.encode(claims, "a-guessed-secret-of-32-bytes-at-least!", algorithm="HS256",
+                                                  headers={"kid": "test-key-1"})  # fmt: skip
+    elif forgery == "not a jwt":
+        headers["webhook-signature"] = "v1,AAAA"
+    gets = emu.calls("batches.get")
+    reply = receiver.handle(body, headers)
+    assert reply.status == 401 and "error" in reply.body, reply
+    assert receiver.wait_idle(timeout=5) and receiver.outcomes == [] and emu.calls("batches.get") == gets
+    assert not (run_dir / SEEN_FILE).exists()
+    assert headers["webhook-signature"] not in "\n".join(logs) + json.dumps(reply.body)
+
+
+def test_a_token_carrying_the_event_is_trusted_over_the_body_and_one_covering_nothing_is_refused(
+    emu: Emulator, run_dir: Path, jwks: Jwks, logs: list[str]
+) -> None:
+    receiver = jwt_receiver(emu, jwks, logs)  # no --audience: aud is not checked
+    now, value = int(time.time()), event(run_dir)
+    carrying = {"iat": now, "exp": now + 300, "aud": "whoever", **value}
+    assert receiver.handle(*jwt_signed(value, jwks.key, "msg_c1", claims=carrying)).status == 202
+    assert receiver.handle(*jwt_signed(b"", jwks.key, "msg_c2", claims=carrying)).status == 202  # no body at all
+    other = event(run_dir, kind="batch.failed")
+    lying = receiver.handle(*jwt_signed(other, jwks.key, "msg_c3", claims=carrying))
+    assert lying.status == 401 and "differs" in lying.body["error"]
+    bare = receiver.handle(*jwt_signed(value, jwks.key, "msg_c4", claims={"iat": now, "exp": now + 300}))
+    assert bare.status == 401 and "covers neither" in bare.body["error"]
+    assert receiver.wait_idle(timeout=60)
+    assert json.loads((run_dir / SEEN_FILE).read_text())["webhook_ids"] == ["msg_c1", "msg_c2"]
+
+
+def test_an_unreachable_jwks_is_503_so_the_service_retries(
+    emu: Emulator, run_dir: Path, jwks: Jwks, logs: list[str]
+) -> None:
+    receiver = jwt_receiver(emu, jwks, logs)
+    jwks.up = False
+    reply = receiver.handle(*jwt_signed(event(run_dir), jwks.key))
+    assert reply.status == 503 and "cannot fetch the signing keys" in reply.body["error"]
+    jwks.up = True
+    assert receiver.handle(*jwt_signed(event(run_dir), jwks.key)).status == 202  # the same delivery, retried
+    assert receiver.wait_idle(timeout=60)
+
+
+def test_each_scheme_is_refused_by_a_receiver_that_cannot_verify_it(
+    emu: Emulator, run_dir: Path, jwks: Jwks, logs: list[str]
+) -> None:
+    hmac_only = WebhookReceiver(SECRET, jwks_url=None, client=emu.client(), log=logs.append)
+    reply = hmac_only.handle(*jwt_signed(event(run_dir), jwks.key))
+    assert reply.status == 401 and "verifies no JWTs" in reply.body["error"]
+    jwt_only = jwt_receiver(emu, jwks, logs)
+    reply = jwt_only.handle(*signed(event(run_dir)))
+    assert reply.status == 401 and "no signing secret" in reply.body["error"]
+    with pytest.raises(ConfigurationError, match="verifies nothing"):
+        WebhookReceiver(None, jwks_url=None)
+
+
+# -- which checkpoint: the one named, if the batch is its; else, under --root, the one that has the batch -----------
+
+
+def test_an_event_naming_a_checkpoint_but_not_one_of_its_jobs_is_ignored(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, logs: list[str]
+) -> None:
+    for i, job in enumerate(["batches/someone-elses", "", first_job(run_dir).removeprefix("batches/")]):
+        reply = receiver.handle(*signed(event(run_dir, job=job), f"msg_m{i}"))
+        assert reply.status == (202 if i == 2 else 200), job  # the bare id is the same batch
+    assert receiver.wait_idle(timeout=60) and len(receiver.outcomes) == 1
+    assert any("is not one of" in line and "forged" in line for line in logs)
+    assert any("names no batch" in line for line in logs)
+
+
+def test_an_event_without_metadata_finds_its_checkpoint_by_batch_name_under_root(
+    emu: Emulator, tmp_path: Path, logs: list[str]
+) -> None:
+    root = tmp_path / "runs"
+
+    def submit(name: str) -> Path:
+        ckpt, frame = root / name, pl.DataFrame({"review": [f"{name} x", f"{name} y"]})
+        record_output(ckpt, str(tmp_path / f"{name}.parquet"))
+        polars_gemini.submit(frame, "R: {review}", model="gemini-2.5-flash", client=emu.client(), checkpoint=ckpt,
+                             progress=False).close()  # fmt: skip
+        return ckpt
+
+    first = submit("first")
+    receiver = WebhookReceiver(SECRET, jwks_url=None, client=emu.client(), root=root, log=logs.append)
+    emu.advance_time(601)
+    assert receiver.handle(*signed(event(None, job=first_job(first)), "msg_r1")).status == 202
+    second = submit("nested/second")  # created after the index was built: found by the rescan of a miss
+    emu.advance_time(601)
+    reply = receiver.handle(*signed(event(None, job=first_job(second)), "msg_r2"))
+    assert reply == Reply(202, {"status": "accepted", "checkpoint": str(second.resolve())})
+    unknown = receiver.handle(*signed(event(None, job="batches/nobody"), "msg_r3"))
+    assert unknown.status == 200 and "no checkpoint under --root" in unknown.body["reason"]
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["done", "done"]
+    assert pl.read_parquet(tmp_path / "nested/second.parquet").height == 2
+    index = receiver._jobs
+    assert index is not None and index.find(first_job(first)) == first.resolve() and index.scans == 3
 
 
 # -- the command, in a subprocess -----------------------------------------------------------------------------------
