@@ -175,8 +175,9 @@ def test_first_poll_comes_soon() -> None:
 
 def test_file_transport_inputs_are_deleted_and_a_lost_delete_reply_is_fine(emu: Emulator) -> None:
     """A delete whose reply is lost is retried; the file is already gone (403/404): that is success."""
-    emu.delay_reply("files.delete", 1.0)
-    out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(timeout=300), **FILES, **FAST)
+    emu.delay_reply("files.delete", 4.0)
+    # A 1.5 s client timeout (not less: on a loaded machine every call, not just the delayed one, must beat it).
+    out = frame().gemini.batch("{text}", model="gemini-2.0-flash", client=emu.client(timeout=1500), **FILES, **FAST)
     assert_complete(out, 6)
     assert not [f for f in emu.files.values() if (f.get("displayName") or "").endswith("-input")]
 
