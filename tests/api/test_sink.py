@@ -185,3 +185,15 @@ def test_an_embedding_run_is_sunk_whole(tmp_path: Path) -> None:
         expected = run.result()
     assert_frame_equal(pl.read_parquet(report.path), expected)
     assert report.rows == 3 and report.failed == 1
+
+
+def test_a_checkpointed_embedding_run_resumed_with_stream_is_sunk_whole(tmp_path: Path) -> None:
+    df = pl.DataFrame({"t": ["a red apple", "a green pear", None, "a red apple"]})
+    with Emulator() as emu:
+        expected = polars_gemini.embed(df, "{t}", client=emu.client(), output_dimensionality=8,
+                                       checkpoint=tmp_path / "ck", inline_limit_bytes=1, **FAST)  # fmt: skip
+        run = polars_gemini.resume(tmp_path / "ck", client=emu.client(), stream=True, **FAST)
+        report = run.sink_parquet(tmp_path / "v.parquet")
+        run.close()
+    assert_frame_equal(pl.read_parquet(report.path), expected)
+    assert report.rows == 4 and report.failed == 1

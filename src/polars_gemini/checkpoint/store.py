@@ -7,7 +7,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -27,20 +27,27 @@ MEDIA_FILES_SCHEMA: dict[str, pl.DataType] = {
 ATTEMPT = "attempt"
 ANSWER = "answer"
 JOB = "job"
-_HALVES = ("__pg_k1", "__pg_k2")
+_COMPACT = "__pg_k"
+_SLICE = 2_000_000  # keys compared with the standing table at a time
 
 
-def _halves(key: pl.Expr) -> list[pl.Expr]:
-    """A request key (32 hex digits) as two UInt64 columns: exact, and 16 bytes a key where Polars keeps a string of
-    32 in 48. A key of another form (none of the plan's) gets nulls, which no join matches."""
-    return [key.str.slice(i * 16, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False).alias(name)
-            for i, name in enumerate(_HALVES)]  # fmt: skip
+def _compact(key: pl.Expr) -> pl.Expr:
+    """A request key (32 hex digits) as one UInt128: exact, 16 bytes a key where Polars keeps the string in 48, and a
+    single numeric join column (a join on it costs a fraction of one on strings or on two columns). A key of another
+    form (none of the plan's) becomes null, which no join matches."""
+    return key.str.to_integer(base=16, dtype=pl.UInt128, strict=False).alias(_COMPACT)
+
+
+def _slices(keys: pl.Series) -> Iterator[tuple[int, pl.DataFrame]]:
+    """`keys` compacted (`_compact`) a slice at a time, with each slice's offset."""
+    for start in range(0, keys.len(), _SLICE):
+        yield start, keys.slice(start, _SLICE).to_frame(KEY).select(_compact(pl.col(KEY)))
 
 
 def _ranked(standing: pl.DataFrame) -> pl.DataFrame:
     """One row per key: its most recent answer if any, else its most recent error (rows oldest first)."""
     ordered = standing.with_row_index("__pg_order").sort("ok", "__pg_order")
-    return ordered.unique(subset=list(_HALVES), keep="last").drop("__pg_order")
+    return ordered.unique(subset=_COMPACT, keep="last").drop("__pg_order")
 
 
 class Store:
@@ -61,8 +68,8 @@ class Store:
         self._results: list[pl.DataFrame] = []
         self._files: list[Path] = []  # lean: the results files, oldest first
         self._spill: Path | None = None
-        # lean: per key (`_HALVES`) whether its standing result is an answer (`ok`) and its error code: what polls and
-        # retry rounds ask of the results, in about 21 bytes a key.
+        # lean: per key (`_compact`) whether its standing result is an answer (`ok`) and its error code: what polls
+        # and retry rounds ask of the results, in about 21 bytes a key.
         self._standing: pl.DataFrame | None = None
         self.media_files = pl.DataFrame(schema=MEDIA_FILES_SCHEMA)
         self._lock = threading.RLock()  # jobs are collected from several threads
@@ -180,16 +187,21 @@ class Store:
 
     def _stand(self, results: pl.DataFrame) -> None:
         """Fold a job's results into the standing table (callers hold the lock)."""
-        new = results.select(*_halves(pl.col(KEY)), pl.col(ERROR).is_null().alias("ok"),
+        new = results.select(_compact(pl.col(KEY)), pl.col(ERROR).is_null().alias("ok"),
                              pl.col(ERROR_CODE).cast(pl.Int32))  # fmt: skip
+        if not new.select(pl.col(_COMPACT).is_unique().all()).item():
+            new = _ranked(new)
         old = self._standing
-        fresh = new.select(pl.struct(_HALVES).is_unique().all()).item()
-        if old is not None and fresh:
-            fresh = new.join(old, on=list(_HALVES), how="semi").is_empty()
-        if fresh:  # no key seen before (every first round): appended, nothing sorted
-            self._standing = new if old is None else pl.concat([old, new])
-        else:
-            self._standing = _ranked(new if old is None else pl.concat([old, new]))
+        if old is None:
+            self._standing = new
+            return
+        # Semi and anti joins hash their right side: the new job's keys, not the millions already standing.
+        keys = new.select(_COMPACT)
+        again = old.join(keys, on=_COMPACT, how="semi")
+        if again.is_empty():  # no key seen before (every first round): appended, nothing sorted
+            self._standing = pl.concat([old, new])
+        else:  # a retry round: only the keys it answered again are ranked
+            self._standing = pl.concat([old.join(keys, on=_COMPACT, how="anti"), _ranked(pl.concat([again, new]))])
 
     def counts(self, keys: pl.Series) -> tuple[int, int]:
         """Of `keys`, how many have an answer standing, and how many an error."""
@@ -201,9 +213,11 @@ class Store:
             standing = self._standing
         if standing is None:
             return 0, 0
-        found = keys.to_frame(KEY).select(_halves(pl.col(KEY))).join(standing, on=list(_HALVES), how="inner")
-        done = int(found.get_column("ok").sum())
-        return done, found.height - done
+        done = found = 0
+        for _, part in _slices(keys):
+            hit = standing.join(part, on=_COMPACT, how="semi")
+            done, found = done + int(hit.get_column("ok").sum()), found + hit.height
+        return done, found - done
 
     def settled(self, keys: pl.Series, retryable: Sequence[int]) -> pl.Series:
         """Which of `keys` are settled: answered, or failed with an error no retry can fix (a code not in
@@ -218,10 +232,13 @@ class Store:
         none = pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True)
         if standing is None:
             return none
-        done_halves = standing.filter(pl.col("ok") | ~pl.col(ERROR_CODE).fill_null(0).is_in(list(retryable)))
-        rows = keys.to_frame(KEY).select(_halves(pl.col(KEY))).with_row_index("__pg_row")
-        hits = rows.join(done_halves.select(_HALVES), on=list(_HALVES), how="semi").get_column("__pg_row")
-        return none.scatter(hits, True)
+        final = pl.col("ok") | ~pl.col(ERROR_CODE).fill_null(0).is_in(list(retryable))
+        hits = []
+        for start, part in _slices(keys):
+            done = standing.join(part, on=_COMPACT, how="semi").filter(final).select(_COMPACT)
+            rows = part.with_row_index("__pg_row", offset=start).join(done, on=_COMPACT, how="semi")
+            hits.append(rows.get_column("__pg_row"))
+        return none.scatter(pl.concat(hits), True) if hits else none
 
     def _results_dir(self) -> Path:
         return self.root / "results" if self.root is not None else self._scratch_dir()
