@@ -39,7 +39,7 @@ def test_lean_store_answers_like_the_in_memory_store(tmp_path: Path, seed: int) 
             job = JobRecord(f"job-{n}", "run", n + 1, 0, "file", len(keys))
             store.add_job(job, pl.Series("key", keys))
             store.add_results(job, frame)
-    asked = pl.Series("key", KEYS + ["not-a-hex-key"])
+    asked = pl.Series("key", [*KEYS, "not-a-hex-key"])
     for store in (lean, on_disk):
         assert store.counts(asked) == plain.counts(asked)
         assert store.settled(asked, [13]).to_list() == plain.settled(asked, [13]).to_list()
