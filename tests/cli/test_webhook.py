@@ -609,3 +609,234 @@ def test_the_command_on_a_port_in_use_is_exit_2(emu: Emulator) -> None:
         proc = subprocess.run([sys.executable, "-m", "polars_gemini.cli", "webhook", "serve", "--port", port],
                               env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2 and "cannot listen" in proc.stderr
+
+
+# -- robustness: whatever a delivery or a checkpoint holds, the receiver answers, logs one line and stays up ----------
+
+
+def _until(condition: Any, timeout: float = 30.0) -> bool:
+    """Polls `condition()` until it is true (True) or `timeout` seconds pass (False): for events of other threads."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _seen(checkpoint: Path) -> list[str]:
+    path = checkpoint / SEEN_FILE
+    return json.loads(path.read_text())["webhook_ids"] if path.exists() else []
+
+
+def test_a_resume_failing_with_any_exception_is_a_failed_outcome_and_a_redelivery_tries_again(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, logs: list[str], tmp_path: Path
+) -> None:
+    """A raw exception from the resume (here a ValueError: the result path in cli.json holds a NUL byte) is one log
+    line and a failed outcome; the worker lives on, and the webhook-id is forgotten, so the same event retries."""
+    emu.advance_time(601)
+    (run_dir / "cli.json").write_text(json.dumps({"format": 1, "output": f"{tmp_path}/bad\x00dir/out.parquet"}))
+    delivery = signed(event(run_dir), "msg_broken")
+    assert receiver.handle(*delivery).status == 202
+    assert receiver.wait_idle(timeout=60)
+    (failed,) = receiver.outcomes
+    assert failed.status == "failed" and failed.error is not None and "ValueError" in failed.error
+    (line,) = [line for line in logs if "resume failed" in line]
+    assert "\n" not in line and "ValueError" in line
+    assert "msg_broken" not in _seen(run_dir)  # forgotten: a redelivery is not a duplicate
+    record_output(run_dir, str(tmp_path / "out.parquet"))  # the user repairs the checkpoint
+    assert receiver.handle(*signed(event(run_dir), "msg_broken")).status == 202  # the service's redelivery
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["failed", "done"]
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 3 and _seen(run_dir) == ["msg_broken"]
+
+
+def test_an_on_outcome_callback_that_raises_is_logged_and_resumes_go_on(
+    emu: Emulator, run_dir: Path, logs: list[str]
+) -> None:
+    def explode(outcome: Any) -> None:
+        raise RuntimeError("the callback broke")
+
+    receiver = WebhookReceiver(SECRET, client=emu.client(), log=logs.append, on_outcome=explode, settle_seconds=5)
+    assert receiver.handle(*signed(event(run_dir), "msg_o1")).status == 202
+    assert receiver.wait_idle(timeout=60)
+    emu.advance_time(601)
+    assert receiver.handle(*signed(event(run_dir), "msg_o2")).status == 202
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["pending", "done"]
+    assert len([line for line in logs if "on_outcome" in line and "RuntimeError" in line]) == 2
+
+
+def _lock_as_another_process(checkpoint: Path) -> int:
+    """Holds `checkpoint`'s lock file as a second process would (flock on a descriptor of its own)."""
+    import fcntl
+
+    fd = os.open(checkpoint / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, b"424242", 0)
+    return fd
+
+
+def test_an_event_for_a_checkpoint_another_process_holds_is_resumed_once_it_is_free(
+    emu: Emulator, run_dir: Path, logs: list[str], tmp_path: Path
+) -> None:
+    emu.advance_time(601)
+    receiver = WebhookReceiver(SECRET, client=emu.client(), log=logs.append, settle_seconds=60)
+    fd = _lock_as_another_process(run_dir)
+    try:
+        assert receiver.handle(*signed(event(run_dir), "msg_busy")).status == 202
+        assert _until(lambda: any("in use by another process" in line for line in logs))  # it waits, logged
+    finally:
+        os.close(fd)  # the other process ends
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["done"] and pl.read_parquet(tmp_path / "out.parquet").height == 3
+
+
+def test_an_event_for_a_checkpoint_held_beyond_settle_seconds_fails_and_its_redelivery_resumes_the_run(
+    emu: Emulator, run_dir: Path, logs: list[str], tmp_path: Path
+) -> None:
+    emu.advance_time(601)
+    receiver = WebhookReceiver(SECRET, client=emu.client(), log=logs.append, settle_seconds=0.3)
+    fd = _lock_as_another_process(run_dir)
+    try:
+        assert receiver.handle(*signed(event(run_dir), "msg_held")).status == 202
+        assert receiver.wait_idle(timeout=60)
+    finally:
+        os.close(fd)
+    (failed,) = receiver.outcomes
+    assert failed.status == "failed" and failed.error is not None and "424242" in failed.error
+    assert "msg_held" not in _seen(run_dir)  # not dropped: the redelivery is acted upon
+    assert receiver.handle(*signed(event(run_dir), "msg_held")).status == 202
+    assert receiver.wait_idle(timeout=60)
+    assert [o.status for o in receiver.outcomes] == ["failed", "done"]
+    assert pl.read_parquet(tmp_path / "out.parquet").height == 3
+
+
+@pytest.mark.parametrize(
+    "named",
+    ["{dir}/ck\x00pt", "{dir}/" + "a" * 5000, "{dir}/" + "b" * 300 + "/ckpt", "{dir}/\ud800", "/" + "c/" * 3000],
+    ids=["nul byte", "long path", "long name", "lone surrogate", "deep path"],
+)
+@pytest.mark.parametrize("root", [False, True])
+def test_events_naming_a_path_the_system_refuses_are_ignored_and_never_raise(
+    emu: Emulator, tmp_path: Path, logs: list[str], named: str, root: bool
+) -> None:
+    receiver = WebhookReceiver(SECRET, jwks_url=None, client=emu.client(), root=tmp_path if root else None,
+                               log=logs.append)  # fmt: skip
+    value = event(None, job="batches/x")
+    value["data"]["user_metadata"] = {"polars_gemini_checkpoint": named.format(dir=tmp_path)}
+    reply = receiver.handle(*signed(value, "msg_odd"))
+    assert reply.status == 200 and reply.body["status"] == "ignored" and len(reply.body["reason"]) < 400
+    assert any("ignored" in line for line in logs) and receiver.outcomes == []
+    with receiver.serve() as server:  # over HTTP too: an answer, not a dropped connection
+        assert post(server.url, *signed(value, "msg_odd2")).status == 200
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["whsec_%%%bad", "notwhsec", "whsec_YQ==", "whsec_", "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "YWJj" * 8],
+    ids=["not base64", "no prefix", "one byte", "empty", "23 bytes", "base64 without the prefix"],
+)
+def test_a_secret_that_is_no_standard_webhooks_secret_is_a_configuration_error(secret: str) -> None:
+    with pytest.raises(ConfigurationError, match="whsec_") as caught:
+        WebhookReceiver(secret, jwks_url=None)
+    shown = str(caught.value)
+    assert secret.removeprefix("whsec_") not in shown or not secret.removeprefix("whsec_")
+
+
+def test_a_secret_without_base64_padding_or_with_a_trailing_newline_is_the_same_key(
+    emu: Emulator, run_dir: Path, logs: list[str]
+) -> None:
+    for variant, msg_id in ((SECRET.rstrip("="), "msg_p1"), (SECRET + "\n", "msg_p2")):
+        receiver = WebhookReceiver(variant, jwks_url=None, client=emu.client(), log=logs.append)
+        assert receiver.handle(*signed(event(run_dir), msg_id)).status == 202
+        assert receiver.wait_idle(timeout=60)
+
+
+def test_the_command_with_a_typod_secret_is_exit_2_and_does_not_show_it(emu: Emulator) -> None:
+    proc = _serve(emu, "--jwks-url", "", secret="whsec_YQ==")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "24 bytes" in err and "YQ==" not in out + err
+
+
+def _raw(url: str, data: bytes) -> bytes:
+    """Sends `data` as is on one connection and returns all that comes back until the server closes it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_chunked_delivery_is_read_whole_and_the_connection_stays_in_step(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    emu.advance_time(601)
+    body, headers = signed(event(run_dir), "msg_chunked")
+    with receiver.serve() as server:
+        conn = http.client.HTTPConnection(urlsplit(server.url).hostname, urlsplit(server.url).port, timeout=30)
+        conn.request("POST", "/", body=iter([body[:10], body[10:]]), headers=headers, encode_chunked=True)
+        reply = conn.getresponse()
+        assert (reply.status, json.loads(reply.read())["status"]) == (202, "accepted")
+        conn.request("GET", "/")  # the same connection: nothing of the body was left to read as a request
+        health = conn.getresponse()
+        assert (health.status, json.loads(health.read())) == (200, {"status": "ok"})
+        conn.close()
+        assert receiver.wait_idle(timeout=60)
+        # refused at the line that makes them so (nothing sent after it, so that the close does not reset the reply)
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        big = _raw(server.url, head + b"80000\r\n" + b"x" * 0x80000 + b"\r\n80001\r\n")  # 1 MiB + 1 in all
+        assert big.startswith(b"HTTP/1.1 413") and big.count(b"HTTP/1.1") == 1
+        bad = _raw(server.url, head + b"zz\r\n")
+        assert bad.startswith(b"HTTP/1.1 400") and bad.count(b"HTTP/1.1") == 1
+        gzip = _raw(server.url, head.replace(b"chunked", b"gzip"))
+        assert gzip.startswith(b"HTTP/1.1 501") and gzip.count(b"HTTP/1.1") == 1
+    assert [o.status for o in receiver.outcomes] == ["done"] and pl.read_parquet(tmp_path / "out.parquet").height == 3
+
+
+def test_a_client_hanging_up_before_the_reply_leaves_no_traceback(
+    emu: Emulator, run_dir: Path, receiver: WebhookReceiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import struct
+    import threading
+    from urllib.parse import urlsplit
+
+    body, headers = signed(event(run_dir), secret=OTHER)  # refused at once: the reply is ready before the RST lands
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+    request += b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body
+    with receiver.serve() as server:
+        address = (urlsplit(server.url).hostname, urlsplit(server.url).port)
+        for _ in range(20):
+            sock = socket.create_connection(address, timeout=30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            sock.sendall(request)
+            sock.close()
+        assert _until(lambda: not [t for t in threading.enumerate() if "process_request" in t.name])
+        assert post(server.url, *signed(event(run_dir), secret=OTHER)).status == 401  # still serving
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_forged_tokens_with_random_kids_cause_at_most_one_jwks_refetch(
+    emu: Emulator, run_dir: Path, jwks: Jwks, rsa_keys: tuple[Any, Any], logs: list[str]
+) -> None:
+    import secrets
+
+    receiver = jwt_receiver(emu, jwks, logs)
+    assert receiver.handle(*jwt_signed(event(run_dir), jwks.key, "msg_k0")).status == 202
+    assert jwks.gets == 1
+    for i in range(20):
+        forged = jwt_signed(event(run_dir), rsa_keys[1], f"msg_f{i}", kid=secrets.token_hex(8))
+        assert receiver.handle(*forged).status == 401
+    assert jwks.gets <= 2  # one refetch for an unknown kid at most, then none for a minute
+    assert receiver.handle(*jwt_signed(event(run_dir), jwks.key, "msg_k1")).status == 202  # the known kid: cached
+    assert jwks.gets <= 2 and receiver.wait_idle(timeout=60)

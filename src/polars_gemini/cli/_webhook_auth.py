@@ -18,6 +18,15 @@ say that it covers the body:
   event is acted upon, and a body that says otherwise is refused;
 * else the token proves that the service sent something, not what: refused (401), since nothing it does not
   authenticate is resumed.
+
+The JWKS is fetched once and cached for an hour; a `kid` not in it makes the receiver fetch it again at most once
+every `REFETCH_SECONDS` (a key Google has just rotated in is found, while forged tokens with made-up kids cannot make
+the receiver fetch Google's JWKS on every request). The rate limit is kept here, not left to PyJWT's
+`cooldown_duration`, which only PyJWT 2.11 and later have.
+
+The HMAC secret is checked at start against the Standard Webhooks rule (spec/standard-webhooks.md, "Signature
+scheme": a symmetric signing secret is "Random. At least 24 bytes (192 bits, 512 maximum)", serialized "base64
+encoded, prefixed with `whsec_`"): a typo fails at start instead of refusing every real delivery.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +51,11 @@ GOOGLE_JWKS_URL = "https://generativelanguage.googleapis.com/.well-known/jwks.js
 INSTALL = "pip install 'polars-gemini[webhooks]'"
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _SKEW_SECONDS = 30  # clock skew allowed on exp and a future iat
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24
+"""The shortest HMAC key a Standard Webhooks secret may hold (the spec: "At least 24 bytes (192 bits...)")."""
+REFETCH_SECONDS = 60.0
+"""At most one JWKS fetch this often for tokens whose `kid` the cached JWKS does not have."""
 
 
 @dataclass(frozen=True)
@@ -68,18 +83,47 @@ def is_jwt(signature: str) -> bool:
 
 def load_verifier(secret: str) -> Any:
     """A `standardwebhooks.Webhook` for `secret`; a `ConfigurationError` (never quoting the secret) when the
-    library is missing or the secret is no `whsec_` secret."""
+    library is missing or the secret is no Standard Webhooks secret (`secret_key`).
+
+    >>> type(load_verifier("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).__name__
+    'Webhook'
+    """
     try:
         from standardwebhooks import Webhook
     except ImportError:
         raise ConfigurationError(f"The webhook receiver needs the standardwebhooks library: {INSTALL}.") from None
-    try:
-        return Webhook(secret)
-    except Exception:  # binascii.Error, EmptyWebhookSecretError, ...: all mean the same to the user
+    return Webhook(secret_key(secret))  # bytes: the library's own decoding would accept any typo
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_` secret: `whsec_` + standard base64 (padding optional, surrounding whitespace
+    ignored) of at least `MIN_SECRET_BYTES` bytes; else a `ConfigurationError` saying what is wrong, not the secret.
+
+    >>> len(secret_key("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+    24
+    """
+    where = "as the Gemini API returns it when the webhook is created (or the emulator's `webhook_secret`)"
+    text = secret.strip()
+    if not text.startswith(SECRET_PREFIX):
         raise ConfigurationError(
-            "The webhook signing secret must be 'whsec_' followed by base64, as the Gemini API (or the emulator's "
-            "`webhook_secret`) gives it; the secret given is not shown."
+            f"The webhook signing secret must start with '{SECRET_PREFIX}', {where}; the one given does not (it is "
+            "not shown). Check that the whole secret was copied into the variable."
+        )
+    encoded = text[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(
+            f"The webhook signing secret must be '{SECRET_PREFIX}' followed by base64, {where}; what follows "
+            f"'{SECRET_PREFIX}' in the one given is not base64 (it is not shown)."
         ) from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"The webhook signing secret holds a key of {len(key)} bytes; a Standard Webhooks secret "
+            f"('{SECRET_PREFIX}' and base64) holds at least {MIN_SECRET_BYTES} bytes, {where}. The secret is not "
+            "shown: check that all of it was copied."
+        )
+    return key
 
 
 def jwt_available() -> bool:
@@ -146,16 +190,46 @@ def check_timestamp(stamp: str, tolerance: float) -> int:
 
 class JwtCheck:
     """Per-job deliveries: an RS256 JWT in `webhook-signature`, its key from the JWKS at `jwks_url` (fetched once,
-    then cached by PyJWT's `PyJWKClient`, and fetched again for a `kid` it does not know)."""
+    then cached by PyJWT's `PyJWKClient` for an hour, and fetched again for a `kid` it does not know at most once
+    every `refetch_seconds`)."""
 
-    def __init__(self, jwks_url: str, audience: str | None, issuer: str | None, tolerance: float) -> None:
+    def __init__(
+        self,
+        jwks_url: str,
+        audience: str | None,
+        issuer: str | None,
+        tolerance: float,
+        refetch_seconds: float = REFETCH_SECONDS,
+    ) -> None:
         try:
             import jwt
         except ImportError:
             raise ConfigurationError(f"Verifying per-job (JWT-signed) webhooks needs PyJWT: {INSTALL}.") from None
         self._jwt = jwt
-        self._keys = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=10)
+        self._keys = jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=3600, timeout=10)
         self.jwks_url, self.audience, self.issuer, self.tolerance = jwks_url, audience, issuer, tolerance
+        self.refetch_seconds = refetch_seconds
+        self._refetch_lock = threading.Lock()
+        self._last_refetch = float("-inf")
+
+    def _signing_key(self, token: str) -> Any:
+        """The key of the token's `kid`: from the cached JWKS; else from a fresh fetch, unless one was made in the
+        last `refetch_seconds` (PyJWKClientError when there is none)."""
+        kid = self._jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str):
+            raise self._jwt.PyJWKClientError("the token names no kid")
+        key = self._keys.match_kid(self._keys.get_signing_keys(), kid)  # fetched only when not cached (or expired)
+        if key is None:
+            with self._refetch_lock:
+                now = time.monotonic()
+                refetch = now - self._last_refetch >= self.refetch_seconds
+                if refetch:
+                    self._last_refetch = now
+                # without a refetch, look again: another thread may have refetched meanwhile
+                key = self._keys.match_kid(self._keys.get_signing_keys(refresh=refetch), kid)
+        if key is None:
+            raise self._jwt.PyJWKClientError("no key in the JWKS has the token's kid")
+        return key.key
 
     def check(self, body: bytes, headers: Mapping[str, str]) -> Authentic:
         token = headers.get("webhook-signature", "").strip()
@@ -170,7 +244,7 @@ class JwtCheck:
     def _claims(self, token: str) -> dict[str, Any]:
         jwt = self._jwt
         try:
-            key = self._keys.get_signing_key_from_jwt(token).key
+            key = self._signing_key(token)
         except jwt.PyJWKClientConnectionError:
             raise Refused(503, f"cannot fetch the signing keys from {self.jwks_url}; try again later") from None
         except (jwt.PyJWKClientError, jwt.InvalidTokenError):

@@ -15,15 +15,23 @@ Checks, in order (nothing is done for a refused event):
   default, fetched once and cached), `exp` not passed, `iat` within `--tolerance`, `aud` equal to `--audience` and
   `iss` to `--issuer` when given; and the token must cover the event: a `body_sha256` claim matching the body, or
   the event itself in its claims (then a body saying otherwise is refused). 503 when the JWKS cannot be fetched;
-* 400: a signed body that is not a JSON event; 413: a body over 1 MiB;
+* 400: a signed body that is not a JSON event, or a malformed request; 413: a body over 1 MiB (a `Content-Length`
+  one, or a `Transfer-Encoding: chunked` one, read up to that size); 501: another transfer-encoding;
 * 200 `duplicate`: a webhook-id seen before (remembered in the checkpoint directory, `webhook_events.json`, so that
   a restarted receiver still knows it): the service delivers at least once;
 * 200 `ignored`: an event that names no usable checkpoint (not a batch event; a `polars_gemini_checkpoint` that is
   not a checkpoint directory, is outside `--root`, or whose jobs do not include the event's batch, `data.id`: a
-  misrouted or forged event; no checkpoint named and, under `--root`, none that has that batch): logged, and
-  acknowledged so that the service does not retry it for 24 hours;
+  misrouted or forged event; a path the system refuses, with a NUL byte or too long; no checkpoint named and, under
+  `--root`, none that has that batch): logged, and acknowledged so that the service does not retry it for 24 hours;
 * 202 `accepted`: the run is resumed (one resume at a time per checkpoint; an event arriving meanwhile runs it once
-  more afterwards).
+  more afterwards);
+* 500: the receiver itself failed (say its checkpoint directory is not writable): logged; the service retries.
+
+A resume that fails (any error: the API, a damaged checkpoint, a result file that cannot be written, a checkpoint
+another process holds beyond `settle_seconds`) is one log line and a `failed` outcome; the receiver goes on serving,
+and forgets the webhook-ids of the events that resume answered, so that a redelivery of one of them (or a replay) is
+acted upon rather than counted as a duplicate. The service redelivers only what was not acknowledged, and the 202
+was sent already: the dependable recovery is the run's next event, or `polars-gemini resume DIR`.
 
 Which checkpoint: the one `data.user_metadata` names (as the emulator sends it; else `data.userMetadata` or a
 top-level `user_metadata`), else, with `--root`, the checkpoint under it whose `jobs.parquet` lists the event's
@@ -42,7 +50,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -80,6 +90,9 @@ SEEN_FILE = "webhook_events.json"
 KEEP_IDS = 1000
 MAX_BODY_BYTES = 1 << 20
 BATCH_EVENTS = frozenset({"batch.succeeded", "batch.failed", "batch.expired", "batch.cancelled"})
+READ_TIMEOUT_SECONDS = 30.0
+"""How long a client may take over sending its request: a stalled one does not hold a thread for ever."""
+_LOG = logging.getLogger(__name__)  # debug lines only (hung-up clients); decisions go through the receiver's `log`
 
 
 @dataclass(frozen=True)
@@ -112,8 +125,10 @@ class WebhookReceiver:
     be missing, not both. `client` is the google-genai client for the resumes (default: from GEMINI_API_KEY, made at
     the first resume). `root` restricts the checkpoints it resumes to that directory's tree, and finds the checkpoint
     of an event whose metadata names none by its batch name. A run whose checkpoint another
-    process holds (the submitting command, still closing) is tried again for up to `settle_seconds`, as is one whose
-    job reports SUCCEEDED before its results are attached. `on_outcome` is called with each `ResumeOutcome`.
+    process holds (the submitting command, still closing) is tried again for up to `settle_seconds` (logged once),
+    as is one whose job reports SUCCEEDED before its results are attached; past that the resume fails, and the
+    webhook-ids it answered are forgotten (see the module). `on_outcome` is called with each `ResumeOutcome` (an
+    exception from it is logged). `handle` never raises.
 
     >>> receiver = WebhookReceiver("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     >>> receiver.handle(b"{}", {"webhook-id": "msg_1", "webhook-timestamp": "0",
@@ -151,7 +166,7 @@ class WebhookReceiver:
         self._client, self._on_outcome = client, on_outcome
         self._lock = threading.Condition()
         self._seen: set[str] = set()  # ids of events that named no checkpoint (those of runs live in the runs)
-        self._active: dict[Path, bool] = {}  # checkpoint -> resume again once the current one ends
+        self._queued: dict[Path, list[str]] = {}  # checkpoint with a worker -> ids of events its next resume answers
         self.outcomes: list[ResumeOutcome] = []
 
     def _jwt_check(self, jwks_url: str | None, audience: str | None, issuer: str | None) -> JwtCheck | None:
@@ -165,7 +180,15 @@ class WebhookReceiver:
     # -- the decision --------------------------------------------------------------------------------------------
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> Reply:
-        """The answer to one delivery (`headers` in any case); starts a resume when it is due."""
+        """The answer to one delivery (`headers` in any case); starts a resume when it is due. Never raises: a failure
+        of the receiver itself is logged and answered 500, so that the service delivers the event again."""
+        try:
+            return self._handle(body, headers)
+        except Exception as exc:
+            self._log(f"could not handle a delivery (500, the service will retry it): {_one_line(exc)}")
+            return Reply(500, {"error": "the receiver failed on this delivery; it is handled when retried"})
+
+    def _handle(self, body: bytes, headers: Mapping[str, str]) -> Reply:
         lowered = {name.lower(): value for name, value in headers.items()}
         try:
             auth = self._authenticate(body, lowered)
@@ -189,7 +212,11 @@ class WebhookReceiver:
             self._log(f"event {msg_id} ({kind} {job}): ignored, {why}")
             return Reply(200, {"status": "ignored", "reason": why})
         self._log(f"event {msg_id} ({kind} {job}): resuming {checkpoint}")
-        self._schedule(checkpoint)
+        try:
+            self._schedule(checkpoint, msg_id)
+        except Exception:
+            self._forget(checkpoint, [msg_id])  # answered 500: its retry must not be a duplicate
+            raise
         return Reply(202, {"status": "accepted", "checkpoint": str(checkpoint)})
 
     def _authenticate(self, body: bytes, headers: Mapping[str, str]) -> Authentic:
@@ -203,7 +230,15 @@ class WebhookReceiver:
         return self._hmac.check(body, headers)
 
     def _checkpoint(self, kind: str, batch: str, named: Any) -> tuple[Path | None, str]:
-        """The checkpoint directory to resume, or None and why not."""
+        """The checkpoint directory to resume, or None and why not (a path the system refuses is such a why)."""
+        try:
+            found, why = self._find(kind, batch, named)
+            return found, why if len(why) <= 300 else f"{why[:180]}...{why[-100:]}"  # a long forged path, cut
+        except (ValueError, OSError) as exc:  # a NUL byte, a lone surrogate, a name or path too long, ...
+            shown = repr(named)[:80] + ("..." if len(repr(named)) > 80 else "")
+            return None, f"{CHECKPOINT_KEY} {shown} cannot be used as a path ({_one_line(exc, 120)})"
+
+    def _find(self, kind: str, batch: str, named: Any) -> tuple[Path | None, str]:
         if kind not in BATCH_EVENTS:
             return None, f"{kind or 'an event without a type'} is not a batch event"
         if not batch:
@@ -242,27 +277,56 @@ class WebhookReceiver:
         ids = [*_seen_ids(checkpoint), msg_id][-KEEP_IDS:]
         write_json(checkpoint / SEEN_FILE, {"format": 1, "webhook_ids": ids})  # atomic: a crash keeps the old file
 
+    def _forget(self, checkpoint: Path, msg_ids: list[str]) -> None:
+        """Drops `msg_ids` from the checkpoint's remembered ids (their events were not acted upon to the end)."""
+        from polars_gemini.checkpoint.files import write_json
+
+        gone = set(msg_ids)
+        with self._lock:
+            ids = _seen_ids(checkpoint)
+            if gone.isdisjoint(ids):
+                return
+            try:
+                write_json(checkpoint / SEEN_FILE, {"format": 1, "webhook_ids": [i for i in ids if i not in gone]})
+            except OSError as exc:
+                self._log(f"{checkpoint}: cannot forget webhook-ids {sorted(gone)}: {_one_line(exc)}")
+
     # -- resuming -----------------------------------------------------------------------------------------------
 
-    def _schedule(self, checkpoint: Path) -> None:
+    def _schedule(self, checkpoint: Path, msg_id: str) -> None:
         with self._lock:
-            if checkpoint in self._active:
-                self._active[checkpoint] = True  # it runs once more when the current resume ends
+            if checkpoint in self._queued:
+                self._queued[checkpoint].append(msg_id)  # it runs once more when the current resume ends
                 return
-            self._active[checkpoint] = False
-        threading.Thread(target=self._work, args=(checkpoint,), name=f"resume {checkpoint.name}", daemon=True).start()
+            self._queued[checkpoint] = [msg_id]
+        try:
+            threading.Thread(target=self._work, args=(checkpoint,), name=f"resume {checkpoint.name}",
+                             daemon=True).start()  # fmt: skip
+        except BaseException:
+            with self._lock:
+                del self._queued[checkpoint]
+                self._lock.notify_all()
+            raise
 
     def _work(self, checkpoint: Path) -> None:
-        again = True
+        """Resumes `checkpoint` while events for it are queued. Nothing escapes: each failure is a failed outcome."""
         try:
-            while again:
-                self._finish(self._resume(checkpoint))
+            while True:
                 with self._lock:
-                    again = self._active[checkpoint]
-                    self._active[checkpoint] = False
+                    msg_ids = self._queued[checkpoint]
+                    if not msg_ids:
+                        return
+                    self._queued[checkpoint] = []
+                try:
+                    outcome = self._resume(checkpoint)
+                    if outcome.status == "failed":
+                        self._forget(checkpoint, msg_ids)
+                    self._finish(outcome)
+                except Exception as exc:  # a failure of the bookkeeping itself: logged, and the worker goes on
+                    self._log(f"{checkpoint}: resume failed: {_one_line(exc)}")
         finally:
             with self._lock:
-                del self._active[checkpoint]
+                del self._queued[checkpoint]
                 self._lock.notify_all()
 
     def _finish(self, outcome: ResumeOutcome) -> None:
@@ -274,11 +338,17 @@ class WebhookReceiver:
         elif outcome.status == "pending":
             self._log(f"{outcome.checkpoint}: jobs still running; their events will resume it")
         else:
-            self._log(f"{outcome.checkpoint}: resume failed: {outcome.error}")
+            self._log(f"{outcome.checkpoint}: resume failed: {outcome.error} (its webhook-ids are forgotten: a "
+                      f"redelivery tries again, as does `polars-gemini resume {outcome.checkpoint}`)")  # fmt: skip
         if self._on_outcome is not None:
-            self._on_outcome(outcome)
+            try:
+                self._on_outcome(outcome)
+            except Exception as exc:
+                self._log(f"{outcome.checkpoint}: the on_outcome callback failed: {_one_line(exc)}")
 
     def _resume(self, checkpoint: Path) -> ResumeOutcome:
+        """One resume; any exception is a failed outcome whose `error` is one line (the library's errors as they
+        are; anything else with its type, as it is unexpected)."""
         from polars_gemini.cli.etl import CliError
 
         try:
@@ -291,8 +361,10 @@ class WebhookReceiver:
             finally:
                 run.close()
             return self._write(checkpoint, result, error_col)
-        except (GeminiBatchError, CliError, OSError) as exc:
-            return ResumeOutcome(str(checkpoint), "failed", error=str(exc))
+        except (GeminiBatchError, CliError) as exc:
+            return ResumeOutcome(str(checkpoint), "failed", error=_one_line(exc, with_type=False))
+        except Exception as exc:  # OSError, a raw Polars error, a bug: the same outcome, never a dead thread
+            return ResumeOutcome(str(checkpoint), "failed", error=_one_line(exc))
 
     def _open(self, checkpoint: Path) -> Any:
         """`polars_gemini.resume`, waiting while another process holds the checkpoint (up to `settle_seconds`)."""
@@ -302,9 +374,11 @@ class WebhookReceiver:
         while True:
             try:
                 return polars_gemini.resume(checkpoint, client=self._api(), progress=False)
-            except CheckpointLockedError:
+            except CheckpointLockedError as exc:
                 if time.monotonic() + delay > deadline:
                     raise
+                if delay == 0.1:
+                    self._log(f"{_one_line(exc, with_type=False)} Trying again for up to {self.settle_seconds:g} s.")
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -340,7 +414,7 @@ class WebhookReceiver:
         """Waits until no resume is running or queued; False if `timeout` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._active:
+            while self._queued:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -362,6 +436,13 @@ class WebhookReceiver:
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+def _one_line(exc: BaseException, limit: int = 500, *, with_type: bool = True) -> str:
+    """`exc` for a log line: its message on one line (Polars errors span several), cut at `limit` characters."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    text = f"{type(exc).__name__}: {text}" if with_type else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _event(body: bytes) -> dict[str, Any] | None:
@@ -462,33 +543,102 @@ class ReceiverServer(ThreadingHTTPServer):
         host, port = str(self.server_address[0]), self.server_address[1]
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside a reply: a client that hung up or stalled is a debug line (no traceback
+        on stderr); anything else one log line."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            _LOG.debug("webhook client %s went away: %s", client_address, type(exc).__name__)
+        elif exc is not None:
+            self.receiver._log(f"an HTTP connection failed: {_one_line(exc)}")
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_LINE_BYTES = 4096  # a chunk-size line or a trailer line
+_TRAILER_LINES = 64
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: ReceiverServer
     protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT_SECONDS
 
     def do_POST(self) -> None:
         try:
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            self.close_connection = True
-            self._send(Reply(413 if length > 0 else 400, {"error": f"a body of 0 to {MAX_BODY_BYTES} bytes, please"}))
+            body = self._body()
+        except _BadRequest as bad:
+            self.close_connection = True  # what is left of the body is not read: never parse it as a request
+            self._send(Reply(bad.status, {"error": bad.message}))
             return
-        body = self.rfile.read(length)
         self._send(self.server.receiver.handle(body, dict(self.headers.items())))
+
+    def _body(self) -> bytes:
+        """The request body: `Content-Length` bytes, or a `Transfer-Encoding: chunked` body (which takes precedence,
+        RFC 9112 section 6.3; the connection is then closed after the reply if both were sent)."""
+        encodings = self.headers.get_all("transfer-encoding") or []
+        lengths = {value.strip() for value in self.headers.get_all("content-length") or []}
+        if encodings:
+            if [e.strip().lower() for e in ",".join(encodings).split(",")] != ["chunked"]:
+                raise _BadRequest(501, "only a chunked transfer-encoding is supported (or send a content-length)")
+            if lengths:
+                self.close_connection = True
+            return self._chunked()
+        if len(lengths) > 1 or not all(_DIGITS.fullmatch(value) for value in lengths):
+            raise _BadRequest(400, "the content-length header is not one whole number")
+        length = int(lengths.pop()) if lengths else 0
+        if length > MAX_BODY_BYTES:
+            raise _BadRequest(413, f"a body of 0 to {MAX_BODY_BYTES} bytes, please")
+        return self.rfile.read(length)
+
+    def _chunked(self) -> bytes:
+        malformed = _BadRequest(400, "a malformed chunked body")
+        chunks, total = [], 0
+        while True:
+            line = self.rfile.readline(_LINE_BYTES + 1)
+            size_text = line.split(b";", 1)[0].strip()  # a chunk extension is ignored
+            if len(line) > _LINE_BYTES or not line.endswith(b"\n") or not _CHUNK_SIZE.fullmatch(size_text):
+                raise malformed
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _BadRequest(413, f"a body of 0 to {MAX_BODY_BYTES} bytes, please")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.read(2) != b"\r\n":
+                raise malformed
+            chunks.append(chunk)
+        for _ in range(_TRAILER_LINES):  # trailer fields, ignored, up to the empty line
+            line = self.rfile.readline(_LINE_BYTES + 1)
+            if line in (b"\r\n", b"\n"):
+                return b"".join(chunks)
+            if not line or len(line) > _LINE_BYTES:
+                raise malformed
+        raise malformed
 
     def do_GET(self) -> None:
         self._send(Reply(200, {"status": "ok"}))
 
     def _send(self, reply: Reply) -> None:
         data = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(reply.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            if self.close_connection:
+                self.send_header("connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+        except ConnectionError as exc:  # the client hung up before the reply: nothing to tell it
+            self.close_connection = True
+            _LOG.debug("webhook client %s hung up before the reply: %s", self.client_address, type(exc).__name__)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the receiver logs each decision itself, without headers
