@@ -58,8 +58,9 @@ def add_commands(sub: Any) -> None:
     _inputs(submit, checkpoint_required=True)
     _unsticking(submit)
     submit.add_argument("--webhook", action="append", metavar="URL",
-                        help="POST a signed event to URL when each job ends (repeatable); `polars-gemini webhook "
-                             "serve` there finishes the run")  # fmt: skip
+                        help="POST a signed event to URL when each job ends (repeatable; 'registered': the "
+                             "project's registered webhooks); `polars-gemini webhook serve` there finishes the "
+                             "run")  # fmt: skip
     submit.add_argument("--output", "-o", help="the result file that `resume` and the webhook receiver write when "
                                                "the run is done (kept in the checkpoint)")  # fmt: skip
     status = sub.choices["status"]
