@@ -93,10 +93,13 @@ def test_retry_rounds_keep_the_answer_that_stands(tmp_path: Path) -> None:
                                             checkpoint=tmp_path / "ck", **opts)  # fmt: skip
         assert emu.calls("batches.create") > 3  # a retry round ran
         run = polars_gemini.resume(tmp_path / "ck", client=emu.client(), **FAST)
-        expected = run.result()
+        expected, cost = run.result(), run.cost()
         run.close()
     got = pl.read_parquet(report.path)
     assert_frame_equal(got, expected)
+    # The lean store's cost, summed job by job, is the in-memory store's, every attempt included.
+    assert report.cost.actual == pytest.approx(cost.actual) and report.cost.tokens == cost.tokens
+    assert cost.actual is not None and cost.tokens["input"] > 0
     answered = got.filter(pl.col("text").str.ends_with("7"))
     assert answered.height and answered.get_column("response_error").null_count() == answered.height
 

@@ -278,6 +278,18 @@ class Store:
         lazy = pl.concat(self.scans(), how="diagonal_relaxed")
         return (lazy if columns is None else lazy.select(columns)).collect()
 
+    def job_results(self, name: str, columns: Sequence[str]) -> pl.DataFrame:
+        """`columns` of the results stored for the job named `name` (none if it has none yet)."""
+        with self._lock:
+            files = [f for f in self._files if f.stem == name]
+            frames = [f for f in self._results if f.height and f.item(0, JOB) == name]
+        if files:
+            return pl.concat([pl.read_parquet(f, columns=list(columns)) for f in files])
+        if frames:
+            return pl.concat([f.select(columns) for f in frames])
+        empty = empty_results().with_columns(pl.lit(None, pl.Int32).alias(ATTEMPT), pl.lit(None, pl.String).alias(JOB))
+        return empty.select(columns)
+
     def latest(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The result that stands per key: the most recent answer if there is one, else the most recent error.
 

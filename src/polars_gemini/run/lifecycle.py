@@ -785,7 +785,16 @@ class Run:
     def cost(self) -> RunCost:
         """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""
         mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
-        results = self.store.results(["job", USAGE]).filter(pl.col("job").is_in(list(mine)))
+        if not self.store.lean:
+            return self._cost_of(self.store.results(["job", USAGE]).filter(pl.col("job").is_in(list(mine))), mine)
+        # One job's usage at a time: every request's of a streamed run at once would be about 1 GB at 10M requests.
+        parts = [self._cost_of(self.store.job_results(name, ["job", USAGE]), mine) for name in [*mine, ""]]
+        actual = None if any(p.actual is None for p in parts) else sum(p.actual or 0.0 for p in parts)
+        tokens = {k: sum(p.tokens[k] for p in parts) for k in parts[0].tokens}
+        return RunCost(self.estimate, actual, tokens)
+
+    def _cost_of(self, results: pl.DataFrame, mine: dict[str, str]) -> RunCost:
+        """What `results` (job and usage columns) cost, given each job's transport (`mine`)."""
         price = self.options.prices.get(self.plan.spec.model)
         transport = pl.col("job").replace_strict(mine, default="batch")
         sync = results.filter(transport == "sync")
