@@ -6,6 +6,7 @@ Nothing here touches the network, so every error a plan can find is raised befor
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,17 +111,23 @@ def plan_fingerprint(plan: Plan) -> str:
     """What makes two calls the same work: the same requests for the same rows (keys hash model, config, schema and
     prompt). Equal to hashing the keys one after the other, in one call: the keys joined into one string."""
     digest = hashlib.sha256(plan.spec.fingerprint.encode())
-    _update(digest, plan.rows.get_column(KEY).fill_null("-"))
+    _update(digest, _slices(plan.rows.get_column(KEY).fill_null("-")))
     return digest.hexdigest()
 
 
 _HASH_SLICE = 1_000_000  # keys joined into one string at a time: 32 MB, where all of 10M rows' keys would be 320 MB
 
 
-def _update(digest: hashlib._Hash, keys: pl.Series) -> None:
-    """Feed `keys`, one after the other, to `digest`: the same digest as all of them joined into one string."""
+def _update(digest: hashlib._Hash, parts: Iterator[pl.Series]) -> None:
+    """Feed the keys of `parts`, one after the other, to `digest`: the same digest as all of them joined into one
+    string."""
+    for part in parts:
+        digest.update(part.str.join("").item().encode())
+
+
+def _slices(keys: pl.Series) -> Iterator[pl.Series]:
     for start in range(0, keys.len(), _HASH_SLICE):
-        digest.update(keys.slice(start, _HASH_SLICE).str.join("").item().encode())
+        yield keys.slice(start, _HASH_SLICE)
 
 
 def run_id_for(plan: Plan, limits: Limits) -> str:
@@ -128,11 +135,22 @@ def run_id_for(plan: Plan, limits: Limits) -> str:
     names, so a second call finds the jobs of the first one on the service instead of paying for them again."""
     # The set of requests, not the rows' order: the same work read in another order (a group_by, several files, a
     # shuffled frame) finds the same jobs.
-    keys = plan.requests.get_column(KEY).sort()
     digest = hashlib.sha256(plan.spec.fingerprint.encode())
-    _update(digest, keys)
+    _update(digest, _sorted(plan.requests.get_column(KEY)))
     digest.update(repr(sorted(asdict(limits).items())).encode())
     return digest.hexdigest()[:12]
+
+
+def _sorted(keys: pl.Series) -> Iterator[pl.Series]:
+    """`keys` sorted, a slice at a time. Request keys (32 lowercase hex digits) sort as the UInt128 numbers they
+    spell: sorting those and gathering the strings a slice at a time holds about a third of what a sorted copy of
+    the strings does (0.5 GB at 10M keys)."""
+    if keys.is_empty() or not keys.str.contains("^[0-9a-f]{32}$").all():
+        yield from _slices(keys.sort())
+        return
+    order = keys.str.to_integer(base=16, dtype=pl.UInt128).arg_sort()
+    for start in range(0, order.len(), _HASH_SLICE):
+        yield keys.gather(order.slice(start, _HASH_SLICE))
 
 
 def output_columns(spec: RequestSpec, output: str, prefix: str, usage: bool = False) -> list[str]:
