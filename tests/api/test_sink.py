@@ -17,6 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import polars_gemini
+from polars_gemini import ConfigurationError
 from polars_gemini.emulator import Emulator, ResponderRequest
 from polars_gemini.prepare.plan import Limits, make_plan
 from polars_gemini.prepare.requests import build_spec
@@ -200,3 +201,15 @@ def test_a_checkpointed_embedding_run_resumed_with_stream_is_sunk_whole(tmp_path
         run.close()
     assert_frame_equal(pl.read_parquet(report.path), expected)
     assert report.rows == 4 and report.failed == 1
+
+
+@pytest.mark.parametrize("kind", ["directory", "under a file", "not a path"])
+def test_a_path_that_cannot_be_written_is_refused_before_anything_is_sent(
+    emu: Emulator, tmp_path: Path, kind: str
+) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    path: object = {"directory": tmp_path, "under a file": tmp_path / "file.txt" / "out.parquet", "not a path": 3}[kind]
+    with pytest.raises(ConfigurationError, match="path"):
+        polars_gemini.sink_parquet(pl.DataFrame({"t": ["a"]}).lazy(), path, "{t}",  # type: ignore[arg-type]
+                                   model="gemini-2.0-flash", client=emu.client(), progress=False)  # fmt: skip
+    assert not emu.requests

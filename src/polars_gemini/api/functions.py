@@ -50,7 +50,7 @@ from polars_gemini.prepare.stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini.prepare.template import prompt_exprs
 from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions, SinkReport
 from polars_gemini.run.results import parse_lines
-from polars_gemini.run.sink import DEFAULT_SINK_BUDGET
+from polars_gemini.run.sink import DEFAULT_SINK_BUDGET, sink_target
 from polars_gemini.service import gemini as _client
 from polars_gemini.service.sync import run_sync
 from polars_gemini.tokens.exact import TokenizerLike, load_tokenizer
@@ -451,6 +451,7 @@ def sink_parquet(
     (10000000, 0)
     """
     check_options({"timeout": timeout, "memory_budget": memory_budget})  # the others are checked by submit
+    sink_target(path)  # a path that cannot be written is said before anything is sent
     streamed = memory_budget is None and media is None and mode == "batch"
     with batch_call():
         run = submit(

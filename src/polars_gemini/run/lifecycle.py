@@ -768,9 +768,9 @@ class Run:
         budget = _sink.DEFAULT_SINK_BUDGET if memory_budget is None else memory_budget
         if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
             raise ConfigurationError(f"memory_budget is a number of bytes > 0, e.g. 512_000_000; got {budget!r}.")
+        target = _sink.sink_target(path)
         if not self.done:
             self.wait(timeout)
-        target = Path(path)
         if self.plan.spec.embeds:  # vectors: not chunked yet
             write_parquet(target, self.result())
         else:

@@ -12,6 +12,7 @@ source, so writing one chunk overlaps with assembling the next.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from polars.io.plugins import register_io_source
 
 from polars_gemini.checkpoint.files import sink_parquet
 from polars_gemini.checkpoint.store import Store
+from polars_gemini.core.errors import ConfigurationError
 from polars_gemini.core.result_columns import ERROR, KEY, TEXT, USAGE, empty_results
 from polars_gemini.cost.estimate import usage_columns
 from polars_gemini.prepare.plan import Plan
@@ -28,6 +30,21 @@ from polars_gemini.run.assemble import answer_columns, join_rows, per_request
 DEFAULT_SINK_BUDGET = 512_000_000  # bytes a sink may hold at once when the caller gives no memory_budget
 _ANSWER_BYTES = 400  # per row, on top of the input row: key, answer text, error, usage and their copies
 _MIN_CHUNK = 10_000
+
+
+def sink_target(path: object) -> Path:
+    """The result file to write, checked before anything is sent or waited for: a path that is not a directory and
+    whose existing parent is a directory (missing folders are created when it is written)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ConfigurationError(f"path must be a file path, e.g. 'labelled.parquet'; got {path!r}.")
+    target = Path(path)
+    if target.is_dir():
+        example = str(target / "out.parquet")
+        raise ConfigurationError(f"path {str(target)!r} is a directory; name the Parquet file, e.g. {example!r}.")
+    parent = next((p for p in target.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigurationError(f"path {str(target)!r} is under {str(parent)!r}, which is a file, not a directory.")
+    return target
 
 
 def sink_chunk_rows(frame: pl.DataFrame | pl.LazyFrame, memory_budget: int) -> int:
