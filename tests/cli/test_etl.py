@@ -271,3 +271,14 @@ def test_a_checkpoint_busy_in_another_process_is_exit_5_try_later(reviews: Path,
         assert tick.returncode == 5, tick.stderr
         assert report(tick)["status"] == "pending"
         assert "is in use by another process" in tick.stderr
+
+
+@pytest.mark.parametrize("name", ["out.xlsx", "folder.parquet"])
+def test_run_with_an_output_it_cannot_write_is_exit_2_and_sends_nothing(
+    emu: Emulator, reviews: Path, tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "folder.parquet").mkdir()
+    proc = cli(emu, "run", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "-o", str(tmp_path / name))
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown file type" in proc.stderr or "is a directory" in proc.stderr
+    assert not emu.requests

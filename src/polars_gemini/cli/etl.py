@@ -180,6 +180,8 @@ def check_output(target: str) -> None:
     suffix = Path(target).suffix.lower()
     if suffix not in _OUTPUTS:
         raise CliError(f"{target}: unknown file type {suffix or '(none)'}; use one of {', '.join(sorted(_OUTPUTS))}.")
+    if Path(target).is_dir():
+        raise CliError(f"{target} is a directory; name the result file, e.g. {Path(target) / 'out'!s}{suffix}.")
 
 
 def record_output(checkpoint: str | Path, target: str) -> None:
@@ -319,6 +321,7 @@ def _submit(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import polars_gemini
 
+    check_output(args.output)  # before anything is sent: a file type or path that cannot be written
     frame = scan(args.input)
     run = polars_gemini.submit(frame, args.template, **_call_options(args), client=_client(),
                                checkpoint=args.checkpoint, max_cost=args.max_cost, progress=_progress(),
