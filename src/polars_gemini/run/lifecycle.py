@@ -38,6 +38,7 @@ from polars_gemini.run import media as _media
 from polars_gemini.run import sink as _sink
 from polars_gemini.run.assemble import answer_columns, embedding_columns, join_rows, per_request, per_row
 from polars_gemini.run.decode import decode_answers
+from polars_gemini.run.predictions import parse_predictions, request_digests
 from polars_gemini.run.results import (
     GONE_CODE,
     JOB_STATE_CODES,
@@ -52,6 +53,7 @@ from polars_gemini.run.results import (
     synthetic_errors,
 )
 from polars_gemini.service import gemini as _client
+from polars_gemini.service import storage as _storage
 from polars_gemini.service.responses import inline_embed_frame, inline_lines
 from polars_gemini.service.sync import run_sync
 
@@ -71,6 +73,8 @@ MAX_ACTIVE_JOBS = 100  # the service's limit on concurrent batch jobs per projec
 _PAYLOAD_TOO_LARGE = ("payload size", "too large", "exceeds the limit")
 FLEX_CHUNK = 256  # requests per Flex record: stored together, so a crash re-sends at most this many
 _TOKEN_MARGIN = 0.7  # jobs are cut at 70% of the enqueued-token budget: token counts here are estimates
+VERTEX_MAX_REQUESTS = 200_000  # Vertex AI: requests per batch prediction job
+VERTEX_FILE_BYTES = 1_000_000_000  # Vertex AI: bytes per input file (cut at 90%: the sizes here are estimates)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class RunOptions:
     webhook: tuple[str, ...] = ()  # URIs the service notifies when each job ends (its `webhook_config`)
     stuck_after: float | None = None  # hours a job may stay PENDING/RUNNING before it is cancelled and sent another way
     fallback: str = "batch"  # how a stuck or expired job's requests (and other retries) go again: "batch" or "flex"
+    staging: str | None = None  # Vertex AI: the gs:// prefix that request shards and predictions are written under
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class Run:
     _flex_lines: dict[str, list[str]] = field(default_factory=dict, repr=False)  # Flex answers, without a checkpoint
     _counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # (store version, done, failed)
     _rows_file: Path | None = field(default=None, repr=False)  # the plan's rows while spilled (`spill_rows`)
+    storage: Any = field(default=None, repr=False)  # Vertex AI: the google.cloud.storage.Client of the staging bucket
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -290,6 +296,10 @@ class Run:
         Sizes are bytes, tokens an estimate from the bytes: a margin keeps a shard of denser-than-average text under
         the budget too."""
         limits, budget = self.options.limits, self.options.max_enqueued_tokens
+        if self.vertex:  # Cloud Storage files only, within Vertex AI's limits per job
+            most = min(limits.max_requests or VERTEX_MAX_REQUESTS, VERTEX_MAX_REQUESTS)
+            files = min(limits.file_bytes, int(VERTEX_FILE_BYTES * 0.9))
+            limits = dataclasses.replace(limits, inline_bytes=0, inline_requests=0, max_requests=most, file_bytes=files)
         if budget is None:
             return limits
         cap = max(int(budget * _TOKEN_MARGIN / max(self._tokens_per_byte(), 1e-9)), 1)
@@ -354,7 +364,7 @@ class Run:
         """A create refused for quota waits for our own jobs to finish. With none of ours running (other jobs of the
         project hold the quota, or one job is larger than it), it waits as long as the retry policy would for any
         call (attempts x max_delay: 6 minutes by default), then says what to do."""
-        queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
+        queued = [j for j in self.store.active_jobs() if j.state == "QUEUED" and j.name is None]
         if not queued or active or any(j.name for j in self.store.active_jobs()):
             self._refused_since = None
             return
@@ -394,10 +404,45 @@ class Run:
             self._tokens[job.display_name] = int(int(sizes.sum() or 0) * self._tokens_per_byte())
         return self._tokens[job.display_name]
 
+    @property
+    def vertex(self) -> bool:
+        """Whether this run's jobs are Vertex AI batch prediction jobs (over Cloud Storage)."""
+        return _client.is_vertex(self.client)
+
+    def _storage(self) -> Any:
+        if self.storage is None:
+            self.storage = _storage.storage_client(self._api(), None)
+        return self.storage
+
+    def _stage(self, job: JobRecord) -> None:
+        """A Vertex AI job's request shard written to Cloud Storage, and where its predictions will go: both names
+        fixed by the job's display name and recorded before the create call, so a crash re-uploads the same object
+        and the job found on the service is known by its output location too."""
+        assert self.options.staging is not None
+        where = _storage.staging_uri(self.options.staging, self._prefix_base(), job.display_name)
+        uri = f"{where}/input.jsonl"
+        with _UPLOADS:  # bounds the request files held in memory at once
+            if job.input_path is not None:
+                path = Path(job.input_path)
+                if not path.is_absolute() and self.store.root is not None:
+                    path = self.store.root / path
+                _storage.upload(self._storage(), uri, path, f"Writing the requests of {job.display_name} to {uri}")
+            else:
+                prompts = self.plan.prompts(self.store.job_keys(job))
+                data = encode_jsonl(prompts, self.plan.spec, self.media_parts(prompts))
+                _storage.upload(self._storage(), uri, data, f"Writing the requests of {job.display_name} to {uri}")
+        self.store.update(job, input_file=uri, result_file=f"{where}/predictions")
+
     def _create(self, job: JobRecord) -> None:
         src: Any
+        dest: str | None = None
         spec = self.plan.spec
-        if job.transport == "inline":
+        if self.vertex:
+            if job.input_file is None:
+                self._stage(job)
+            assert job.input_file is not None
+            src, dest = types.BatchJobSource(format="jsonl", gcs_uri=[job.input_file]), job.result_file
+        elif job.transport == "inline":
             prompts = self.plan.prompts(self.store.job_keys(job))
             if spec.embeds:
                 src = inline_embed_requests(prompts, spec)
@@ -414,7 +459,7 @@ class Run:
                 snap = _client.create_embed_job(self._api(), spec.model, src, job.display_name, self.options.retry)
             else:
                 snap = _client.create_job(self._api(), spec.model, src, job.display_name, self.options.retry,
-                                          self._webhook(job))  # fmt: skip
+                                          self._webhook(job), dest)  # fmt: skip
         except _client.CreateOutcomeUnknown:
             return  # stays CREATING: the next step looks it up again (`_recover`), never creates it blindly
         except APIError as exc:
@@ -492,7 +537,7 @@ class Run:
             return  # the service can report SUCCEEDED before the results file is attached: poll again
         if snap.done:
             self._collect(job, snap)
-        elif snap.state in ("PENDING", "RUNNING") and self._is_stuck(job, snap):
+        elif snap.state in ("PENDING", "RUNNING", "QUEUED") and self._is_stuck(job, snap):
             self._unstick(job, snap)  # again at each poll until the cancel lands
 
     def _is_stuck(self, job: JobRecord, snap: _client.JobSnapshot) -> bool:
@@ -567,7 +612,10 @@ class Run:
             results = pl.concat([results, synthetic_errors(missing, code, message)], how="diagonal_relaxed")
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
         if job.input_file and not self.options.keep_files:
-            _client.delete_file(self._api(), job.input_file, self.options.retry)
+            if self.vertex:  # its predictions stay until the run is done (`cleanup_staging`): they are its results
+                _storage.delete(self._storage(), job.input_file)
+            else:
+                _client.delete_file(self._api(), job.input_file, self.options.retry)
 
     def _decoded(self, results: pl.DataFrame) -> pl.Series | None:
         """The answers as the caller will get them: typed values in schema mode (null where invalid), else text."""
@@ -582,7 +630,9 @@ class Run:
     def _download(self, job: JobRecord, snap: _client.JobSnapshot) -> pl.DataFrame:
         if self.plan.spec.embeds:
             return self._download_embeddings(job, snap)
-        if snap.inlined is not None:
+        if self.vertex:
+            results, unreadable = self._download_predictions(job, snap)
+        elif snap.inlined is not None:
             results, unreadable = parse_results(inline_lines(snap.inlined), f"job {job.name}")
         elif self.store.lean:
             results, unreadable = self._download_lean(job, snap)
@@ -600,6 +650,50 @@ class Run:
                 stacklevel=2,
             )
         return results
+
+    def _download_predictions(self, job: JobRecord, snap: _client.JobSnapshot) -> tuple[pl.DataFrame, int]:
+        """A Vertex AI job's prediction files, read from Cloud Storage one at a time (streamed to disk and parsed in
+        chunks by a lean store; whole otherwise, with their lines kept), each line joined to its request by key
+        or, where the key did not come back, by the digest of its echoed request (`run.predictions`)."""
+        where = snap.output_dir or job.result_file
+        assert where is not None
+        if not where.startswith("gs://"):
+            raise APIError(f"Job {job.name} wrote its predictions to {where}, which is not in Cloud Storage.")
+        files = _storage.list_objects(self._storage(), where, ".jsonl")
+        if not files:
+            raise APIError(f"Job {job.name} ended {snap.state} but no prediction file is under {where}.", code=404)
+        cache: list[pl.DataFrame] = []
+
+        def digests() -> pl.DataFrame:  # the job's own request lines, encoded again only if some key is missing
+            if not cache:
+                prompts = self.plan.prompts(self.store.job_keys(job))
+                cache.append(request_digests(split_lines(encode_jsonl(prompts, self.plan.spec,
+                                                                      self.media_parts(prompts)))))  # fmt: skip
+            return cache[0]
+
+        def parse(lines: pl.Series, what: str) -> tuple[pl.DataFrame, int]:
+            return parse_predictions(lines, what, digests)
+
+        done: list[tuple[pl.DataFrame, int]] = []
+        with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
+            for index, uri in enumerate(files):
+                path = Path(tmp) / f"predictions-{index}.jsonl"
+                _storage.download_to(self._storage(), uri, path, f"Reading the predictions of {job.name} ({uri})")
+                if self.store.lean:
+                    done.append(parse_results_file(path, f"job {job.name}", parse))
+                else:
+                    done.append(parse(split_lines(path.read_bytes()), f"job {job.name}"))
+                path.unlink()
+        results = pl.concat([r for r, _ in done], how="diagonal_relaxed")
+        return results, sum(u for _, u in done)
+
+    def cleanup_staging(self) -> int:
+        """Delete what this run wrote under `staging` (its request shards and predictions), once the run is done,
+        unless `keep_files`; how many objects. A Developer API run has none."""
+        if not self.vertex or self.options.staging is None or self.options.keep_files:
+            return 0
+        prefix = _storage.staging_uri(self.options.staging, self._prefix_base())
+        return _storage.delete_prefix(self._storage(), prefix)
 
     def _download_lean(self, job: JobRecord, snap: _client.JobSnapshot) -> tuple[pl.DataFrame, int]:
         """A results file streamed to disk and parsed from there a chunk at a time, without its raw lines (a lean
@@ -657,7 +751,8 @@ class Run:
             if any(j.name is None and j.state != "QUEUED" for j in self.store.active_jobs()):
                 self._recover()
             self.refresh()
-            queued = [j for j in self.store.active_jobs() if j.state == "QUEUED"]
+            # Ours, never created (a Vertex AI job of that state is created and waits on the service's side).
+            queued = [j for j in self.store.active_jobs() if j.state == "QUEUED" and j.name is None]
             if queued:
                 self._launch(queued)
             if self.store.active_jobs():
@@ -666,6 +761,7 @@ class Run:
                 self._submit_round()
             if self.done:
                 self.cleanup_media()
+                self.cleanup_staging()
             return self.done
 
     def status(self) -> RunStatus:

@@ -31,29 +31,34 @@ from polars_gemini.core.result_columns import (
 
 _STATUS = pl.Struct({"code": pl.Int64, "message": pl.String, "status": pl.String})
 _PART = pl.Struct({"text": pl.String, "thought": pl.Boolean})
+RESPONSE_DTYPE = pl.Struct(
+    {
+        "candidates": pl.List(
+            pl.Struct(
+                {
+                    "content": pl.Struct({"parts": pl.List(_PART)}),
+                    "finishReason": pl.String,
+                    "finishMessage": pl.String,
+                }
+            )
+        ),
+        "promptFeedback": pl.Struct({"blockReason": pl.String, "blockReasonMessage": pl.String}),
+        "usageMetadata": USAGE_DTYPE,
+    }
+)
+"""The parts of a GenerateContentResponse that the results table is made of."""
+STATUS_DTYPE = _STATUS
 _LINE_DTYPE = pl.Struct(
     {
         "key": pl.String,
         "metadata": pl.Struct({"key": pl.String}),
-        "response": pl.Struct(
-            {
-                "candidates": pl.List(
-                    pl.Struct(
-                        {
-                            "content": pl.Struct({"parts": pl.List(_PART)}),
-                            "finishReason": pl.String,
-                            "finishMessage": pl.String,
-                        }
-                    )
-                ),
-                "promptFeedback": pl.Struct({"blockReason": pl.String, "blockReasonMessage": pl.String}),
-                "usageMetadata": USAGE_DTYPE,
-            }
-        ),
+        "response": RESPONSE_DTYPE,
         "error": _STATUS,
         "status": _STATUS,
     }
 )
+LINE_DTYPE = _LINE_DTYPE
+"""A result line of the Gemini Developer API, decoded: what `result_fields` reads from a struct column `p`."""
 # Codes a retry can fix: gRPC UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE, and their
 # HTTP forms. CANCELLED (1) is deliberately absent: a job the user cancelled is not resubmitted behind their back.
 RETRYABLE_CODES = (2, 4, 8, 10, 13, 14, 408, 429, 500, 502, 503, 504)
@@ -111,13 +116,16 @@ def parse_results(lines: pl.Series, where: str) -> tuple[pl.DataFrame, int]:
 _RESULTS_CHUNK_BYTES = 32 * 2**20  # a results file is parsed this much at a time by `parse_results_file`
 
 
-def parse_results_file(path: Path, where: str) -> tuple[pl.DataFrame, int]:
-    """`parse_results` over a results file on disk, 32 MB of lines at a time (two chunks in flight), each chunk's
-    raw lines dropped once parsed: memory holds the parsed results and a chunk or two of text, never the whole file
-    (gigabytes for a job of millions of requests) nor its lines."""
+def parse_results_file(
+    path: Path, where: str, parser: Callable[[pl.Series, str], tuple[pl.DataFrame, int]] | None = None
+) -> tuple[pl.DataFrame, int]:
+    """`parse_results` (or `parser`, for another service's lines) over a results file on disk, 32 MB of lines at a
+    time (two chunks in flight), each chunk's raw lines dropped once parsed: memory holds the parsed results and a
+    chunk or two of text, never the whole file (gigabytes for a job of millions of requests) nor its lines."""
+    parse_lines_of = parser or parse_results
 
     def parse(chunk: bytes) -> tuple[pl.DataFrame, int]:
-        results, unreadable = parse_results(split_lines(chunk), where)
+        results, unreadable = parse_lines_of(split_lines(chunk), where)
         return results.drop(LINE), unreadable
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -128,7 +136,7 @@ def parse_results_file(path: Path, where: str) -> tuple[pl.DataFrame, int]:
 
 
 def _fields(frame: pl.DataFrame) -> pl.DataFrame:
-    """The result columns from the decoded lines (struct column `p`) and the raw ones (`line`)."""
+    """The result columns from the decoded lines (struct column `p`, `LINE_DTYPE`) and the raw ones (`line`)."""
     p = pl.col("p")
     cand = p.struct.field("response").struct.field("candidates").list.first()
     parts = cand.struct.field("content").struct.field("parts")
@@ -177,6 +185,9 @@ def _error_message(status: pl.Expr, block: pl.Expr, finish: pl.Expr, response: p
         .when(response.struct.field("candidates").list.len().fill_null(0) == 0)
         .then(pl.lit("response has no candidates"))
     )
+
+
+result_fields = _fields
 
 
 def synthetic_errors(keys: pl.Series, code: int, message: str) -> pl.DataFrame:

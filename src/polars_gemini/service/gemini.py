@@ -80,6 +80,11 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = _transport_errors()
 
 
+def is_vertex(client: genai.Client | None) -> bool:
+    """Whether `client` talks to Vertex AI (`genai.Client(vertexai=True, ...)`) rather than the Gemini Developer API."""
+    return bool(client is not None and client.vertexai)
+
+
 def is_client(value: object) -> bool:
     """Whether `value` is a google-genai client (checked here: the only module that imports the SDK's client)."""
     return isinstance(value, genai.Client)
@@ -160,6 +165,7 @@ class JobSnapshot:
     error_code: int | None = None
     created: datetime | None = None
     inlined_embed: list[types.InlinedEmbedContentResponse] | None = None
+    output_dir: str | None = None  # Vertex AI: where the job wrote its predictions (`outputInfo`)
 
     @property
     def done(self) -> bool:
@@ -167,11 +173,16 @@ class JobSnapshot:
 
     @property
     def active(self) -> bool:
-        return self.state in ("PENDING", "RUNNING", "QUEUED", "UNSPECIFIED")
+        return self.state in ("PENDING", "RUNNING", "QUEUED", "UNSPECIFIED", "PAUSED", "UPDATING", "CANCELLING")
 
     @property
     def results_ready(self) -> bool:
-        return self.result_file is not None or self.inlined is not None or self.inlined_embed is not None
+        return (
+            self.result_file is not None
+            or self.inlined is not None
+            or self.inlined_embed is not None
+            or self.output_dir is not None
+        )
 
 
 def _snapshot(job: types.BatchJob) -> JobSnapshot:
@@ -188,7 +199,23 @@ def _snapshot(job: types.BatchJob) -> JobSnapshot:
         error_code=job.error.code if job.error else None,
         created=job.create_time,
         inlined_embed=dest.inlined_embed_content_responses if dest else None,
+        output_dir=_output_dir(job),
     )
+
+
+def _output_dir(job: types.BatchJob) -> str | None:
+    """A Vertex AI job's predictions: its Cloud Storage directory, or its BigQuery table as `bq://project.ds.table`."""
+    info = job.output_info
+    if info is None:
+        return None
+    if info.gcs_output_directory:
+        return info.gcs_output_directory
+    table = info.bigquery_output_table
+    dest = job.dest.bigquery_uri if job.dest is not None else None
+    if table and dest and not table.startswith("bq://"):  # the table's name only, in the destination's dataset
+        dataset = dest.removeprefix("bq://").split(".")
+        return "bq://" + ".".join([*dataset[:2], table])
+    return table or None
 
 
 def _operation_snapshot(body: str) -> JobSnapshot:
@@ -226,6 +253,7 @@ def create_job(
     display_name: str,
     retry: types.HttpRetryOptions | None = None,
     webhook: types.WebhookConfig | None = None,
+    dest: str | None = None,
 ) -> JobSnapshot:
     """Create a batch job: the call that costs money, sent once. `display_name` must be unique.
 
@@ -233,11 +261,13 @@ def create_job(
     service may have created it although the reply was lost. Only a job the service does not have is sent again.
     A definite refusal (400, 403, 429, ...) raises `APIError` with its code at once; when even the look-up fails,
     `CreateOutcomeUnknown` says so (the job may exist: look it up again later, never create it blindly).
-    `webhook`: the URIs (and user metadata) the service notifies when the job ends.
+    `webhook`: the URIs (and user metadata) the service notifies when the job ends. `dest` (Vertex AI): where the
+    predictions go, a `gs://` prefix or a `bq://` table; `src` is then a `gs://` object or a `bq://` table.
     """
 
     def send() -> JobSnapshot:
-        config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once(), webhook_config=webhook)
+        config = types.CreateBatchJobConfig(display_name=display_name, http_options=_once(), webhook_config=webhook,
+                                            dest=dest)  # fmt: skip
         return _snapshot(client.batches.create(model=model, src=src, config=config))
 
     return _create_once(client, send, display_name, retry)
@@ -335,7 +365,7 @@ def best_match(jobs: list[JobSnapshot]) -> JobSnapshot:
 def get_job(client: genai.Client, name: str, retry: types.HttpRetryOptions | None = None) -> JobSnapshot:
     config = types.GetBatchJobConfig(http_options=_once())
     snap = _snapshot(retrying(f"Polling {name}", lambda: client.batches.get(name=name, config=config), retry))
-    if snap.state == "FAILED" and snap.error is None:
+    if snap.state == "FAILED" and snap.error is None and not is_vertex(client):  # Vertex fills `error` itself
         return _with_operation_error(client, snap, retry)
     return snap
 
