@@ -56,6 +56,10 @@ serve `responses.embedding(text, model=, task_type=, title=, dimensions=)`: dete
 (near-duplicates close, unrelated texts near orthogonal), unit length at 3072 values, Matryoshka prefixes below.
 `Emulator(embedder=...)` takes a callable from `EmbeddingRequest` to a list of floats instead.
 
+Vertex AI batch prediction: `Emulator(gcs=GcsEmulator())` (or `storage_url=`) serves `batchPredictionJobs` under
+/v1 and /v1beta1 `projects/{p}/locations/{l}` to `emu.vertex_client()` (Bearer-token auth), reading JSONL requests
+from and writing `predictions.jsonl` files to that Cloud Storage emulator; see `Emulator` and `gcs`.
+
 Responders answer each request: `Emulator(responder=...)` takes a callable from `ResponderRequest`
 to a `GenerateContentResponse` dict that may raise `EmulatedError`; `default_responder` and the
 helpers in `responses` cover most tests.
@@ -85,11 +89,13 @@ if TYPE_CHECKING:
         ResponderRequest,
     )
     from polars_gemini.emulator._webhooks import WebhookDelivery
+    from polars_gemini.emulator.gcs import GcsEmulator
 
 # Imported on first use, so that loading the pytest plugin (which imports this package) stays cheap.
 _LAZY = {
     "AnsweredRequest": "_types",
     "Emulator": "_emulator",
+    "GcsEmulator": "gcs",
     "EmulatedError": "_status",
     "Embedder": "_types",
     "EmbeddingRequest": "_types",
@@ -113,6 +119,7 @@ __all__ = [
     "EmbeddingRequest",
     "EmulatedError",
     "Emulator",
+    "GcsEmulator",
     "MediaPart",
     "RecordedRequest",
     "Responder",

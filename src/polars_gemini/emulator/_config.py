@@ -20,6 +20,10 @@ INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 """Inline batch requests: the whole create request must stay under 20 MB (Gemini Batch API docs)."""
 FILE_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
 """Files API: at most 2 GB per file."""
+VERTEX_REQUEST_LIMIT = 200_000
+"""Vertex AI batch: at most 200,000 requests per job (Vertex AI docs, "Batch prediction for Gemini", limits)."""
+VERTEX_FILE_LIMIT_BYTES = 1024**3
+"""Vertex AI batch: at most 1 GB per Cloud Storage input file (same page)."""
 
 JobOutcome = Callable[[dict[str, Any]], "str | None"]
 """Given a new job's JSON, the state it should end in (`None`: SUCCEEDED)."""
@@ -64,6 +68,17 @@ class Settings:
     webhook_duplicate: bool = False  # deliver every event twice (receivers must deduplicate on webhook-id)
     webhook_poll_seconds: float = 0.02  # how often ended jobs are looked for (job states follow the clock)
     webhook_audience: str | None = None  # the `aud` of per-job webhook JWTs (None: the delivery's URI)
+    # Vertex AI batch prediction (`_vertex`): jobs read their requests from and write predictions to Cloud Storage.
+    storage_url: str | None = None  # the Cloud Storage endpoint (`GcsEmulator.url`); None: gs:// jobs are refused
+    vertex_project_number: str = "123456789012"  # job names say `projects/<number>/...`, whatever id the client used
+    vertex_token: str = field(default="emulator-token", repr=False)  # the Bearer token Vertex calls must carry
+    vertex_echo_fields: bool = True  # copy an input line's other top-level fields (e.g. "key") to its prediction line
+    vertex_echo_request: str = "proto"  # the echoed "request": "proto" (camelCase field names) or "verbatim"
+    vertex_output_files: int = 1  # predictions.jsonl, or split into predictions_0001.jsonl ... predictions_000N.jsonl
+    vertex_queued_seconds: float = 0.0  # JOB_STATE_QUEUED after pending_seconds of PENDING, before RUNNING
+    vertex_cancelling_seconds: float = 0.0  # JOB_STATE_CANCELLING after a cancel, before CANCELLED
+    vertex_request_limit: int = VERTEX_REQUEST_LIMIT  # more requests in a job's input: 400 at create
+    vertex_file_limit_bytes: int = VERTEX_FILE_LIMIT_BYTES  # a larger input object: 400 at create
 
     def add_models(self, names: Iterable[str]) -> None:
         """Makes extra model names known to the routes (the default responder treats them as non-thinking)."""

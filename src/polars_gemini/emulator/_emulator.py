@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 from polars_gemini.emulator._app import App
 from polars_gemini.emulator._batches import DEFAULT_FAILURE, BatchService, ending
 from polars_gemini.emulator._clock import Clock
-from polars_gemini.emulator._config import FILE_LIMIT_BYTES, INLINE_LIMIT_BYTES, JobOutcome, Settings
+from polars_gemini.emulator._config import (
+    FILE_LIMIT_BYTES,
+    INLINE_LIMIT_BYTES,
+    VERTEX_FILE_LIMIT_BYTES,
+    VERTEX_REQUEST_LIMIT,
+    JobOutcome,
+    Settings,
+)
 from polars_gemini.emulator._corrupt import corruption
 from polars_gemini.emulator._embed import default_embedder
 from polars_gemini.emulator._faults import FAULTS, TIMEOUT_SECONDS, Faults, KeyFailure, Timing
@@ -24,12 +31,15 @@ from polars_gemini.emulator._routes import ENDPOINTS
 from polars_gemini.emulator._server import ServerThread
 from polars_gemini.emulator._status import operation_error
 from polars_gemini.emulator._types import AnsweredRequest, Embedder, RecordedRequest, Responder
+from polars_gemini.emulator._vertex import VertexService
 from polars_gemini.emulator._webhooks import WebhookDelivery, WebhookDispatcher, new_secret, secret_key
 from polars_gemini.tokens.exact import load_tokenizer
 
 if TYPE_CHECKING:
     from google import genai
     from google.genai import types
+
+    from polars_gemini.emulator.gcs import GcsEmulator
 
 
 class Emulator:
@@ -104,6 +114,18 @@ class Emulator:
     `emu.webhook_deliveries` lists what was sent (`WebhookDelivery`), `emu.wait_for_webhooks()` waits until nothing
     is left to send.
 
+    Vertex AI batch prediction (see `_vertex`): `vertex_client(project, location)` is a `vertexai=True` client whose
+    `batches.create(src="gs://..." | "bq://...", config={"dest": ...})` makes a `batchPredictionJobs` job reading its
+    JSONL requests from, and writing its predictions to, the Cloud Storage emulator at `storage_url` (or the
+    `GcsEmulator` given as `gcs`, started with the emulator). Vertex calls need `Authorization: Bearer <vertex_token>`
+    (401 UNAUTHENTICATED otherwise). Job names carry `vertex_project_number`; jobs are PENDING for `pending_seconds`,
+    QUEUED for `vertex_queued_seconds`, RUNNING for `running_seconds`, CANCELLING for `vertex_cancelling_seconds` after
+    a cancel; queued over 72 hours they expire, running over 24 hours they stop with the rows done so far.
+    `vertex_echo_fields=False` leaves an input line's other top-level fields (its "key") out of its prediction line;
+    `vertex_echo_request` echoes the request as "proto" (camelCase) or "verbatim"; `vertex_output_files=N` splits the
+    predictions into N files; `vertex_request_limit` (200,000) and `vertex_file_limit_bytes` (1 GB) refuse larger inputs
+    with 400 at create. `end_next_job("PARTIALLY_SUCCEEDED", failed_rows=2)` fails some rows of the next job.
+
         >>> with Emulator() as emu:
         ...     client = emu.client()
         ...     job = client.batches.create(model="gemini-2.0-flash", src=[{"contents": "Hi"}])
@@ -140,6 +162,17 @@ class Emulator:
         webhook_duplicate: bool = False,
         webhook_signing: str = "auto",
         webhook_audience: str | None = None,
+        storage_url: str | None = None,
+        gcs: GcsEmulator | None = None,
+        vertex_project_number: str = "123456789012",
+        vertex_token: str = "emulator-token",
+        vertex_echo_fields: bool = True,
+        vertex_echo_request: str = "proto",
+        vertex_output_files: int = 1,
+        vertex_queued_seconds: float = 0.0,
+        vertex_cancelling_seconds: float = 0.0,
+        vertex_request_limit: int = VERTEX_REQUEST_LIMIT,
+        vertex_file_limit_bytes: int = VERTEX_FILE_LIMIT_BYTES,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -156,6 +189,16 @@ class Emulator:
             flex_latency=flex_latency, flex_unavailable_rate=flex_unavailable_rate, flex_seed=flex_seed,
         )  # fmt: skip
         _check_flex(flex_latency, flex_unavailable_rate)
+        self._gcs = gcs
+        self.settings.storage_url = storage_url
+        self.settings.vertex_project_number, self.settings.vertex_token = vertex_project_number, vertex_token
+        self.settings.vertex_echo_fields, self.settings.vertex_echo_request = vertex_echo_fields, vertex_echo_request
+        self.settings.vertex_output_files = vertex_output_files
+        self.settings.vertex_queued_seconds = vertex_queued_seconds
+        self.settings.vertex_cancelling_seconds = vertex_cancelling_seconds
+        self.settings.vertex_request_limit, self.settings.vertex_file_limit_bytes = (
+            vertex_request_limit, vertex_file_limit_bytes)  # fmt: skip
+        _check_vertex(self.settings)
         self.settings.add_models(models)
         self._webhook_secret = webhook_secret or new_secret()
         self._webhooks = WebhookDispatcher(self.settings, secret_key(self._webhook_secret), self._report,
@@ -164,7 +207,9 @@ class Emulator:
         self._clock = Clock()
         self._files = FileStore(self._clock)
         batches = self._batches_service()
-        self._app = App(Services(self.settings, self._files, batches, batches.answers), self._faults)
+        self._vertex = VertexService(self.settings, self._faults, self._clock, batches.answers, self._report)
+        services = Services(self.settings, self._files, batches, batches.answers, vertex=self._vertex)
+        self._app = App(services, self._faults)
         self._host, self._port = host, port
         self._server: ServerThread | None = None
         self._tokenizer = tokenizer
@@ -182,6 +227,8 @@ class Emulator:
     def start(self) -> Emulator:
         """Binds the port and starts serving; returns `self`."""
         if self._server is None:
+            if self._gcs is not None and self.settings.storage_url is None:
+                self.settings.storage_url = self._gcs.start().url
             exact = load_tokenizer(self._tokenizer, "gemini-2.5-flash")  # Gemini 2.x and 3.x count alike
             if exact is not None:
                 self._previous_counter = use_counter(exact.count)
@@ -238,6 +285,36 @@ class Emulator:
         )
         return genai.Client(api_key=self.settings.api_key or "emulator-key", http_options=options)
 
+    def vertex_client(
+        self,
+        project: str = "test-project",
+        location: str = "us-central1",
+        *,
+        api_version: str | None = None,
+        retry_options: types.HttpRetryOptions | None = None,
+        timeout: int | None = None,
+    ) -> genai.Client:
+        """A Vertex AI `google.genai.Client` (`vertexai=True`) pointed at this emulator, with OAuth credentials
+        carrying the emulator's `vertex_token`: requests go to `<url>/v1beta1/projects/<project>/locations/<location>/`
+        (`api_version="v1"` for /v1). Retries and `timeout` (ms) as in `client()`; nothing consults Application Default
+        Credentials or a metadata server.
+
+            >>> with Emulator() as emu:
+            ...     client = emu.vertex_client()
+            ...     client.models.generate_content(model="gemini-2.0-flash", contents="Hi").text is not None
+            True
+        """
+        from google import genai
+        from google.genai import types
+        from google.oauth2.credentials import Credentials
+
+        options = types.HttpOptions(
+            base_url=self.url, api_version=api_version, retry_options=retry_options, timeout=timeout
+        )
+        credentials = Credentials(token=self.settings.vertex_token)  # type: ignore[no-untyped-call,unused-ignore]
+        return genai.Client(vertexai=True, project=project, location=location, credentials=credentials,
+                            http_options=options)  # fmt: skip
+
     # -- observation ---------------------------------------------------------------------------------
 
     @property
@@ -272,6 +349,7 @@ class Emulator:
             [('generate', 'flex', 'b'), ('batch', 'batch', 'a')]
         """
         self._app.services.batches.snapshot()  # computes the results of every job that has succeeded
+        self._vertex.snapshot()  # and of every Vertex job that has ended with predictions
         return self._app.services.answers.records()
 
     def clear_requests(self) -> None:
@@ -282,7 +360,7 @@ class Emulator:
     @property
     def jobs(self) -> Mapping[str, dict[str, Any]]:
         """Each job's JSON by name, as a `list` would show it (reading does not consume delayed polls)."""
-        return MappingProxyType(self._app.services.batches.snapshot())
+        return MappingProxyType(self._app.services.batches.snapshot() | self._vertex.snapshot())
 
     @property
     def files(self) -> Mapping[str, dict[str, Any]]:
@@ -424,14 +502,30 @@ class Emulator:
         self._faults.add_keys(failures)
 
     def end_next_job(
-        self, state: str = "FAILED", *, count: int = 1, code: int = 13, message: str | None = None
+        self,
+        state: str = "FAILED",
+        *,
+        count: int = 1,
+        code: int = 13,
+        message: str | None = None,
+        failed_rows: int = 1,
     ) -> None:
         """The next `count` jobs created end in `state` (FAILED, CANCELLED or EXPIRED), not SUCCEEDED.
+
+        Vertex AI jobs take these too, and "PARTIALLY_SUCCEEDED" (Vertex only): the job's first `failed_rows` rows (in
+        input order) fail, their prediction lines carrying a `status` message and no `response`, the others are
+        answered; the job's `error` is a summary (`message`, or a generic one). A FAILED Vertex job's `error` is the
+        `google.rpc.Status` `{"code": code, "message": ...}`.
 
         A FAILED job's Operation (in `get` and `list`) carries a top-level
         `"error": {"code": <gRPC code>, "message": ..., "status": <its name>}` (default: 13 INTERNAL,
         with a generic message). The SDK's `BatchJob.error` stays None in Gemini mode: read the raw JSON.
         """
+        if state.upper().removeprefix("JOB_STATE_") == "PARTIALLY_SUCCEEDED":
+            if failed_rows < 1 or count < 1:
+                raise ValueError(f"end_next_job needs count >= 1 and failed_rows >= 1, got {count}, {failed_rows}.")
+            self._vertex.push_partial(count, failed_rows, message)
+            return
         error = operation_error(code, message or DEFAULT_FAILURE["message"])
         self._faults.push_endings(ending(state, error), count)
 
@@ -524,6 +618,16 @@ def _check_flex(latency: float, rate: float) -> None:
             f"Emulator needs flex_latency >= 0 and 0 <= flex_unavailable_rate <= 1, got flex_latency={latency}, "
             f"flex_unavailable_rate={rate}."
         )
+
+
+def _check_vertex(settings: Settings) -> None:
+    if settings.vertex_echo_request not in ("proto", "verbatim") or settings.vertex_output_files < 1:
+        raise ValueError(
+            f"Emulator needs vertex_echo_request 'proto' or 'verbatim' and vertex_output_files >= 1, got "
+            f"{settings.vertex_echo_request!r}, {settings.vertex_output_files}."
+        )
+    if not settings.vertex_project_number.isdigit():
+        raise ValueError(f"vertex_project_number must be digits, got {settings.vertex_project_number!r}.")
 
 
 def _file_name(name: str) -> str:

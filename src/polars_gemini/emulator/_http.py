@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polars_gemini.emulator._answers import AnswerLog
 from polars_gemini.emulator._batches import BatchService
@@ -17,6 +17,9 @@ from polars_gemini.emulator._embed_models import EmbeddingModel
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._status import EmulatedError, not_found
 from polars_gemini.emulator._tiers import FlexGate
+
+if TYPE_CHECKING:
+    from polars_gemini.emulator._vertex import VertexService
 
 _JSON = "application/json; charset=UTF-8"
 
@@ -48,6 +51,7 @@ class Services:
     batches: BatchService
     answers: AnswerLog = field(default_factory=AnswerLog)
     flex: FlexGate = field(default_factory=FlexGate)
+    vertex: VertexService | None = None  # Vertex AI batch prediction (`_vertex`)
 
 
 Handler = Callable[[Services, Request, Mapping[str, str]], Response]

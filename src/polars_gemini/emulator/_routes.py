@@ -3,7 +3,9 @@
 Endpoint names (for `emu.calls`, `emu.fail_http`, `emu.delay_reply`, `RecordedRequest.endpoint`) follow the SDK's
 methods: `batches.create` (`:batchGenerateContent`), `batches.create_embeddings` (`:asyncBatchEmbedContent`),
 `batches.get/list/cancel/delete` (both kinds of job), `models.generateContent`, `models.countTokens`,
-`models.embedContent`, `models.batchEmbedContents`, `models.get/list`, `files.*`.
+`models.embedContent`, `models.batchEmbedContents`, `models.get/list`, `files.*`; Vertex AI's
+`vertex.batches.create/get/list/cancel/delete` (`batchPredictionJobs` under /v1 and /v1beta1
+`projects/{p}/locations/{l}`), `vertex.models.generateContent` and `vertex.models.countTokens`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from polars_gemini.emulator import _api_batches as batches
 from polars_gemini.emulator import _api_embed as embed
 from polars_gemini.emulator import _api_files as files
 from polars_gemini.emulator import _api_models as models
+from polars_gemini.emulator import _api_vertex as vertex
 from polars_gemini.emulator._http import Handler, Request, Response, Services, json_response
 from polars_gemini.emulator._status import not_found
 
 _V = r"/(?P<version>v1|v1beta|v1alpha)"
 _ID = r"(?P<id>[^/:]+)"
 _MODEL = r"(?P<model>[^/:]+)"
+_VX = r"/(?P<version>v1|v1beta1)/projects/(?P<project>[^/:]+)/locations/(?P<location>[^/:]+)"
+_JOBS = rf"{_VX}/batchPredictionJobs"
+_PUBLISHED = rf"{_VX}/publishers/google/models/{_MODEL}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,15 @@ ROUTES = (
            embed.batch_embed_contents),
     _route("models.get", "GET", rf"{_V}/models/{_MODEL}", models.get),
     _route("models.list", "GET", rf"{_V}/models", models.list_),
+    # Vertex AI: authenticated by a Bearer token in the handlers (`_api_vertex`), not by an API key.
+    _route("vertex.batches.create", "POST", _JOBS, vertex.create, needs_key=False),
+    _route("vertex.batches.list", "GET", _JOBS, vertex.list_, needs_key=False),
+    _route("vertex.batches.get", "GET", rf"{_JOBS}/{_ID}", vertex.get, needs_key=False),
+    _route("vertex.batches.cancel", "POST", rf"{_JOBS}/{_ID}:cancel", vertex.cancel, needs_key=False),
+    _route("vertex.batches.delete", "DELETE", rf"{_JOBS}/{_ID}", vertex.delete, needs_key=False),
+    _route("vertex.models.generateContent", "POST", rf"{_PUBLISHED}:generateContent", vertex.generate_content,
+           needs_key=False),
+    _route("vertex.models.countTokens", "POST", rf"{_PUBLISHED}:countTokens", vertex.count_tokens, needs_key=False),
 )
 
 
