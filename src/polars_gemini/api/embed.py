@@ -21,6 +21,7 @@ import polars as pl
 from google.genai import types
 
 from polars_gemini.api import functions as _functions
+from polars_gemini.api.frames import NativeFrame, at_door, frame_out, to_polars
 from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
 from polars_gemini.core.errors import GeminiBatchWarning, ModelError, RunTimeoutError, TemplateError
@@ -49,7 +50,7 @@ INLINE_EMBED_VALUES = 250_000
 
 
 def submit_embed(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str = DEFAULT_MODEL,
@@ -92,7 +93,10 @@ def submit_embed(
 
     >>> run = polars_gemini.submit_embed(df, "{title}: {body}", output_dimensionality=768)  # doctest: +SKIP
     >>> out = run.result()  # doctest: +SKIP
+
+    `run.result()` is Polars whatever `frame` was: `polars_gemini.to_native(run.result(), like=frame)` converts it.
     """
+    frame = to_polars(frame)  # pandas, Arrow, DuckDB, ...: as Polars at the door (api.frames), or a ConfigurationError
     check_options(dict(locals()))  # first statement: the arguments, exactly as given
     spec = build_embed_spec(model, task_type=task_type, title=title, output_dimensionality=output_dimensionality,
                             check_model=check_model)  # fmt: skip
@@ -147,7 +151,7 @@ def submit_embed(
 
 
 def embed(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str = DEFAULT_MODEL,
@@ -179,7 +183,7 @@ def embed(
     resubmit_lost: bool = False,
     tokenizer: TokenizerLike = "auto",
     timeout: float | None = None,
-) -> pl.DataFrame:
+) -> pl.DataFrame | NativeFrame:
     """Embed every row at batch price: the frame comes back with an `Array(Float32, dimensions)` column `output`
     and its errors in `{output}_error` (every row once, in order). Options as for `submit_embed`; `timeout`
     (seconds) bounds the wait, as for `batch`.
@@ -190,9 +194,10 @@ def embed(
     Array(Float32, shape=(768,))
     """
     check_options({"timeout": timeout})  # the others are checked by submit_embed
+    edge = at_door(frame)  # another library's frame: as Polars here, and the result back in its kind below
     with _functions.batch_call():
         run = submit_embed(
-            frame, template, model=model, task_type=task_type, title=title,
+            edge.frame, template, model=model, task_type=task_type, title=title,
             output_dimensionality=output_dimensionality, normalize=normalize, output=output, client=client, mode=mode,
             max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
@@ -202,7 +207,7 @@ def embed(
             reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer,
         )  # fmt: skip
     try:
-        return run.result(timeout=timeout)
+        return frame_out(edge, run.result(timeout=timeout))
     except RunTimeoutError:
         again = "call the same embed(...) again (it re-attaches to them: nothing is paid twice)"
         raise RunTimeoutError(run.timeout_message(timeout, again)) from None
@@ -211,7 +216,7 @@ def embed(
 
 
 def estimate_embed(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str = DEFAULT_MODEL,
@@ -227,6 +232,7 @@ def estimate_embed(
 
     >>> polars_gemini.estimate_embed(df, "{title}: {body}")  # doctest: +SKIP
     """
+    frame = to_polars(frame)  # pandas, Arrow, DuckDB, ...: as Polars at the door (api.frames)
     check_options(dict(locals()))  # first statement: the arguments, exactly as given
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     spec = build_embed_spec(model, task_type=task_type, title=title, output_dimensionality=output_dimensionality,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from google.genai import types
 
+from polars_gemini.api.frames import NativeFrame, at_door, frame_out, series_out, to_polars
 from polars_gemini.api.options import check_options, webhook_uris
 from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord
@@ -67,7 +68,7 @@ PricesLike = PriceTable | Mapping[str, Any] | None
 
 
 def submit(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str,
@@ -138,7 +139,12 @@ def submit(
 
     >>> run = polars_gemini.submit(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> run.status(); out = run.result()  # doctest: +SKIP
+
+    `frame` may be a pandas DataFrame, a PyArrow Table, a DuckDB relation or another frame narwhals reads (see
+    `polars_gemini.api.frames`); `run.result()` is Polars whatever it was: `polars_gemini.to_native(run.result(),
+    like=frame)` gives it back in the frame's kind.
     """
+    frame = to_polars(frame)  # pandas, Arrow, DuckDB, ...: as Polars at the door (api.frames), or a ConfigurationError
     check_options(dict(locals()))  # first statement: the arguments, exactly as given
     spec = build_spec(
         model, schema=schema, system_instruction=system_instruction, config=config, check_model=check_model
@@ -320,7 +326,7 @@ def job_limits(max_requests: int | None, inline: int | None, file: int | None) -
 
 
 def batch(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str,
@@ -359,7 +365,7 @@ def batch(
     stuck_after: float | None = None,
     fallback: Literal["batch", "flex"] = "batch",
     timeout: float | None = None,
-) -> pl.DataFrame:
+) -> pl.DataFrame | NativeFrame:
     """Run `template` over every row at batch price and return the frame with typed answer columns.
 
     Every input row comes back exactly once, in order, with its answer or a value in `{output}_error`. The options
@@ -368,11 +374,15 @@ def batch(
 
     >>> out = polars_gemini.batch(df, "Classify: {review}", model="gemini-2.5-flash",
     ...                           schema={"label": pl.Enum(["pos", "neg"])})  # doctest: +SKIP
+
+    A pandas DataFrame, PyArrow Table or DuckDB relation comes back as one (the caller's index and columns as they
+    were, then the answers): see `polars_gemini.api.frames` for the dtypes.
     """
     check_options({"timeout": timeout})  # the others are checked by submit
+    edge = at_door(frame)  # another library's frame: as Polars here, and the result back in its kind below
     with batch_call():
         run = submit(
-            frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
+            edge.frame, template, model=model, schema=schema, system_instruction=system_instruction, config=config,
             output=output, prefix=prefix, client=client, mode=mode, max_requests_per_job=max_requests_per_job,
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
@@ -383,7 +393,8 @@ def batch(
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
         )  # fmt: skip
     try:
-        return run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
+        result = run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
+        return frame_out(edge, result)
     except RunTimeoutError:
         again = "call the same batch(...) again (it re-attaches to them: nothing is paid twice)"
         raise RunTimeoutError(run.timeout_message(timeout, again)) from None
@@ -392,7 +403,7 @@ def batch(
 
 
 def sink_parquet(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     path: str | os.PathLike[str],
     template: str | pl.Expr,
     *,
@@ -476,7 +487,7 @@ def sink_parquet(
 
 
 def estimate(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str,
@@ -503,6 +514,7 @@ def estimate(
 
     >>> polars_gemini.estimate(df, "Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     """
+    frame = to_polars(frame)  # pandas, Arrow, DuckDB, ...: as Polars at the door (api.frames)
     check_options(dict(locals()))  # first statement: the arguments, exactly as given
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     spec = build_spec(
@@ -582,7 +594,7 @@ def _measured_output(
 
 
 def input_tokens(
-    frame: FrameLike,
+    frame: FrameLike | NativeFrame,
     template: str | pl.Expr,
     *,
     model: str,
@@ -593,11 +605,14 @@ def input_tokens(
     tokenizer: TokenizerLike = "auto",
     media: MediaLike = None,
     on_media_error: Literal["skip", "raise"] = "skip",
-) -> pl.Series:
+) -> pl.Series | NativeFrame:
     """Estimated input tokens of each row's request, as a column (`input_tokens`; null where a row is not sent).
+    For a pandas frame a nullable Int64 Series on its index, for a PyArrow Table a ChunkedArray.
 
     >>> df.with_columns(polars_gemini.input_tokens(df, "Rate: {review}", model="gemini-2.5-flash"))  # doctest: +SKIP
     """
+    edge = at_door(frame)  # another library's frame: as Polars here, and the column back in its kind
+    frame = edge.frame
     check_options(dict(locals()))  # first statement: the arguments, exactly as given
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     spec = build_spec(
@@ -606,8 +621,9 @@ def input_tokens(
     exact = load_tokenizer(tokenizer, spec.model)
     columns = media_columns(media, template, df.collect_schema())
     if not columns:
-        return per_row_input_tokens(df, template, spec, exact)
+        return series_out(edge, per_row_input_tokens(df, template, spec, exact))
     plan = make_plan(df, template, spec, Limits(), columns)
     _check_media(plan, on_media_error)
     per_request = plan.requests.select(KEY).with_columns(request_input_tokens(plan.requests, spec, exact))
-    return plan.rows.select(KEY).join(per_request, on=KEY, how="left", maintain_order="left").get_column(INPUT_TOKENS)
+    tokens = plan.rows.select(KEY).join(per_request, on=KEY, how="left", maintain_order="left").get_column(INPUT_TOKENS)
+    return series_out(edge, tokens)
