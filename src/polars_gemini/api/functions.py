@@ -17,7 +17,7 @@ import polars as pl
 from google.genai import types
 
 from polars_gemini.api.frames import NativeFrame, at_door, frame_out, series_out, to_polars
-from polars_gemini.api.options import check_options, webhook_uris
+from polars_gemini.api.options import check_options, check_staging, check_vertex, webhook_uris
 from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord
 from polars_gemini.checkpoint.files import sink_parquet as _sink_file
@@ -49,7 +49,7 @@ from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec, build_spec,
 from polars_gemini.prepare.schema import SchemaLike, check_names
 from polars_gemini.prepare.stream import TOKENS, chunk_rows, stream_plan
 from polars_gemini.prepare.template import prompt_exprs
-from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions, SinkReport
+from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions, SinkReport, vertex_limits
 from polars_gemini.run.results import parse_lines
 from polars_gemini.run.sink import DEFAULT_SINK_BUDGET, sink_target
 from polars_gemini.service import gemini as _client
@@ -59,6 +59,7 @@ from polars_gemini.tokens.tokenizer import estimate_tokens
 
 if TYPE_CHECKING:
     from google import genai
+    import google.cloud.storage as storage
 
 FrameLike = pl.DataFrame | pl.LazyFrame
 # Set while `batch()` runs `submit()`: the checkpoint then stays busy from its opening to batch()'s end.
@@ -106,6 +107,8 @@ def submit(
     webhook: str | Sequence[str] | None = None,
     stuck_after: float | None = None,
     fallback: Literal["batch", "flex"] = "batch",
+    staging: str | None = None,
+    storage_client: storage.Client | None = None,
 ) -> Run:
     """Render one request per distinct row, submit them as batch jobs and return at once with a `Run`.
 
@@ -152,6 +155,8 @@ def submit(
     check_names(spec.field, output, prefix, usage=usage)
     check_clash(frame.collect_schema().names(), output_columns(spec, output, prefix, usage))
     limits = job_limits(max_requests_per_job, inline_limit_bytes, file_limit_bytes)
+    if _client.is_vertex(client):  # a streamed plan's request files are the jobs' input files: cut to Vertex's limits
+        limits = vertex_limits(limits)
     columns = media_columns(media, template, frame.collect_schema())
     data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint, columns, media_inline_bytes)
     _check_media(plan, on_media_error)
@@ -164,10 +169,12 @@ def submit(
         output, prefix, poll_interval, max_poll_interval, max_concurrency, progress, max_retries, keep_files, limits,
         usage, table, retry, max_active_jobs, max_enqueued_tokens, reuse_jobs, resubmit_lost,
         webhook=webhook_uris(webhook), stuck_after=stuck_after, fallback=fallback,
+        staging=None if staging is None else check_staging(staging),
     )  # fmt: skip
     if client is None and plan.requests.height == 0 and checkpoint is None:
         return Run(data, plan, None, options, estimate=est)  # nothing to send: no client needed
     client = client or _client.client_from_env()
+    storage_client = check_vertex(client, plan, options, mode, storage_client)
     run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
     if checkpoint is not None:
         run = open_run(Path(checkpoint), data, plan, template, client, options, est, lean=memory_budget is not None)
@@ -175,6 +182,7 @@ def submit(
         run = Run(data, plan, client, options, Store(lean=memory_budget is not None), run_id=run_id, estimate=est)
     if resubmit_lost:
         run.extra_rounds = 1
+    run.storage = storage_client
     if run.store.lean:  # a streamed plan of maybe millions of rows: what only the assembly needs waits on disk
         if TOKENS in plan.requests.columns:  # estimated and saved: not needed any more
             run.plan = dataclasses.replace(plan, requests=plan.requests.drop(TOKENS))
@@ -364,6 +372,8 @@ def batch(
     webhook: str | Sequence[str] | None = None,
     stuck_after: float | None = None,
     fallback: Literal["batch", "flex"] = "batch",
+    staging: str | None = None,
+    storage_client: storage.Client | None = None,
     timeout: float | None = None,
 ) -> pl.DataFrame | NativeFrame:
     """Run `template` over every row at batch price and return the frame with typed answer columns.
@@ -391,6 +401,7 @@ def batch(
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
         )  # fmt: skip
     try:
         result = run.result(timeout=timeout)  # still busy since submit: no other thread takes the checkpoint meanwhile
@@ -442,6 +453,8 @@ def sink_parquet(
     webhook: str | Sequence[str] | None = None,
     stuck_after: float | None = None,
     fallback: Literal["batch", "flex"] = "batch",
+    staging: str | None = None,
+    storage_client: storage.Client | None = None,
     timeout: float | None = None,
 ) -> SinkReport:
     """`batch`, streamed end to end: the result is written to the Parquet file `path` chunk by chunk instead of
@@ -476,6 +489,7 @@ def sink_parquet(
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
         )  # fmt: skip
     try:
         return run.sink_parquet(path, timeout=timeout, memory_budget=memory_budget)

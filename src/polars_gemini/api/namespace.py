@@ -25,6 +25,7 @@ from polars_gemini.tokens.exact import TokenizerLike
 
 if TYPE_CHECKING:
     from google import genai
+    import google.cloud.storage as storage
 
 
 class _GeminiNamespace:
@@ -71,6 +72,8 @@ class _GeminiNamespace:
         webhook: str | Sequence[str] | None = None,
         stuck_after: float | None = None,
         fallback: Literal["batch", "flex"] = "batch",
+        staging: str | None = None,
+        storage_client: storage.Client | None = None,
         timeout: float | None = None,
     ) -> pl.DataFrame:
         """Run `template` over every row at batch price; the frame comes back with typed answer columns.
@@ -89,6 +92,7 @@ class _GeminiNamespace:
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
             timeout=timeout,
         )  # fmt: skip
 
@@ -132,6 +136,8 @@ class _GeminiNamespace:
         webhook: str | Sequence[str] | None = None,
         stuck_after: float | None = None,
         fallback: Literal["batch", "flex"] = "batch",
+        staging: str | None = None,
+        storage_client: storage.Client | None = None,
         timeout: float | None = None,
     ) -> SinkReport:
         """`batch`, streamed end to end: the result goes to the Parquet file `path` chunk by chunk (the same columns,
@@ -153,6 +159,7 @@ class _GeminiNamespace:
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
             timeout=timeout,
         )  # fmt: skip
 
@@ -195,6 +202,8 @@ class _GeminiNamespace:
         webhook: str | Sequence[str] | None = None,
         stuck_after: float | None = None,
         fallback: Literal["batch", "flex"] = "batch",
+        staging: str | None = None,
+        storage_client: storage.Client | None = None,
     ) -> Run:
         """Submit the batch jobs and return at once with a `Run` (`status()`, `wait()`, `result()`, `cancel()`).
 
@@ -212,6 +221,7 @@ class _GeminiNamespace:
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
         )  # fmt: skip
 
     def estimate(

@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -15,7 +15,14 @@ from google.genai import types
 
 from polars_gemini.core.errors import ConfigurationError
 from polars_gemini.cost.prices import PriceTable
+from polars_gemini.prepare.plan import Plan
+from polars_gemini.run.lifecycle import RunOptions
 from polars_gemini.service import gemini
+from polars_gemini.service import storage as _storage
+
+if TYPE_CHECKING:
+    from google import genai
+    import google.cloud.storage as storage
 
 _INTS = {  # option: (least value, hint)
     "max_retries": (0, "0 disables retry rounds"),
@@ -167,3 +174,55 @@ def _finite_at_least(value: object, least: float) -> bool:
 def _int_at_least(name: str, value: object, least: int, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigurationError(f"{name} must be an integer >= {least} ({hint}), got {value!r}.")
+
+
+def check_staging(staging: object) -> str:
+    """`staging=` as a `gs://bucket[/prefix]` URI (Vertex AI runs), or a `ConfigurationError`."""
+    return _storage.check_staging(staging)
+
+
+def check_vertex(
+    client: genai.Client, plan: Plan, options: RunOptions, mode: str, given: storage.Client | None
+) -> storage.Client | None:
+    """A Vertex AI run's own checks, made before anything is written or sent; returns the run's Cloud Storage client
+    (None for a Developer API run, or a Vertex AI run in sync mode, which stages nothing).
+
+    A Developer API client with `staging=` or `storage_client=` is refused too: those options would silently do
+    nothing there."""
+    if not gemini.is_vertex(client):
+        for name, value in (("staging", options.staging), ("storage_client", given)):
+            if value is not None:
+                raise ConfigurationError(
+                    f"{name}= applies to Vertex AI batch runs, and this client talks to the Gemini Developer API. "
+                    "Pass client=genai.Client(vertexai=True, project=..., location=...), or drop it."
+                )
+        return None
+    if mode == "sync":
+        return given
+    if options.staging is None:
+        raise ConfigurationError(
+            "A Vertex AI batch job reads its requests from Cloud Storage: pass staging='gs://bucket/prefix' (a bucket "
+            "in the job's region). Request shards and predictions are written under it and deleted when the run is "
+            "done (keep_files=True keeps them)."
+        )
+    unsupported = {
+        "webhook": bool(options.webhook),  # the SDK refuses webhook_config in Vertex AI mode
+        "fallback='flex'": options.fallback == "flex",
+        "embeddings": plan.spec.embeds,
+    }
+    for name, used in unsupported.items():
+        if used:
+            raise ConfigurationError(
+                f"{name} is a Gemini Developer API feature that Vertex AI batch jobs do not have. Drop it, or use a "
+                "Developer API client (genai.Client(api_key=...))."
+            )
+    media = plan.media
+    if media is not None and not media.filter(pl.col("transport") == "upload").is_empty():
+        raise ConfigurationError(
+            "Some media of this run are too large to send inline, and Vertex AI batch jobs cannot use the Files API. "
+            "Put them in Cloud Storage and pass their gs:// URIs in the media column (sent as references), or raise "
+            "media_inline_bytes= to send them inline."
+        )
+    storage = _storage.storage_client(client, given)
+    _storage.check_bucket(storage, options.staging)
+    return storage

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from google.genai import types
 
-from polars_gemini.api.options import check_options
+from polars_gemini.api.options import check_options, check_vertex
 from polars_gemini.checkpoint.files import (
     FORMAT_VERSION,
     read_json,
@@ -42,6 +42,7 @@ from polars_gemini.tokens.tokenizer import estimate_tokens
 
 if TYPE_CHECKING:
     from google import genai
+    import google.cloud.storage as storage
 
 MANIFEST = "manifest.json"
 MEDIA = "media.parquet"
@@ -106,7 +107,8 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
                     "keep_files": run.options.keep_files, "normalize": run.options.normalize,
                     "limits": dataclasses.asdict(run.options.limits), "webhook": list(run.options.webhook),
-                    "stuck_after": run.options.stuck_after, "fallback": run.options.fallback},
+                    "stuck_after": run.options.stuck_after, "fallback": run.options.fallback,
+                    "staging": run.options.staging},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
 
@@ -176,6 +178,7 @@ def resume(
     fallback: Literal["batch", "flex"] | None = None,
     submit: bool = True,
     stream: bool = False,
+    storage_client: storage.Client | None = None,
 ) -> Run:
     """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
 
@@ -186,7 +189,8 @@ def resume(
     crash left queued or unsent without paying for them.
 
     `output`, `prefix`, `max_retries`, `keep_files`, `stuck_after` and `fallback` default to what the run was started
-    with (and so does its `webhook`). Requests whose job
+    with (and so do its `webhook` and, for a Vertex AI run, its `staging` prefix; pass the same kind of `client`, and
+    `storage_client=` if the run was given one). Requests whose job
     or results the service no longer has (jobs are kept 48 hours) get an error saying so; `resubmit_lost=True` pays
     for them again.
 
@@ -212,7 +216,7 @@ def resume(
         max_enqueued_tokens=max_enqueued_tokens, resubmit_lost=resubmit_lost, normalize=saved.get("normalize", True),
         webhook=tuple(saved.get("webhook") or ()),
         stuck_after=saved.get("stuck_after") if stuck_after is None else stuck_after,
-        fallback=saved.get("fallback", "batch") if fallback is None else fallback,
+        fallback=saved.get("fallback", "batch") if fallback is None else fallback, staging=saved.get("staging"),
     )  # fmt: skip
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")
@@ -228,8 +232,11 @@ def resume(
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files, media)
     frame = pl.scan_parquet(root / "input.parquet") if stream else read_parquet(root / "input.parquet")
     check_clash(frame.collect_schema().names(), output_columns(spec, run_options.output, run_options.prefix, usage))
-    run = open_run(root, frame, plan, manifest["template"] or "", client or client_from_env(), run_options,
+    client = client or client_from_env()
+    storage = check_vertex(client, plan, run_options, "batch", storage_client)  # a Vertex AI run's own checks
+    run = open_run(root, frame, plan, manifest["template"] or "", client, run_options,
                    _estimate(manifest.get("estimate")), lean=stream)  # fmt: skip
+    run.storage = storage
     run.extra_rounds = 1 if resubmit_lost else 0
     try:
         if stream:

@@ -296,10 +296,8 @@ class Run:
         Sizes are bytes, tokens an estimate from the bytes: a margin keeps a shard of denser-than-average text under
         the budget too."""
         limits, budget = self.options.limits, self.options.max_enqueued_tokens
-        if self.vertex:  # Cloud Storage files only, within Vertex AI's limits per job
-            most = min(limits.max_requests or VERTEX_MAX_REQUESTS, VERTEX_MAX_REQUESTS)
-            files = min(limits.file_bytes, int(VERTEX_FILE_BYTES * 0.9))
-            limits = dataclasses.replace(limits, inline_bytes=0, inline_requests=0, max_requests=most, file_bytes=files)
+        if self.vertex:
+            limits = vertex_limits(limits)
         if budget is None:
             return limits
         cap = max(int(budget * _TOKEN_MARGIN / max(self._tokens_per_byte(), 1e-9)), 1)
@@ -999,9 +997,17 @@ def _round_and_shard(display_name: str) -> tuple[int, int]:
         return 0, 0
 
 
+def vertex_limits(limits: Limits) -> Limits:
+    """`limits` within Vertex AI's: Cloud Storage files only, at most 200,000 requests and 0.9 GB each."""
+    most = min(limits.max_requests or VERTEX_MAX_REQUESTS, VERTEX_MAX_REQUESTS)
+    files = min(limits.file_bytes, int(VERTEX_FILE_BYTES * 0.9))
+    return dataclasses.replace(limits, inline_bytes=0, inline_requests=0, max_requests=most, file_bytes=files)
+
+
 def _reusable(snap: _client.JobSnapshot) -> bool:
-    """A job found on the service worth re-attaching to: running, or succeeded (its results are paid for)."""
-    return snap.active or snap.state == "SUCCEEDED"
+    """A job found on the service worth re-attaching to: running, or (partially) succeeded: its results are paid
+    for."""
+    return snap.active or snap.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED")
 
 
 def _too_large(exc: APIError) -> bool:

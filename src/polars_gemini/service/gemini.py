@@ -347,7 +347,8 @@ def find_created(
     for attempt in range(lookups):
         found = [
             j for j in find_jobs(client, display_name, retry, exact=True)
-            if (j.active or j.state == "SUCCEEDED") and (since is None or j.created is None or j.created >= since)
+            if (j.active or j.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"))
+            and (since is None or j.created is None or j.created >= since)
         ]  # fmt: skip
         if found:
             return found[0]
@@ -358,7 +359,7 @@ def find_created(
 
 def best_match(jobs: list[JobSnapshot]) -> JobSnapshot:
     """Of several jobs with one display name, the one to follow: an active or succeeded one, newest first."""
-    usable = [j for j in jobs if j.active or j.state == "SUCCEEDED"]
+    usable = [j for j in jobs if j.active or j.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED")]
     return (usable or jobs)[0]  # `list` answers newest first
 
 

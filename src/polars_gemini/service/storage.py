@@ -26,7 +26,7 @@ from polars_gemini.core.errors import APIError, ConfigurationError
 
 if TYPE_CHECKING:
     from google import genai
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ def storage_client(client: genai.Client, given: storage.Client | None) -> storag
     if given is not None:
         return given
     try:
-        from google.cloud import storage
+        import google.cloud.storage as storage
     except ImportError:
         raise ConfigurationError(
             f"Vertex AI batch runs stage their requests in Cloud Storage, which needs google-cloud-storage: {INSTALL}."
