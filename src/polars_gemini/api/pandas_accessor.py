@@ -27,6 +27,7 @@ from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, SinkReport
 from polars_gemini.tokens.exact import TokenizerLike
 
 if TYPE_CHECKING:
+    import google.cloud.storage as storage
     from google import genai
 
 
@@ -82,6 +83,8 @@ class GeminiPandas:
         webhook: str | Sequence[str] | None = None,
         stuck_after: float | None = None,
         fallback: Literal["batch", "flex"] = "batch",
+        staging: str | None = None,
+        storage_client: storage.Client | None = None,
         timeout: float | None = None,
     ) -> pd.DataFrame:
         """Run `template` over every row at batch price: the frame comes back (its index, its columns as they were)
@@ -106,6 +109,7 @@ class GeminiPandas:
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
             timeout=timeout,
         ))  # fmt: skip
 
@@ -149,6 +153,8 @@ class GeminiPandas:
         webhook: str | Sequence[str] | None = None,
         stuck_after: float | None = None,
         fallback: Literal["batch", "flex"] = "batch",
+        staging: str | None = None,
+        storage_client: storage.Client | None = None,
         timeout: float | None = None,
     ) -> SinkReport:
         """`batch`, streamed end to end: the result goes to the Parquet file `path` chunk by chunk (the same columns,
@@ -170,6 +176,7 @@ class GeminiPandas:
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
             timeout=timeout,
         )  # fmt: skip
 
@@ -212,6 +219,8 @@ class GeminiPandas:
         webhook: str | Sequence[str] | None = None,
         stuck_after: float | None = None,
         fallback: Literal["batch", "flex"] = "batch",
+        staging: str | None = None,
+        storage_client: storage.Client | None = None,
     ) -> Run:
         """Submit the batch jobs and return at once with a `Run` (`status()`, `wait()`, `result()`, `cancel()`).
         `run.result()` is a Polars frame; `polars_gemini.to_native(run.result(), like=pdf)` makes it this pandas
@@ -230,6 +239,7 @@ class GeminiPandas:
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
             media_inline_bytes=media_inline_bytes, webhook=webhook, stuck_after=stuck_after, fallback=fallback,
+            staging=staging, storage_client=storage_client,
         )  # fmt: skip
 
     def estimate(
