@@ -58,14 +58,15 @@ def test_shuffled_results_join_back_by_key(kind: str, gcs: GcsEmulator) -> None:
     assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(40)]
 
 
-@pytest.mark.parametrize("files", [1, 3])
-def test_vertex_without_the_echoed_key_joins_on_the_echoed_request(gcs: GcsEmulator, files: int) -> None:
+@pytest.mark.parametrize(("files", "echo"), [(1, "proto"), (3, "proto"), (2, "verbatim")])
+def test_vertex_without_the_echoed_key_joins_on_the_echoed_request(gcs: GcsEmulator, files: int, echo: str) -> None:
     """Vertex documents no per-row key: with the key not echoed, the output shuffled and split into several files,
     each line is matched by the digest of the request it echoes (re-serialized in camelCase)."""
     df = pl.DataFrame({"id": range(30), "text": [f"row {i}" for i in range(30)]})
     with backend("vertex", gcs, shuffle_results=True) as b:
         b.emu.settings.vertex_echo_fields = False
         b.emu.settings.vertex_output_files = files
+        b.emu.settings.vertex_echo_request = echo
         out = polars_gemini.batch(df, "{text}", model="gemini-2.5-flash", client=b.client,
                                   system_instruction="Be brief.", **b.options, **FAST)  # fmt: skip
         assert b.emu.calls("vertex.batches.create") == 1
