@@ -130,6 +130,14 @@ def test_duckdb_relation_in_relation_out_on_the_same_connection(emu: Emulator) -
     assert isinstance(tokens, duckdb.DuckDBPyRelation) and tokens.columns == ["input_tokens"]
 
 
+def test_duckdb_without_replacement_scans_still_gets_its_answers(emu: Emulator) -> None:
+    con = duckdb.connect()
+    con.execute("SET python_enable_replacements = false")
+    given = con.sql("select 'great' as review")
+    out = polars_gemini.batch(given, "Rate: {review}", model="gemini-2.5-flash", client=emu.client(), **FAST)
+    assert out.fetchall() == [("great", "echo: Rate: great", None)]
+
+
 def test_estimate_and_input_tokens_on_pandas_equal_polars() -> None:
     given = reviews_pd()
     same = pl.from_pandas(given)

@@ -16,7 +16,8 @@ What comes back, by kind of input:
 * **PyArrow** Table or RecordBatchReader: a `pyarrow.Table`, the input's columns (and schema metadata) as they were,
   then the answer columns; `input_tokens` is a `pyarrow.ChunkedArray`.
 * **DuckDB** relation: a relation on the same connection as the input (so it joins with the caller's other
-  relations), over an Arrow table of the input's columns and the answers; `input_tokens` is a one-column relation.
+  relations), over an Arrow table of the input's columns and the answers (on DuckDB's default connection when the
+  input's has `python_enable_replacements` off); `input_tokens` is a one-column relation.
 * **narwhals** DataFrame or LazyFrame: a narwhals frame of the same backend. Other eager backends narwhals knows
   (modin, cuDF) come back through `narwhals.from_arrow`, other lazy ones (Dask, Ibis) through
   `narwhals.DataFrame.lazy(backend=...)`; Spark-like frames need a session and are refused at the door.
@@ -263,9 +264,16 @@ def _pandas_dtype(arrow: pa.DataType) -> Any:
 
 
 def _duckdb_out(relation: Any, table: pa.Table) -> Any:
-    """`table` as a relation on `relation`'s connection: DuckDB's replacement scan finds the local Arrow table."""
+    """`table` as a relation on `relation`'s connection: DuckDB's replacement scan finds the local Arrow table. A
+    connection with `python_enable_replacements` off gets it on DuckDB's default connection instead: the answers,
+    already paid for, are never lost to a setting."""
+    import duckdb
+
     __polars_gemini_answers = table  # read by name by the query below
-    return relation.query(_ANSWERS_VIEW, "select * from __polars_gemini_answers")
+    try:
+        return relation.query(_ANSWERS_VIEW, "select * from __polars_gemini_answers")
+    except duckdb.CatalogException:
+        return duckdb.from_arrow(table)
 
 
 def _generic_out(edge: Edge, result: pl.DataFrame) -> Any:
