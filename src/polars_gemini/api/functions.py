@@ -58,8 +58,8 @@ from polars_gemini.tokens.exact import TokenizerLike, load_tokenizer
 from polars_gemini.tokens.tokenizer import estimate_tokens
 
 if TYPE_CHECKING:
-    from google import genai
     import google.cloud.storage as storage
+    from google import genai
 
 FrameLike = pl.DataFrame | pl.LazyFrame
 # Set while `batch()` runs `submit()`: the checkpoint then stays busy from its opening to batch()'s end.

@@ -24,8 +24,8 @@ from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, SinkReport
 from polars_gemini.tokens.exact import TokenizerLike
 
 if TYPE_CHECKING:
-    from google import genai
     import google.cloud.storage as storage
+    from google import genai
 
 
 class _GeminiNamespace:

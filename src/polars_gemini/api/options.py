@@ -21,8 +21,8 @@ from polars_gemini.service import gemini
 from polars_gemini.service import storage as _storage
 
 if TYPE_CHECKING:
-    from google import genai
     import google.cloud.storage as storage
+    from google import genai
 
 _INTS = {  # option: (least value, hint)
     "max_retries": (0, "0 disables retry rounds"),

@@ -41,8 +41,8 @@ from polars_gemini.run.lifecycle import MAX_ACTIVE_JOBS, Run, RunOptions
 from polars_gemini.tokens.tokenizer import estimate_tokens
 
 if TYPE_CHECKING:
-    from google import genai
     import google.cloud.storage as storage
+    from google import genai
 
 MANIFEST = "manifest.json"
 MEDIA = "media.parquet"

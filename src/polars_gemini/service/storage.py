@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from polars_gemini.core.errors import APIError, ConfigurationError
 
 if TYPE_CHECKING:
-    from google import genai
     import google.cloud.storage as storage
+    from google import genai
 
 T = TypeVar("T")
 
