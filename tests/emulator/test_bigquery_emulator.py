@@ -27,11 +27,7 @@ from polars_gemini.emulator._vertex_bigquery import (
     write_table,
 )
 from polars_gemini.emulator._vertex_io import InputUnreadable
-from polars_gemini.emulator.bigquery import BigQueryEmulator
-
-# bqemulator is not in the `dev` extra: its grpcio-tools caps protobuf below 7, which the exact tokenizer's
-# sentencepiece cannot load with (see pyproject.toml). Installed by hand (in an environment of its own), these run.
-pytest.importorskip("bqemulator", reason="bqemulator is not installed (it conflicts with the dev extra's protobuf)")
+from polars_gemini.emulator.bigquery import BigQueryEmulator, environment
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "vertex_bigquery"
 PROJECT = "bq-project"
@@ -44,7 +40,10 @@ RESPONSE = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Blu
 
 @pytest.fixture(scope="module")
 def bq() -> Iterator[BigQueryEmulator]:
-    with BigQueryEmulator(project=PROJECT) as emulator:
+    """bqemulator in an environment of its own (`.venv-bqemulator`, made on first use): its grpcio-tools caps
+    protobuf below 7, which the exact tokenizer's sentencepiece cannot load with."""
+    python = environment(Path(__file__).parents[2] / ".venv-bqemulator")
+    with BigQueryEmulator(project=PROJECT, python=python) as emulator:
         yield emulator
 
 

@@ -17,10 +17,12 @@ from polars_gemini.core.errors import ConfigurationError
 from polars_gemini.cost.prices import PriceTable
 from polars_gemini.prepare.plan import Plan
 from polars_gemini.run.lifecycle import RunOptions
+from polars_gemini.service import bigquery as _bigquery
 from polars_gemini.service import gemini
 from polars_gemini.service import storage as _storage
 
 if TYPE_CHECKING:
+    import google.cloud.bigquery as bigquery
     import google.cloud.storage as storage
     from google import genai
 
@@ -178,12 +180,14 @@ def _int_at_least(name: str, value: object, least: int, hint: str) -> None:
 
 def check_staging(staging: object) -> str:
     """`staging=` as a `gs://bucket[/prefix]` URI (Vertex AI runs), or a `ConfigurationError`."""
+    if isinstance(staging, str) and staging.startswith("bq://"):
+        return _bigquery.check_dataset_uri(staging)
     return _storage.check_staging(staging)
 
 
 def check_vertex(
-    client: genai.Client, plan: Plan, options: RunOptions, mode: str, given: storage.Client | None
-) -> storage.Client | None:
+    client: genai.Client, plan: Plan, options: RunOptions, mode: str, given: storage.Client | bigquery.Client | None
+) -> storage.Client | bigquery.Client | None:
     """A Vertex AI run's own checks, made before anything is written or sent; returns the run's Cloud Storage client
     (None for a Developer API run, or a Vertex AI run in sync mode, which stages nothing).
 
@@ -223,6 +227,10 @@ def check_vertex(
             "Put them in Cloud Storage and pass their gs:// URIs in the media column (sent as references), or raise "
             "media_inline_bytes= to send them inline."
         )
+    if options.staging.startswith("bq://"):  # requests and predictions in BigQuery tables
+        bq = _bigquery.bigquery_client(client, given)
+        _bigquery.check_dataset(bq, options.staging)
+        return bq
     storage = _storage.storage_client(client, given)
     _storage.check_bucket(storage, options.staging)
     return storage

@@ -70,6 +70,7 @@ class Settings:
     webhook_audience: str | None = None  # the `aud` of per-job webhook JWTs (None: the delivery's URI)
     # Vertex AI batch prediction (`_vertex`): jobs read their requests from and write predictions to Cloud Storage.
     storage_url: str | None = None  # the Cloud Storage endpoint (`GcsEmulator.url`); None: gs:// jobs are refused
+    bigquery_url: str | None = None  # the BigQuery endpoint (`BigQueryEmulator.url`); None: bq:// jobs are refused
     vertex_project_number: str = "123456789012"  # job names say `projects/<number>/...`, whatever id the client used
     vertex_token: str = field(default="emulator-token", repr=False)  # the Bearer token Vertex calls must carry
     vertex_echo_fields: bool = True  # copy an input line's other top-level fields (e.g. "key") to its prediction line

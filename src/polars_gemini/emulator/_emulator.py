@@ -117,7 +117,8 @@ class Emulator:
     Vertex AI batch prediction (see `_vertex`): `vertex_client(project, location)` is a `vertexai=True` client whose
     `batches.create(src="gs://..." | "bq://...", config={"dest": ...})` makes a `batchPredictionJobs` job reading its
     JSONL requests from, and writing its predictions to, the Cloud Storage emulator at `storage_url` (or the
-    `GcsEmulator` given as `gcs`, started with the emulator). Vertex calls need `Authorization: Bearer <vertex_token>`
+    `GcsEmulator` given as `gcs`, started with the emulator); `bq://` sources and destinations go to the BigQuery
+    emulator at `bigquery_url` (`BigQueryEmulator.url`). Vertex calls need `Authorization: Bearer <vertex_token>`
     (401 UNAUTHENTICATED otherwise). Job names carry `vertex_project_number`; jobs are PENDING for `pending_seconds`,
     QUEUED for `vertex_queued_seconds`, RUNNING for `running_seconds`, CANCELLING for `vertex_cancelling_seconds` after
     a cancel; queued over 72 hours they expire, running over 24 hours they stop with the rows done so far.
@@ -163,6 +164,7 @@ class Emulator:
         webhook_signing: str = "auto",
         webhook_audience: str | None = None,
         storage_url: str | None = None,
+        bigquery_url: str | None = None,
         gcs: GcsEmulator | None = None,
         vertex_project_number: str = "123456789012",
         vertex_token: str = "emulator-token",
@@ -191,6 +193,7 @@ class Emulator:
         _check_flex(flex_latency, flex_unavailable_rate)
         self._gcs = gcs
         self.settings.storage_url = storage_url
+        self.settings.bigquery_url = bigquery_url
         self.settings.vertex_project_number, self.settings.vertex_token = vertex_project_number, vertex_token
         self.settings.vertex_echo_fields, self.settings.vertex_echo_request = vertex_echo_fields, vertex_echo_request
         self.settings.vertex_output_files = vertex_output_files

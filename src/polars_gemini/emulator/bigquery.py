@@ -58,11 +58,16 @@ class BigQueryEmulator:
     """bqemulator's REST (BigQuery API v2) and gRPC (Storage Read/Write API) servers on `host`, each on a free port.
 
     `project` is the default project of requests that name none. `startup_timeout` bounds how long `start()` waits for
-    both servers to listen; a server that exits first raises at once with the end of its log.
+    both servers to listen; a server that exits first raises at once with the end of its log. `python` is the
+    interpreter that has bqemulator (default: this one); bqemulator's grpcio-tools caps protobuf below 7, which
+    sentencepiece (the exact tokenizer) cannot load with, so it usually lives in an environment of its own:
+    `python=environment(path)` makes one there (once) and returns its interpreter.
     """
 
-    def __init__(self, *, project: str = "emulator-project", host: str = "127.0.0.1", startup_timeout: float = 60.0):
+    def __init__(self, *, project: str = "emulator-project", host: str = "127.0.0.1", startup_timeout: float = 60.0,
+                 python: str | None = None):  # fmt: skip
         self._project, self._host, self._timeout = project, host, startup_timeout
+        self._python = python or sys.executable
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._rest_port: int | None = None
@@ -75,7 +80,7 @@ class BigQueryEmulator:
         """Launches the server process and waits until it listens; returns `self`."""
         if self._process is not None:
             return self
-        _ensure_spatial()
+        _ensure_spatial(self._python)
         began = time.monotonic()
         self._workdir = tempfile.TemporaryDirectory(prefix="polars-gemini-bq-")
         log_path = Path(self._workdir.name) / "server.log"
@@ -150,7 +155,7 @@ class BigQueryEmulator:
 
     def _command(self) -> list[str]:
         return [
-            sys.executable, "-m", "bqemulator", "start", "--ephemeral", "--project", self._project,
+            self._python, "-m", "bqemulator", "start", "--ephemeral", "--project", self._project,
             "--rest-host", self._host, "--rest-port", "0", "--grpc-host", self._host, "--grpc-port", "0",
             "--log-level", "info", "--log-format", "json",
         ]  # fmt: skip
@@ -198,9 +203,45 @@ def _event(line: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _ensure_spatial() -> None:
+PACKAGES = ("bqemulator>=1.4,<2", "duckdb==1.5.5", "duckdb-extension-spatial==1.5.5", "duckdb-extensions==1.5.5",
+            "testcontainers>=4,<5", "numpy>=1.26")  # fmt: skip
+"""What `environment` installs: bqemulator, and the DuckDB its spatial extension's PyPI build is for."""
+
+
+def environment(path: str | os.PathLike[str]) -> str:
+    """A virtual environment at `path` with bqemulator (`PACKAGES`), made the first time (a minute or two, from the
+    package registry); returns its Python interpreter, for `BigQueryEmulator(python=...)`."""
+    root = Path(path)
+    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    done = root / ".polars-gemini-ready"
+    if done.exists() and done.read_text() == "\n".join(PACKAGES):
+        return str(python)
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PACKAGES],
+                               capture_output=True, text=True)  # fmt: skip
+    if installed.returncode:
+        raise RuntimeError(f"Installing bqemulator into {root} failed: {installed.stderr[-2000:]}")
+    done.write_text("\n".join(PACKAGES))
+    return str(python)
+
+
+_SPATIAL = """
+import importlib, duckdb
+con = duckdb.connect()
+row = con.sql("SELECT installed FROM duckdb_extensions() WHERE extension_name = 'spatial'").fetchone()
+if not (row and row[0]):
+    importlib.import_module("duckdb_extensions").import_extension("spatial", con=con)
+"""
+
+
+def _ensure_spatial(python: str = sys.executable) -> None:
     """Installs DuckDB's spatial extension from the PyPI package into DuckDB's extension directory, once: bqemulator
-    runs `INSTALL spatial`, which would otherwise download it (and fail offline)."""
+    runs `INSTALL spatial`, which would otherwise download it (and fail offline). In `python`'s environment."""
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        done = subprocess.run([python, "-c", _SPATIAL], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"Installing DuckDB's spatial extension with {python} failed: {done.stderr[-2000:]}")
+        return
     try:
         import duckdb
 

@@ -52,6 +52,7 @@ from polars_gemini.run.results import (
     split_lines,
     synthetic_errors,
 )
+from polars_gemini.service import bigquery as _bigquery
 from polars_gemini.service import gemini as _client
 from polars_gemini.service import storage as _storage
 from polars_gemini.service.responses import inline_embed_frame, inline_lines
@@ -99,7 +100,7 @@ class RunOptions:
     webhook: tuple[str, ...] = ()  # URIs the service notifies when each job ends (its `webhook_config`)
     stuck_after: float | None = None  # hours a job may stay PENDING/RUNNING before it is cancelled and sent another way
     fallback: str = "batch"  # how a stuck or expired job's requests (and other retries) go again: "batch" or "flex"
-    staging: str | None = None  # Vertex AI: the gs:// prefix that request shards and predictions are written under
+    staging: str | None = None  # Vertex AI: where requests and predictions go, a gs:// prefix or a bq:// dataset
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class Run:
     _flex_lines: dict[str, list[str]] = field(default_factory=dict, repr=False)  # Flex answers, without a checkpoint
     _counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # (store version, done, failed)
     _rows_file: Path | None = field(default=None, repr=False)  # the plan's rows while spilled (`spill_rows`)
-    storage: Any = field(default=None, repr=False)  # Vertex AI: the google.cloud.storage.Client of the staging bucket
+    storage: Any = field(default=None, repr=False)  # Vertex AI: the staging client (Cloud Storage or BigQuery)
 
     # -- submission -------------------------------------------------------------------------------------------
 
@@ -409,27 +410,42 @@ class Run:
 
     def _storage(self) -> Any:
         if self.storage is None:
-            self.storage = _storage.storage_client(self._api(), None)
+            if self._in_bigquery:
+                self.storage = _bigquery.bigquery_client(self._api(), None)
+            else:
+                self.storage = _storage.storage_client(self._api(), None)
         return self.storage
+
+    @property
+    def _in_bigquery(self) -> bool:
+        return (self.options.staging or "").startswith("bq://")
 
     def _stage(self, job: JobRecord) -> None:
         """A Vertex AI job's request shard written to Cloud Storage, and where its predictions will go: both names
         fixed by the job's display name and recorded before the create call, so a crash re-uploads the same object
         and the job found on the service is known by its output location too."""
         assert self.options.staging is not None
-        where = _storage.staging_uri(self.options.staging, self._prefix_base(), job.display_name)
-        uri = f"{where}/input.jsonl"
+        if self._in_bigquery:  # a table of the request lines (key, request), and one for the predictions
+            uri = f"{self.options.staging}.{_bigquery.table_name(job.display_name, 'input')}"
+            out = f"{self.options.staging}.{_bigquery.table_name(job.display_name, 'output')}"
+        else:
+            where = _storage.staging_uri(self.options.staging, self._prefix_base(), job.display_name)
+            uri, out = f"{where}/input.jsonl", f"{where}/predictions"
+        what = f"Writing the requests of {job.display_name} to {uri}"
         with _UPLOADS:  # bounds the request files held in memory at once
+            data: bytes | Path
             if job.input_path is not None:
-                path = Path(job.input_path)
-                if not path.is_absolute() and self.store.root is not None:
-                    path = self.store.root / path
-                _storage.upload(self._storage(), uri, path, f"Writing the requests of {job.display_name} to {uri}")
+                data = Path(job.input_path)
+                if not data.is_absolute() and self.store.root is not None:
+                    data = self.store.root / data
             else:
                 prompts = self.plan.prompts(self.store.job_keys(job))
                 data = encode_jsonl(prompts, self.plan.spec, self.media_parts(prompts))
-                _storage.upload(self._storage(), uri, data, f"Writing the requests of {job.display_name} to {uri}")
-        self.store.update(job, input_file=uri, result_file=f"{where}/predictions")
+            if self._in_bigquery:
+                _bigquery.load_requests(self._storage(), uri, data, what)
+            else:
+                _storage.upload(self._storage(), uri, data, what)
+        self.store.update(job, input_file=uri, result_file=out)
 
     def _create(self, job: JobRecord) -> None:
         src: Any
@@ -439,7 +455,8 @@ class Run:
             if job.input_file is None:
                 self._stage(job)
             assert job.input_file is not None
-            src, dest = types.BatchJobSource(format="jsonl", gcs_uri=[job.input_file]), job.result_file
+            gcs = types.BatchJobSource(format="jsonl", gcs_uri=[job.input_file])
+            src, dest = job.input_file if self._in_bigquery else gcs, job.result_file
         elif job.transport == "inline":
             prompts = self.plan.prompts(self.store.job_keys(job))
             if spec.embeds:
@@ -610,7 +627,9 @@ class Run:
             results = pl.concat([results, synthetic_errors(missing, code, message)], how="diagonal_relaxed")
         self.store.add_results(job, results, self._decoded(results) if self.store.root else None)
         if job.input_file and not self.options.keep_files:
-            if self.vertex:  # its predictions stay until the run is done (`cleanup_staging`): they are its results
+            if self._in_bigquery:  # its predictions stay until the run is done (`cleanup_staging`)
+                _bigquery.delete_table(self._storage(), job.input_file)
+            elif self.vertex:  # its predictions stay until the run is done (`cleanup_staging`): they are its results
                 _storage.delete(self._storage(), job.input_file)
             else:
                 _client.delete_file(self._api(), job.input_file, self.options.retry)
@@ -655,11 +674,6 @@ class Run:
         or, where the key did not come back, by the digest of its echoed request (`run.predictions`)."""
         where = snap.output_dir or job.result_file
         assert where is not None
-        if not where.startswith("gs://"):
-            raise APIError(f"Job {job.name} wrote its predictions to {where}, which is not in Cloud Storage.")
-        files = _storage.list_objects(self._storage(), where, ".jsonl")
-        if not files:
-            raise APIError(f"Job {job.name} ended {snap.state} but no prediction file is under {where}.", code=404)
         cache: list[pl.DataFrame] = []
 
         def digests() -> pl.DataFrame:  # the job's own request lines, encoded again only if some key is missing
@@ -672,6 +686,13 @@ class Run:
         def parse(lines: pl.Series, what: str) -> tuple[pl.DataFrame, int]:
             return parse_predictions(lines, what, digests)
 
+        if where.startswith("bq://"):  # the output table: input columns (the key among them) and the predictions
+            return parse(_bigquery.read_predictions(self._storage(), where, f"Reading {where}"), f"job {job.name}")
+        if not where.startswith("gs://"):
+            raise APIError(f"Job {job.name} wrote its predictions to {where}, in neither Cloud Storage nor BigQuery.")
+        files = _storage.list_objects(self._storage(), where, ".jsonl")
+        if not files:
+            raise APIError(f"Job {job.name} ended {snap.state} but no prediction file is under {where}.", code=404)
         done: list[tuple[pl.DataFrame, int]] = []
         with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
             for index, uri in enumerate(files):
@@ -690,6 +711,9 @@ class Run:
         unless `keep_files`; how many objects. A Developer API run has none."""
         if not self.vertex or self.options.staging is None or self.options.keep_files:
             return 0
+        if self._in_bigquery:
+            return _bigquery.delete_tables(self._storage(), self.options.staging,
+                                           _bigquery.table_name(self._prefix_base(), ""))  # fmt: skip
         prefix = _storage.staging_uri(self.options.staging, self._prefix_base())
         return _storage.delete_prefix(self._storage(), prefix)
 
