@@ -11,6 +11,7 @@ from polars_gemini.api.embed import embed, estimate_embed, submit_embed
 from polars_gemini.api.frames import to_native
 from polars_gemini.api.functions import batch, estimate, input_tokens, sink_parquet, submit
 from polars_gemini.api.resume import resume
+from polars_gemini.api.tables import batch_table
 from polars_gemini.checkpoint.status import CheckpointStatus, checkpoint_status
 from polars_gemini.core.errors import (
     APIError,
@@ -68,6 +69,7 @@ __all__ = [
     "TemplateError",
     "__version__",
     "batch",
+    "batch_table",
     "checkpoint_status",
     "embed",
     "estimate",

@@ -128,17 +128,24 @@ def load_requests(bq: bigquery.Client, uri: str, data: bytes | Path, what: str) 
     return uri
 
 
-def read_predictions(bq: bigquery.Client, uri: str, what: str) -> pl.Series:
-    """The output table `uri` as prediction lines (`{"key": .., "status": .., "response": {..}}`, JSON text, one
-    per row) for `run.predictions.parse_predictions`: read as Arrow, the lines built by Polars, never row by row."""
+def read_table(bq: bigquery.Client, uri: str, what: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """The table `uri` (its `columns`, default all) as a Polars frame, read as Arrow (JSON columns as their text)."""
     project, dataset, table = split_table(uri)
 
     def read() -> Any:
-        rows = bq.list_rows(f"{project}.{dataset}.{table}", selected_fields=_fields(bq, uri), page_size=50_000)
-        return rows.to_arrow(create_bqstorage_client=False)
+        ref = f"{project}.{dataset}.{table}"
+        fields = None if columns is None else [f for f in bq.get_table(ref).schema if f.name in columns]
+        return bq.list_rows(ref, selected_fields=fields, page_size=50_000).to_arrow(create_bqstorage_client=False)
 
     frame = pl.from_arrow(_plain(_call(what, read)))
     assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def read_predictions(bq: bigquery.Client, uri: str, what: str) -> pl.Series:
+    """The output table `uri` as prediction lines (`{"key": .., "status": .., "response": {..}}`, JSON text, one
+    per row) for `run.predictions.parse_predictions`: read as Arrow, the lines built by Polars, never row by row."""
+    frame = read_table(bq, uri, what, ["key", "status", "response"])
     response = pl.col("response").cast(pl.String) if "response" in frame.columns else pl.lit(None, pl.String)
     key = pl.col("key").cast(pl.String) if "key" in frame.columns else pl.lit(None, pl.String)
     parts = pl.struct(key.alias("key"), pl.col("status").cast(pl.String).alias("status")).struct.json_encode()
@@ -156,12 +163,6 @@ def _plain(table: Any) -> Any:
         for column in table.columns
     ]  # fmt: skip
     return pa.table(columns, names=table.column_names)
-
-
-def _fields(bq: bigquery.Client, uri: str) -> list[Any]:
-    project, dataset, table = split_table(uri)
-    schema = bq.get_table(f"{project}.{dataset}.{table}").schema
-    return [f for f in schema if f.name in ("key", "status", "response")]
 
 
 def delete_table(bq: bigquery.Client, uri: str) -> None:
