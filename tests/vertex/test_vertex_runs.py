@@ -148,3 +148,16 @@ def test_cancel_stops_the_vertex_jobs(gcs: GcsEmulator) -> None:
         assert b.objects() == []
     assert out.get_column("response").null_count() == 10
     assert all("CANCELLED" in e for e in out.get_column("response_error"))
+
+
+@pytest.mark.parametrize("endpoint", ["vertex.batches.create", "vertex.batches.get", "vertex.batches.list"])
+@pytest.mark.parametrize("fault", ["429", "500", "503", "timeout"])
+def test_vertex_calls_survive_faults_without_paying_twice(gcs: GcsEmulator, endpoint: str, fault: str) -> None:
+    """Every idempotent call retried; a create refused (429) waits for room, a create whose outcome is unknown
+    (5xx, timeout) is looked up by name before it is ever sent again."""
+    with backend("vertex", gcs) as b:
+        b.emu.inject(endpoint, fault, times=2, timeout_seconds=1.0)
+        client = b.emu.vertex_client(timeout=300)
+        out = polars_gemini.batch(frame(), "{text}", model="gemini-2.5-flash", client=client, **b.options, **FAST)
+        assert len(b.emu.jobs) == 1, b.display_names()
+    assert out.get_column("response").to_list() == answers(10)
