@@ -87,3 +87,15 @@ def test_a_checkpointed_run_resumes_without_creating_again(kind: str, gcs: GcsEm
         assert b.emu.calls(b.create) == creates == 1
     assert out.get_column("response").to_list() == [None if t is None else f"echo: Say: {t}"
                                                     for t in df.get_column("text")]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_pandas_in_pandas_out(kind: str, gcs: GcsEmulator) -> None:
+    pd = pytest.importorskip("pandas")
+    pdf = pd.DataFrame({"text": ["a", None, "b", "a"], "n": [1, 2, 3, 4]}, index=[10, 20, 30, 40])
+    with backend(kind, gcs) as b:
+        out = pdf.gemini.batch("Say: {text}", model="gemini-2.5-flash", client=b.client, **b.options, **FAST)
+    assert isinstance(out, pd.DataFrame) and list(out.index) == [10, 20, 30, 40]
+    assert out["n"].dtype == pdf["n"].dtype and out["text"].dtype == pdf["text"].dtype
+    assert out["response"].tolist()[0] == "echo: Say: a"
+    assert out["response"].isna().tolist() == [False, True, False, False]
