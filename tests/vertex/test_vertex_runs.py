@@ -161,3 +161,14 @@ def test_vertex_calls_survive_faults_without_paying_twice(gcs: GcsEmulator, endp
         out = polars_gemini.batch(frame(), "{text}", model="gemini-2.5-flash", client=client, **b.options, **FAST)
         assert len(b.emu.jobs) == 1, b.display_names()
     assert out.get_column("response").to_list() == answers(10)
+
+
+def test_the_storage_client_defaults_to_the_genai_clients_project_and_credentials(
+    gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)  # where google-cloud-storage's own default client goes
+    with backend("vertex", gcs) as b:
+        out = polars_gemini.batch(frame(4), "{text}", model="gemini-2.5-flash", client=b.client,
+                                  staging=b.options["staging"], **FAST)  # fmt: skip
+        assert b.objects() == [] and b.emu.calls("vertex.batches.create") == 1
+    assert out.get_column("response").to_list() == answers(4)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import polars as pl
 
 from polars_gemini.core.errors import APIError, ConfigurationError
+from polars_gemini.service.gemini import vertex_identity
 
 if TYPE_CHECKING:
     import google.cloud.bigquery as bigquery
@@ -59,7 +60,8 @@ def check_dataset_uri(staging: str) -> str:
 
 
 def bigquery_client(client: genai.Client, given: bigquery.Client | None) -> bigquery.Client:
-    """The BigQuery client of a run: `given`, or one for the genai client's project and credentials."""
+    """The BigQuery client of a run: `given`, or one for the genai client's project, location and credentials (its
+    Application Default Credentials when it was given none)."""
     if given is not None:
         return given
     try:
@@ -68,14 +70,8 @@ def bigquery_client(client: genai.Client, given: bigquery.Client | None) -> bigq
         raise ConfigurationError(
             f"Vertex AI batch runs staged in BigQuery need google-cloud-bigquery: {INSTALL}."
         ) from None
-    api = client._api_client
-    credentials = getattr(api, "_credentials", None)
-    if credentials is None:
-        raise ConfigurationError(
-            "The Vertex AI client has no credentials of its own to reach BigQuery with: pass "
-            "bigquery_client=google.cloud.bigquery.Client(project=..., credentials=...)."
-        )
-    return bigquery.Client(project=api.project, credentials=credentials, location=api.location)
+    project, location, credentials = vertex_identity(client)
+    return bigquery.Client(project=project, credentials=credentials, location=location)
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:

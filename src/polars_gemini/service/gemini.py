@@ -85,6 +85,13 @@ def is_vertex(client: genai.Client | None) -> bool:
     return bool(client is not None and client.vertexai)
 
 
+def vertex_identity(client: genai.Client) -> tuple[str | None, str | None, Any]:
+    """A Vertex AI client's project, location and credentials (None: Application Default Credentials, found by
+    whichever Google client uses them), for the Cloud Storage and BigQuery clients of its runs."""
+    api = client._api_client
+    return api.project, api.location, getattr(api, "_credentials", None)
+
+
 def is_client(value: object) -> bool:
     """Whether `value` is a google-genai client (checked here: the only module that imports the SDK's client)."""
     return isinstance(value, genai.Client)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from polars_gemini.core.errors import APIError, ConfigurationError
+from polars_gemini.service.gemini import vertex_identity
 
 if TYPE_CHECKING:
     import google.cloud.storage as storage
@@ -64,7 +65,8 @@ def check_staging(staging: object) -> str:
 
 
 def storage_client(client: genai.Client, given: storage.Client | None) -> storage.Client:
-    """The Cloud Storage client of a run: `given`, or one for the genai client's project and credentials."""
+    """The Cloud Storage client of a run: `given`, or one for the genai client's project and credentials (its
+    Application Default Credentials when it was given none)."""
     if given is not None:
         return given
     try:
@@ -73,15 +75,8 @@ def storage_client(client: genai.Client, given: storage.Client | None) -> storag
         raise ConfigurationError(
             f"Vertex AI batch runs stage their requests in Cloud Storage, which needs google-cloud-storage: {INSTALL}."
         ) from None
-    api = client._api_client
-    credentials = getattr(api, "_credentials", None)
-    if credentials is None and not os.environ.get("STORAGE_EMULATOR_HOST"):
-        raise ConfigurationError(
-            "The Vertex AI client has no credentials of its own to reach Cloud Storage with: pass "
-            "storage_client=google.cloud.storage.Client(project=..., credentials=...), or build the genai client with "
-            "credentials=."
-        )
-    return storage.Client(project=api.project, credentials=credentials)
+    project, _, credentials = vertex_identity(client)
+    return storage.Client(project=project, credentials=credentials)
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:
