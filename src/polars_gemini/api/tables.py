@@ -56,8 +56,9 @@ def batch_table(
 
     Checked before anything is sent: a Vertex AI client, both URIs, the source table (it exists, has a `request`
     column, and at most 200,000 rows: Vertex's limit per job; more, or a frame, go through `df.gemini.batch(...,
-    staging="bq://project.dataset")`, which splits them). `timeout` (seconds) raises `RunTimeoutError` with the job
-    still running: call again with the same arguments to follow it.
+    staging="bq://project.dataset")`, which splits them), and a destination table that does not exist yet (unless
+    its job is the one followed: Vertex would add the new rows to the old ones). `timeout` (seconds) raises
+    `RunTimeoutError` with the job still running: call again with the same arguments to follow it.
 
     >>> client = genai.Client(vertexai=True, project="my-project", location="us-central1")  # doctest: +SKIP
     >>> out = polars_gemini.batch_table("bq://my-project.reviews.requests", "bq://my-project.reviews.answers",
@@ -78,6 +79,8 @@ def batch_table(
     name = display_name or _display_name(source, destination, model)
     found = _client.find_jobs(client, name, retry, exact=True)
     usable = [j for j in found if j.active or j.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED")]
+    if not usable:
+        _check_destination(bq, destination)
     snap = usable[0] if usable else _client.create_job(client, model, source, name, retry, None, destination)
     snap = _wait(client, snap, poll_interval, max_poll_interval, timeout, retry)
     if snap.state not in ("SUCCEEDED", "PARTIALLY_SUCCEEDED") or snap.output_dir is None:
@@ -113,6 +116,27 @@ def _check_source(bq: Any, source: str) -> None:
             "requests per job. Read it into a frame and use df.gemini.batch(..., staging='bq://project.dataset'), "
             "which splits it into jobs."
         )
+
+
+def _check_destination(bq: Any, destination: str) -> None:
+    """A destination table must not exist yet when a new job is to write it: Vertex would add this job's rows to
+    the ones already there, and the table read back would mix them (a dataset gets a new table of its own)."""
+    project, dataset, table = _bigquery.split_table(destination)
+    if table is None:
+        return
+    try:
+        bq.get_table(f"{project}.{dataset}.{table}")
+    except Exception as exc:  # google.api_core's NotFound: the table is made by the job, as it should be
+        code = getattr(exc, "code", None)
+        if code == 404:
+            return
+        raise APIError(f"Looking up the destination table {destination} failed: {type(exc).__name__}",
+                       code=code) from None  # fmt: skip
+    raise ConfigurationError(
+        f"The destination table {destination} already exists, and no job of this source, destination and model is "
+        "on the service to follow: a new job would add its rows to the ones in it. Pass a table that does not exist "
+        f"yet, or the dataset bq://{project}.{dataset} (the job makes a predictions_<time> table), or drop it first."
+    )
 
 
 def _display_name(source: str, destination: str, model: str) -> str:

@@ -122,7 +122,8 @@ class RunStatus:
     @property
     def queued(self) -> int:
         """Jobs waiting for room under the service's limits (concurrent jobs, enqueued tokens) to be created."""
-        return sum(state == "QUEUED" for _, state in self.jobs)
+        created = ("batches/", "projects/")  # a Vertex AI job QUEUED on the service's side is created already
+        return sum(state == "QUEUED" and not name.startswith(created) for name, state in self.jobs)
 
     def __repr__(self) -> str:
         states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
@@ -610,7 +611,13 @@ class Run:
             except APIError as exc:
                 if exc.code not in (403, 404):  # the service answers 403 "... or it may not exist" for a lost file
                     raise
-                self._gone(job, f"the results file {snap.result_file} of job {job.name} is no longer on the service")
+                if self.vertex:  # in the run's staging, which a finished run with the same work deleted
+                    where = snap.output_dir or job.result_file
+                    self._gone(job, f"the predictions of job {job.name} are no longer at {where} (deleted with the "
+                                    "staging of an earlier run of this same work, or by a lifecycle rule)")  # fmt: skip
+                else:
+                    self._gone(job, f"the results file {snap.result_file} of job {job.name} is no longer on the "
+                                    "service")  # fmt: skip
                 return
             # This job's keys, each once (the first answer): decided on the key column, and the rows copied only
             # when some must go (results can be gigabytes of vectors).
