@@ -236,31 +236,14 @@ if not (row and row[0]):
 
 def _ensure_spatial(python: str = sys.executable) -> None:
     """Installs DuckDB's spatial extension from the PyPI package into DuckDB's extension directory, once: bqemulator
-    runs `INSTALL spatial`, which would otherwise download it (and fail offline). In `python`'s environment."""
-    if os.path.realpath(python) != os.path.realpath(sys.executable):
-        done = subprocess.run([python, "-c", _SPATIAL], capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"Installing DuckDB's spatial extension with {python} failed: {done.stderr[-2000:]}")
-        return
-    try:
-        import duckdb
-
-        con = duckdb.connect()
-    except ImportError:
-        raise RuntimeError(f"BigQueryEmulator needs bqemulator and DuckDB: {_INSTALL}.") from None
-    try:
-        found = con.sql("SELECT installed FROM duckdb_extensions() WHERE extension_name = 'spatial'").fetchone()
-        if found is not None and found[0]:
-            return
-        try:
-            importlib.import_module("duckdb_extensions").import_extension("spatial", con=con)
-        except (ImportError, duckdb.Error) as exc:
-            raise RuntimeError(
-                f"bqemulator needs DuckDB's spatial extension, and DuckDB {duckdb.__version__} has none installed "
-                f"({exc}). Install the PyPI package built for this DuckDB: {_INSTALL}."
-            ) from None
-    finally:
-        con.close()
+    runs `INSTALL spatial`, which would otherwise download it (and fail offline). In `python`'s environment, in a
+    process of its own (DuckDB is not imported here)."""
+    done = subprocess.run([python, "-c", _SPATIAL], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(
+            f"bqemulator needs DuckDB's spatial extension, and installing it from the PyPI package built for this "
+            f"DuckDB failed with {python} ({done.stderr.strip().splitlines()[-1:]}). {_INSTALL}."
+        )
 
 
 def _terminate(process: subprocess.Popen[bytes], log: IO[bytes], workdir: tempfile.TemporaryDirectory[str]) -> None:
