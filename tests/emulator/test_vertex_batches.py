@@ -273,15 +273,12 @@ def test_end_next_job_failed_carries_an_rpc_status(vertex_emu: Emulator, gcs_buc
     assert job.error is not None and (job.error.code, job.error.message) == (3, "bad input")
 
 
-def test_bigquery_is_refused_until_it_is_emulated(vertex_emu: Emulator) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("polars_gemini.emulator._vertex_bigquery") is not None:
-        pytest.skip("BigQuery is emulated: its own tests cover it")
+def test_bigquery_is_refused_by_an_emulator_without_one(vertex_emu: Emulator) -> None:
     client = vertex_emu.vertex_client()
     with pytest.raises(errors.ClientError) as refused:
         client.batches.create(model=MODEL, src="bq://p.d.t", config={"dest": "bq://p.d.o"})
-    assert refused.value.code == 400 and "BigQuery is not available" in str(refused.value.message)
+    assert refused.value.code == 400 and "has no BigQuery" in str(refused.value.message)
+    assert vertex_emu.jobs == {}
 
 
 def test_sync_generate_content_and_count_tokens_on_the_vertex_path(vertex_emu: Emulator) -> None:

@@ -31,13 +31,6 @@ def _twice(b: Any, df: pl.DataFrame) -> pl.DataFrame:
         return polars_gemini.batch(df, "{text}", model=MODEL, client=b.client, **b.options, **FAST)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A finished Vertex run deletes its staging (predictions included); the same call made again without a "
-    "checkpoint re-attaches to the SUCCEEDED job by display name and finds its predictions gone, so every row comes "
-    "back null with 'results are lost' (the Developer API keeps results files 48 h, so there it returns the "
-    "answers). Fix, the lead's choice: keep a run's predictions when it has no checkpoint (delete only the request "
-    "shards), or do not adopt a finished Vertex job whose output is gone (say so in a warning and treat its keys as "
-    "never sent, which pays again)."))
 def test_the_same_call_made_again_without_a_checkpoint_returns_the_answers(gcs: GcsEmulator) -> None:
     with backend("vertex", gcs) as b:
         again = _twice(b, pl.DataFrame({"text": ["a", "b"]}))
@@ -47,18 +40,18 @@ def test_the_same_call_made_again_without_a_checkpoint_returns_the_answers(gcs: 
 def test_predictions_gone_say_where_they_were_not_a_results_file_named_none(gcs: GcsEmulator) -> None:
     """Fixed: the error said "the results file None of job ... is no longer on the service" (a Vertex job has an
     output directory, no results file)."""
+    df = pl.DataFrame({"text": ["a", "b"]})
     with backend("vertex", gcs) as b:
-        again = _twice(b, pl.DataFrame({"text": ["a", "b"]}))
+        run = polars_gemini.submit(df, "{text}", model=MODEL, client=b.client, **b.options, **FAST)
+        run.result()
+        assert run.cleanup_staging(predictions=True) >= 1  # the predictions deleted by hand (or a lifecycle rule)
+        with pytest.warns(GeminiBatchWarning, match="Re-attached"):
+            again = polars_gemini.batch(df, "{text}", model=MODEL, client=b.client, **b.options, **FAST)
     error = again.get_column("response_error")[0]
     assert error is not None and "None" not in error
     assert f"gs://{b.bucket}/runs/" in error and "staging" in error
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "prepare.media.choose_transport sends a media of 16 kB and up that several rows share through the Files API "
-    "('upload'), whatever the backend; api.options.check_vertex then refuses the whole run as 'too large to send "
-    "inline', though it is 1 MB or less. Fix: plan media for a Vertex client with no 'upload' transport but for "
-    "size (inline when at most media_inline_bytes, shared or not), i.e. pass the backend into make_plan."))
 def test_a_small_image_shared_by_rows_is_sent_inline_on_vertex(gcs: GcsEmulator) -> None:
     shared = make_png(120, 120, 2)
     assert 16_384 <= len(shared) <= 1_000_000
@@ -69,12 +62,6 @@ def test_a_small_image_shared_by_rows_is_sent_inline_on_vertex(gcs: GcsEmulator)
     assert out.get_column("response_error").null_count() == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "prepare.media._from_text refuses every gs:// cell ('the Gemini Developer API does not read gs:// URIs "
-    "directly'), also for a Vertex client, which reads them natively; the README tells Vertex users to 'put them "
-    "in Cloud Storage and pass gs:// URIs'. Fix: for a Vertex plan, a gs:// cell is a reference (transport 'uri', "
-    "file_data {file_uri, mime_type}, its MIME type from the name or media={col: type}); refused only on the "
-    "Developer API."))
 def test_gs_uris_in_a_media_column_are_sent_by_reference_on_vertex(gcs: GcsEmulator) -> None:
     df = pl.DataFrame({"img": ["gs://photos/x.png", "gs://photos/y.png"], "text": ["a", "b"]})
     with backend("vertex", gcs) as b:

@@ -170,5 +170,6 @@ def test_the_storage_client_defaults_to_the_genai_clients_project_and_credential
     with backend("vertex", gcs) as b:
         out = polars_gemini.batch(frame(4), "{text}", model="gemini-2.5-flash", client=b.client,
                                   staging=b.options["staging"], **FAST)  # fmt: skip
-        assert b.objects() == [] and b.emu.calls("vertex.batches.create") == 1
+        assert b.emu.calls("vertex.batches.create") == 1
+        assert not any(n.endswith("/input.jsonl") for n in b.objects())  # written and deleted through that client
     assert out.get_column("response").to_list() == answers(4)

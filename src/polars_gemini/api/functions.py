@@ -158,6 +158,8 @@ def submit(
     if _client.is_vertex(client):  # a streamed plan's request files are the jobs' input files: cut to Vertex's limits
         limits = vertex_limits(limits)
     columns = media_columns(media, template, frame.collect_schema())
+    if _client.is_vertex(client):  # gs:// cells are read by Vertex itself, and there is no Files API to upload to
+        columns = dataclasses.replace(columns, cloud_storage=True)
     data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint, columns, media_inline_bytes)
     _check_media(plan, on_media_error)
     table = as_price_table(prices)

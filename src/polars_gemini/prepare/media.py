@@ -54,6 +54,7 @@ class MediaColumns:
     """The media columns of a call and the MIME type each one forces (None: detected per cell)."""
 
     columns: Mapping[str, str | None]
+    cloud_storage: bool = False  # Vertex AI: gs:// cells are references it reads itself, and nothing is uploaded
 
     def __bool__(self) -> bool:
         return bool(self.columns)
@@ -123,7 +124,7 @@ def resolve(frame: pl.DataFrame, media: MediaColumns, model: str, resolution: st
     for column, forced in media.columns.items():
         cells = _cells(frame.get_column(column))
         distinct = cells.drop_nulls().unique(maintain_order=True)
-        table = _resolve_cells(distinct, forced, model, resolution)
+        table = _resolve_cells(distinct, forced, model, resolution, media.cloud_storage)
         lookup = pl.DataFrame({"cell": distinct}).hstack(table.select(ID, "error"))
         joined = cells.to_frame("cell").join(lookup, on="cell", how="left", maintain_order="left")
         replaced[column] = pl.when(joined["error"].is_null()).then(marker(pl.col(ID))).otherwise(None)
@@ -158,7 +159,9 @@ def _cells(column: pl.Series) -> pl.Series:
     return cast
 
 
-def _resolve_cells(cells: pl.Series, forced: str | None, model: str, resolution: str | None) -> pl.DataFrame:
+def _resolve_cells(
+    cells: pl.Series, forced: str | None, model: str, resolution: str | None, gcs: bool = False
+) -> pl.DataFrame:
     # One Python call per *distinct* media, deliberately: each is a file to read or bytes to hash (sha256 has no
     # column kernel), I/O-bound and done once per content, never once per row.
     if cells.dtype == pl.Binary:
@@ -166,7 +169,7 @@ def _resolve_cells(cells: pl.Series, forced: str | None, model: str, resolution:
     else:
         texts = cells.to_list()
         with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 4)) as pool:
-            rows = list(pool.map(lambda t: _from_text(t, forced, model, resolution), texts))
+            rows = list(pool.map(lambda t: _from_text(t, forced, model, resolution, gcs), texts))
     return pl.DataFrame(rows, schema=MEDIA_SCHEMA, orient="row") if rows else empty_table()
 
 
@@ -214,12 +217,15 @@ def _check(mime: str, size: int) -> str | None:
     return None
 
 
-def _from_text(cell: str, forced: str | None, model: str, resolution: str | None) -> tuple[Any, ...]:
+def _from_text(cell: str, forced: str | None, model: str, resolution: str | None, gcs: bool = False
+               ) -> tuple[Any, ...]:  # fmt: skip
     text = cell.strip()
     files = pl.Series([text]).str.extract(FILES_URI, 2).item() if "://" in text else None
     if files is not None or pl.Series([text]).str.contains(FILES_NAME).item():
         name = files or text
         return _reference("file", name, forced, model, resolution)
+    if text.startswith("gs://") and gcs:  # Vertex AI reads Cloud Storage objects itself
+        return _reference("gcs", text, forced, model, resolution)
     if text.startswith("gs://"):
         why = (f"{text}: the Gemini Developer API does not read gs:// URIs directly; register the object first "
                "(client.files.register_files(auth=credentials, uris=[...])) and pass the files/... name it returns, "
@@ -232,15 +238,15 @@ def _from_text(cell: str, forced: str | None, model: str, resolution: str | None
 
 def _reference(kind: str, ref: str, forced: str | None, model: str, resolution: str | None) -> tuple[Any, ...]:
     """A Files API file or a URL, sent by reference: its bytes are not read here, so its tokens are assumed."""
-    mime = forced or (rules.mime_from_name(ref.split("?")[0]) if kind == "url" else None)
+    mime = forced or (rules.mime_from_name(ref.split("?")[0]) if kind in ("url", "gcs") else None)
     mid = media_id(mime, f"{kind}:{ref}")
     if mime is not None and mime not in rules.SUPPORTED:
         return _row(mid, kind, ref, mime, None, None, error=f"{ref}: the Gemini API does not take {mime}")
-    if kind == "url" and mime is None:
+    if kind in ("url", "gcs") and mime is None:
         why = f"{ref}: cannot tell its media type from the URL; force one with media={{'col': 'image/jpeg'}}"
         return _row(mid, kind, ref, None, None, None, error=why)
     tokens, note = rules.media_tokens(mime or "image/png", rules.MediaInfo(), model, resolution)
-    what = "a Files API file" if kind == "file" else "a URL"
+    what = {"file": "a Files API file", "gcs": "a Cloud Storage object"}.get(kind, "a URL")
     note = f"{what} sent by reference ({mime or 'type unknown'}): not read here, " + (
         note or f"counted as {tokens} tokens"
     )
@@ -261,13 +267,17 @@ def _from_path(text: str, forced: str | None, model: str, resolution: str | None
     return _from_bytes(data, forced, model, resolution, source=str(path.resolve()), kind="path")
 
 
-def choose_transport(table: pl.DataFrame, prompts: pl.Series, inline_bytes: int = INLINE_MEDIA_BYTES) -> pl.DataFrame:
+def choose_transport(
+    table: pl.DataFrame, prompts: pl.Series, inline_bytes: int = INLINE_MEDIA_BYTES, share_uploads: bool = True
+) -> pl.DataFrame:
     """The table with `transport` set: `inline` for a media of at most `inline_bytes` used by one request,
-    `upload` for larger or shared ones, `uri` for references."""
+    `upload` for larger or (`share_uploads`: the Files API) shared ones, `uri` for references."""
     uses = media_uses(prompts)
     counted = table.join(uses, on=ID, how="left").with_columns(pl.col("uses").fill_null(0))
-    upload = (pl.col("size") > inline_bytes) | ((pl.col("uses") > 1) & (pl.col("size") >= SHARED_UPLOAD_BYTES))
-    transport = pl.when(pl.col("kind").is_in(["file", "url"])).then(pl.lit("uri")).when(upload).then(pl.lit("upload"))
+    shared = (pl.col("uses") > 1) & (pl.col("size") >= SHARED_UPLOAD_BYTES) & pl.lit(share_uploads)
+    upload = (pl.col("size") > inline_bytes) | shared
+    reference = pl.col("kind").is_in(["file", "url", "gcs"])
+    transport = pl.when(reference).then(pl.lit("uri")).when(upload).then(pl.lit("upload"))
     return counted.with_columns(transport.otherwise(pl.lit("inline")).alias("transport")).drop("uses")
 
 

@@ -206,7 +206,8 @@ def make_plan(
     requests = pl.DataFrame({KEY: request_keys(distinct, spec), PROMPT: distinct, NBYTES: nbytes.to_series().rechunk()})
     table = None
     if resolved is not None:
-        table = choose_transport(resolved.table, distinct, inline_media_bytes)
+        table = choose_transport(resolved.table, distinct, inline_media_bytes,
+                                 share_uploads=not (media is not None and media.cloud_storage))  # fmt: skip
         costs = per_prompt(distinct, table)
         requests = requests.with_columns(
             costs.get_column(MEDIA_TOKENS), (pl.col(NBYTES) + costs.get_column(MEDIA_BYTES)).alias(NBYTES)

@@ -713,10 +713,17 @@ class Run:
         results = pl.concat([r for r, _ in done], how="diagonal_relaxed")
         return results, sum(u for _, u in done)
 
-    def cleanup_staging(self) -> int:
-        """Delete what this run wrote under `staging` (its request shards and predictions), once the run is done,
-        unless `keep_files`; how many objects. A Developer API run has none."""
+    def cleanup_staging(self, predictions: bool | None = None) -> int:
+        """Delete what this run wrote under `staging` once the run is done, unless `keep_files`; how many objects or
+        tables. A Developer API run has none.
+
+        Request shards go as soon as their job's results are in. Predictions go here when the run has a checkpoint
+        (its results are stored there); without one they stay (`predictions=None`), so that the same call made again
+        re-attaches to the finished job and reads them instead of paying twice, as the Developer API's results files
+        allow for 48 hours. `predictions=True` deletes them anyway (then a repeated call finds them gone)."""
         if not self.vertex or self.options.staging is None or self.options.keep_files:
+            return 0
+        if not (self.store.root is not None if predictions is None else predictions):
             return 0
         if self._in_bigquery:
             return _bigquery.delete_tables(self._storage(), self.options.staging,
