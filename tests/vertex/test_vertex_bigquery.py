@@ -132,3 +132,12 @@ def test_batch_table_checks_its_source_before_sending(bigquery: BigQueryEmulator
         with pytest.raises(ConfigurationError, match="Vertex AI"):
             polars_gemini.batch_table(source, staging, model="gemini-2.5-flash", client=emu.client())
         assert emu.calls("vertex.batches.create") == 0
+
+
+def test_domain_scoped_projects_are_read_whole() -> None:
+    from polars_gemini.service.bigquery import check_dataset_uri, split_table
+
+    assert split_table("bq://example.com:my-project.ds.t") == ("example.com:my-project", "ds", "t")
+    assert check_dataset_uri("bq://example.com:my-project.ds") == "bq://example.com:my-project.ds"
+    with pytest.raises(ConfigurationError, match="not a BigQuery dataset"):
+        check_dataset_uri("bq://example.com:my-project")

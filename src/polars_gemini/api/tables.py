@@ -90,7 +90,7 @@ def batch_table(
 
 
 def _check_table_uri(name: str, uri: object, *, table: bool) -> None:
-    parts = uri.removeprefix("bq://").split(".") if isinstance(uri, str) and uri.startswith("bq://") else []
+    parts = _bigquery.uri_parts(uri) if isinstance(uri, str) and uri.startswith("bq://") else []
     if not (len(parts) == 3 or (not table and len(parts) == 2)) or not all(parts):
         shape = "bq://project.dataset.table" if table else "bq://project.dataset.table or bq://project.dataset"
         raise ConfigurationError(f"{name}={uri!r} is not a BigQuery table: pass {name}='{shape}'.")

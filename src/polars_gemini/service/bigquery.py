@@ -34,12 +34,26 @@ T = TypeVar("T")
 
 INSTALL = "pip install 'polars-gemini[bigquery]'"
 _PART = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
-_PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{4,62}[a-z0-9]$")
+_PROJECT = re.compile(r"^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,62}[a-z0-9]$")
+
+
+def uri_parts(uri: str) -> list[str]:
+    """The dot-separated parts of a `bq://` URI, a domain-scoped project (`example.com:project`) kept whole."""
+    rest = uri.removeprefix("bq://")
+    domain, colon, rest = rest.rpartition(":") if ":" in rest else ("", "", rest)
+    parts = rest.split(".")
+    if colon:
+        parts[0] = f"{domain}:{parts[0]}"
+    return parts
 
 
 def split_table(uri: str) -> tuple[str, str, str | None]:
-    """`bq://project.dataset[.table]` as (project, dataset, table or None)."""
-    parts = uri.removeprefix("bq://").split(".")
+    """`bq://project.dataset[.table]` as (project, dataset, table or None).
+
+    >>> split_table("bq://example.com:my-project.ds")
+    ('example.com:my-project', 'ds', None)
+    """
+    parts = uri_parts(uri)
     return parts[0], parts[1], parts[2] if len(parts) > 2 else None
 
 
@@ -50,7 +64,7 @@ def table_name(job: str, kind: str) -> str:
 
 def check_dataset_uri(staging: str) -> str:
     """`staging` as `bq://project.dataset`, or a `ConfigurationError` saying what is wrong."""
-    parts = staging.removeprefix("bq://").split(".")
+    parts = uri_parts(staging)
     if len(parts) != 2 or not _PROJECT.match(parts[0]) or not _PART.match(parts[1]) or "-" in parts[1]:
         raise ConfigurationError(
             f"staging={staging!r} is not a BigQuery dataset: pass staging='bq://project.dataset' (a dataset in the "
