@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,16 +116,23 @@ def output_schema(input_schema: Sequence[bigquery.SchemaField]) -> list[bigquery
     return [*carried, *(bigquery.SchemaField(name, kind) for name, kind in OUTPUT_COLUMNS)]
 
 
+# One BigQuery read or write at a time: bqemulator (DuckDB behind one connection) lost rows of output tables written
+# by several jobs at once, which no real BigQuery does.
+_ONE_AT_A_TIME = threading.Lock()
+
+
 def read_table(settings: Any, uri: str) -> list[dict[str, Any]]:
     """`read_requests` against the emulator's BigQuery (`settings.bigquery_url`)."""
     project, _, _ = parse_uri(uri, table=True)
-    return read_requests(_client(settings, project), uri)
+    with _ONE_AT_A_TIME:
+        return read_requests(_client(settings, project), uri)
 
 
 def write_table(settings: Any, uri: str, rows: Sequence[dict[str, Any]]) -> None:
     """`write_predictions` against the emulator's BigQuery (`settings.bigquery_url`), column types from the values."""
     project, _, _ = parse_uri(uri, table=False)
-    write_predictions(_client(settings, project), uri, rows)
+    with _ONE_AT_A_TIME:
+        write_predictions(_client(settings, project), uri, rows)
 
 
 def _client(settings: Any, project: str) -> bigquery.Client:

@@ -31,9 +31,11 @@ Startup takes about 2 s (a fresh Python process importing DuckDB, SQLGlot, FastA
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,8 +87,9 @@ class BigQueryEmulator:
         self._workdir = tempfile.TemporaryDirectory(prefix="polars-gemini-bq-")
         log_path = Path(self._workdir.name) / "server.log"
         log = log_path.open("wb")
-        self._process = subprocess.Popen(
-            self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._environ()
+        self._process = subprocess.Popen(  # a session of its own: stop() ends the server and every worker it forked
+            self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._environ(),
+            start_new_session=True,
         )
         self._finalizer = weakref.finalize(self, _terminate, self._process, log, self._workdir)
         try:
@@ -247,12 +250,18 @@ def _ensure_spatial(python: str = sys.executable) -> None:
 
 
 def _terminate(process: subprocess.Popen[bytes], log: IO[bytes], workdir: tempfile.TemporaryDirectory[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # the whole process group: bqemulator forks workers
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
         try:
             process.wait(timeout=10)
+            break
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # workers that outlived their parent
+    process.wait()
     log.close()
     workdir.cleanup()

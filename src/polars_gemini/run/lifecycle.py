@@ -694,7 +694,9 @@ class Run:
             return parse_predictions(lines, what, digests)
 
         if where.startswith("bq://"):  # the output table: input columns (the key among them) and the predictions
-            return parse(_bigquery.read_predictions(self._storage(), where, f"Reading {where}"), f"job {job.name}")
+            with _LEAN_COLLECTS:  # one output table in memory at a time, as one job's prediction files below
+                lines = _bigquery.read_predictions(self._storage(), where, f"Reading {where}")
+            return parse(lines, f"job {job.name}")
         if not where.startswith("gs://"):
             raise APIError(f"Job {job.name} wrote its predictions to {where}, in neither Cloud Storage nor BigQuery.")
         files = _storage.list_objects(self._storage(), where, ".jsonl")

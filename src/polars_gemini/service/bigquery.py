@@ -142,14 +142,12 @@ def read_table(bq: bigquery.Client, uri: str, what: str, columns: list[str] | No
     """The table `uri` (its `columns`, default all) as a Polars frame, read as Arrow (JSON columns as their text)."""
     project, dataset, table = split_table(uri)
 
-    def read() -> Any:
-        ref = f"{project}.{dataset}.{table}"
-        fields = None if columns is None else [f for f in bq.get_table(ref).schema if f.name in columns]
-        return bq.list_rows(ref, selected_fields=fields, page_size=50_000).to_arrow(create_bqstorage_client=False)
+    def read() -> Any:  # every column: `selected_fields` came back misaligned from the BigQuery emulator once
+        return bq.list_rows(f"{project}.{dataset}.{table}", page_size=50_000).to_arrow(create_bqstorage_client=False)
 
     frame = pl.from_arrow(_plain(_call(what, read)))
     assert isinstance(frame, pl.DataFrame)
-    return frame
+    return frame if columns is None else frame.select(c for c in frame.columns if c in columns)
 
 
 def read_predictions(bq: bigquery.Client, uri: str, what: str) -> pl.Series:
