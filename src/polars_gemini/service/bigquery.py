@@ -25,6 +25,7 @@ import polars as pl
 
 from polars_gemini.core.errors import APIError, ConfigurationError
 from polars_gemini.service.gemini import vertex_identity
+from polars_gemini.service.storage import google_call
 
 if TYPE_CHECKING:
     import google.cloud.bigquery as bigquery
@@ -89,19 +90,7 @@ def bigquery_client(client: genai.Client, given: bigquery.Client | None) -> bigq
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:
-    """`fn()` (a google-cloud-bigquery call, retried by that library) with its errors as the library's."""
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
-
-    try:
-        return fn()
-    except gexc.GoogleAPICallError as exc:
-        message = str(getattr(exc, "message", "") or exc).splitlines()[0][:500]
-        raise APIError(f"{what} failed: HTTP {exc.code}: {message}", code=exc.code) from None
-    except auth_exc.GoogleAuthError as exc:
-        raise APIError(f"{what} failed: BigQuery credentials were refused ({type(exc).__name__}).") from None
-    except (OSError, ValueError) as exc:
-        raise APIError(f"{what} failed: could not reach BigQuery ({type(exc).__name__}: {exc}).") from None
+    return google_call(what, fn, "BigQuery")
 
 
 def check_dataset(bq: bigquery.Client, staging: str) -> None:

@@ -79,21 +79,23 @@ def storage_client(client: genai.Client, given: storage.Client | None) -> storag
     return storage.Client(project=project, credentials=credentials)
 
 
-def _call(what: str, fn: Callable[[], T]) -> T:
-    """`fn()` (a google-cloud-storage call, already retried by that library) with its errors as the library's."""
+def google_call(what: str, fn: Callable[[], T], service: str = "Cloud Storage") -> T:
+    """`fn()` (a google-cloud-storage or google-cloud-bigquery call, already retried by that library) with its errors
+    as the library's `APIError`: the call, the HTTP code, the service's message; never a credential."""
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
     try:
         return fn()
-    except gexc.NotFound as exc:
-        raise APIError(f"{what} failed: HTTP 404: {_message(exc)}", code=404) from None
     except gexc.GoogleAPICallError as exc:
         raise APIError(f"{what} failed: HTTP {exc.code}: {_message(exc)}", code=exc.code) from None
     except auth_exc.GoogleAuthError as exc:
-        raise APIError(f"{what} failed: Cloud Storage credentials were refused ({type(exc).__name__}).") from None
+        raise APIError(f"{what} failed: {service} credentials were refused ({type(exc).__name__}).") from None
     except (OSError, ValueError) as exc:  # requests' connection errors are OSErrors
-        raise APIError(f"{what} failed: could not reach Cloud Storage ({type(exc).__name__}: {exc}).") from None
+        raise APIError(f"{what} failed: could not reach {service} ({type(exc).__name__}: {exc}).") from None
+
+
+_call = google_call
 
 
 def _message(exc: Any) -> str:
