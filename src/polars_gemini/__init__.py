@@ -32,6 +32,7 @@ from polars_gemini.core.errors import (
     TemplateError,
 )
 from polars_gemini.core.version import __version__
+from polars_gemini.cost.charts import tokens_histogram
 from polars_gemini.cost.estimate import Estimate
 from polars_gemini.cost.prices import PriceTable, load_prices
 from polars_gemini.run.lifecycle import Run, RunCost, RunStatus, SinkReport
@@ -81,4 +82,5 @@ __all__ = [
     "submit",
     "submit_embed",
     "to_native",
+    "tokens_histogram",
 ]

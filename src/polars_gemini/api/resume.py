@@ -255,7 +255,8 @@ def _estimate(saved: dict[str, Any] | None) -> Estimate | None:
         return None
     names = {f.name for f in dataclasses.fields(Estimate)}
     values = {k: v for k, v in saved.items() if k in names}
-    return Estimate(**(values | {"assumptions": tuple(values.get("assumptions", ()))}))
+    tuples = {name: tuple(values.get(name, ())) for name in ("assumptions", "cost_parts")}  # JSON gave lists
+    return Estimate(**(values | tuples))
 
 
 def _saved_field(root: Path, manifest: dict[str, Any], dtype: Any) -> Field:

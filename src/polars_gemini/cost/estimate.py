@@ -57,6 +57,9 @@ class Estimate:
     media_tokens: int = 0  # of `input_tokens`: the media parts' (images, audio, video, documents)
     rows_not_sent: int = 0  # rows that will not be sent (a null cell, or media that cannot be sent)
     over_input_limit: int = 0  # requests longer than the model reads (embedding models cut them silently)
+    # The expected cost in parts, USD: (input, output, thinking) at batch price, then the same at standard price;
+    # empty when the price is unknown. `cost_breakdown()` gives them as a frame, `plot()` as a chart.
+    cost_parts: tuple[float, ...] = field(default=())
 
     @property
     def price_known(self) -> bool:
@@ -64,6 +67,26 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"price_known": self.price_known}
+
+    def cost_breakdown(self) -> pl.DataFrame:
+        """The expected cost by price (`batch`, `standard`) and part (`input`, `output`, `thinking`), in USD: six rows,
+        none when the model's price is unknown.
+
+        >>> est.cost_breakdown().filter(price="batch")  # doctest: +SKIP
+        """
+        from polars_gemini.cost.charts import cost_breakdown
+
+        return cost_breakdown(self)
+
+    def plot(self) -> Any:
+        """The expected cost as a chart: a stacked bar (input, output, thinking) at batch and at standard price, an
+        `altair.Chart` (needs the `plot` extra: `pip install 'polars-gemini[plot]'`).
+
+        >>> df.gemini.estimate("Classify: {review}", model="gemini-2.5-flash").plot()  # doctest: +SKIP
+        """
+        from polars_gemini.cost.charts import cost_chart
+
+        return cost_chart(self)
 
     def _lines(self) -> list[tuple[str, str]]:
         usd = _usd
@@ -290,13 +313,14 @@ def estimate_requests(
     out, out_max = n * (guess.answer + guess.thinking), n * guess.maximum
     price = prices.get(spec.model)
     totals: tuple[float | None, ...] = _costs(tokens, price, guess) if price is not None else (None, None, None)
+    parts = _cost_parts(tokens, price, guess) if price is not None else ()
     notes = notes + guess.assumptions + (() if price else (f"price unknown for {spec.model}: pass prices=",))
     expected, worst, sync = totals
     advice = _thinking_advice(spec, tokens, price, guess, expected) if price is not None and expected else ""
     notes = (advice, *notes) if advice else notes
     return Estimate(spec.model, rows, n, int(tokens.get_column(INPUT_TOKENS).sum()), out, out_max, n * guess.thinking,
                     expected, worst, sync, prices.as_of, method, notes, int(tokens.get_column(MEDIA_TOKENS).sum()),
-                    rows_not_sent, over)  # fmt: skip
+                    rows_not_sent, over, parts)  # fmt: skip
 
 
 def _over_limit(spec: RequestSpec, tokens: pl.DataFrame) -> int:
@@ -314,6 +338,23 @@ def _costs(tokens: pl.DataFrame, price: Any, guess: OutputGuess) -> tuple[float,
 
     expected = guess.answer + guess.thinking
     return total(expected, True), total(guess.maximum, True), total(expected, False)
+
+
+def _cost_parts(tokens: pl.DataFrame, price: Any, guess: OutputGuess) -> tuple[float, ...]:
+    """The expected cost split into input, output (the answer) and thinking, at batch price and at standard price.
+    Each request's tier is chosen by its prompt and applies to all of its tokens, so each part is the difference of
+    two per-request totals: (input only), (input + answer) - (input only), (input + answer + thinking) - (input +
+    answer)."""
+    outputs = [(batch, out) for batch in (True, False) for out in (0, guess.answer, guess.answer + guess.thinking)]
+    totals = tokens.select(
+        cost_expr(price, input_tokens=INPUT_TOKENS, output_tokens=out, batch=batch).sum().alias(str(i))
+        for i, (batch, out) in enumerate(outputs)
+    ).row(0)
+    parts: list[float] = []
+    for at in (0, 3):
+        bare, answered, thought = (float(v or 0.0) for v in totals[at : at + 3])
+        parts += [round(bare, 10), round(answered - bare, 10), round(thought - answered, 10)]
+    return tuple(parts)
 
 
 def actual_cost(usage: pl.DataFrame, price: Any, *, batch: bool) -> float | None:
