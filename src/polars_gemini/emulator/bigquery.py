@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -219,13 +220,36 @@ def environment(path: str | os.PathLike[str]) -> str:
     done = root / ".polars-gemini-ready"
     if done.exists() and done.read_text() == "\n".join(PACKAGES):
         return str(python)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _building(root.parent / f".{root.name}.lock"):  # pytest-xdist workers (or a pre-warm) build it once
+        if not (done.exists() and done.read_text() == "\n".join(PACKAGES)):
+            _build(root, python, done)
+    return str(python)
+
+
+@contextlib.contextmanager
+def _building(lock: Path) -> Iterator[None]:
+    """One process at a time builds the environment; the others wait for it, then find it ready."""
+    with lock.open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock (one test process at a time)
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(root: Path, python: Path, done: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
     installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PACKAGES],
                                capture_output=True, text=True)  # fmt: skip
     if installed.returncode:
         raise RuntimeError(f"Installing bqemulator into {root} failed: {installed.stderr[-2000:]}")
     done.write_text("\n".join(PACKAGES))
-    return str(python)
 
 
 _SPATIAL = """
