@@ -48,7 +48,7 @@ def test_batch_is_half_the_standard_price_and_unknown_prices_are_said() -> None:
     assert priced.cost is not None and priced.cost > 0
     assert set(est.to_dict()) >= {"rows", "requests", "input_tokens", "output_tokens", "output_tokens_max", "cost",
                                   "cost_max", "sync_cost", "prices_as_of"}  # fmt: skip
-    assert "<table>" in est._repr_html_()
+    assert "<table " in est._repr_html_()
 
 
 def test_budget_refusal_sends_nothing() -> None:

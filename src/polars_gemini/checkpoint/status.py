@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from polars_gemini.checkpoint.files import read_json, read_parquet
+from polars_gemini.core.display import JOBS_SHOWN, Row, html_block, html_fields, html_grid, state_counts, text_grid, usd
 from polars_gemini.core.errors import CheckpointCorruptedError, CheckpointError
 from polars_gemini.cost.estimate import actual_cost
 from polars_gemini.cost.prices import load_prices
@@ -23,6 +24,7 @@ from polars_gemini.service import gemini as _client
 if TYPE_CHECKING:
     from google import genai
 
+COUNTS = ("total", "done", "failed", "pending")
 _JOB_COLUMNS = ["display_name", "name", "state", "attempt", "requests", "transport", "collected"]
 
 
@@ -41,16 +43,41 @@ class CheckpointStatus:
     estimated_cost: float | None
     actual_cost: float | None
 
+    def _counts(self) -> list[Row]:
+        return [("rows", *(f"{n:,}" for n in (self.rows, self.done, self.failed, self.pending)))]
+
+    def _costs(self) -> list[Row]:
+        return [("cost", usd(self.estimated_cost), usd(self.actual_cost))]
+
+    def _jobs(self) -> tuple[list[str], list[Row]]:
+        """The first `JOBS_SHOWN` jobs as text cells (null as empty), under their column names."""
+        shown = self.jobs.head(JOBS_SHOWN).select(pl.all().cast(pl.String).fill_null(""))
+        return self.jobs.columns, list(shown.iter_rows())
+
+    def _states(self) -> str:
+        states = self.jobs.get_column("state").to_list() if "state" in self.jobs.columns else []
+        return state_counts(states) or "none yet"
+
+    def __repr__(self) -> str:
+        return (f"CheckpointStatus({self.directory}: {self.rows:,} rows = {self.done:,} done + {self.failed:,} failed "
+                f"+ {self.pending:,} pending; cost {usd(self.estimated_cost)} estimated, {usd(self.actual_cost)} so "
+                f"far; jobs: {self._states()})")  # fmt: skip
+
     def __str__(self) -> str:
-        usd = "unknown" if self.actual_cost is None else f"${self.actual_cost:,.4f}"
-        est = "unknown" if self.estimated_cost is None else f"${self.estimated_cost:,.4f}"
-        with pl.Config(tbl_rows=50, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
-            jobs = str(self.jobs) if self.jobs.height else "(no jobs yet)"
+        jobs = text_grid(*self._jobs(), total=self.jobs.height) if self.jobs.height else "  (no jobs yet)"
         return (
             f"checkpoint {self.directory}\n  model {self.model}, template {self.template!r}\n"
             f"  rows: {self.rows:,} = {self.done:,} done + {self.failed:,} failed + {self.pending:,} pending\n"
-            f"  cost: estimated {est} (batch, expected), actual so far {usd}\n{jobs}"
+            f"  cost: estimated {usd(self.estimated_cost)} (batch, expected), actual so far {usd(self.actual_cost)}\n"
+            f"  jobs: {self._states()}\n{jobs}"
         )
+
+    def _repr_html_(self) -> str:
+        head = html_fields([("model", self.model), ("template", "" if self.template is None else self.template)])
+        parts = [head, html_fields(self._counts(), COUNTS), html_fields(self._costs(), ("estimated", "so far"))]
+        if self.jobs.height:
+            parts.append(html_grid(*self._jobs(), caption=f"jobs: {self._states()}", total=self.jobs.height))
+        return html_block(f"polars-gemini checkpoint {self.directory}", *parts)
 
 
 def checkpoint_status(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = None) -> CheckpointStatus:

@@ -10,14 +10,15 @@ are an expected value and an upper bound: the expected answer (a typical JSON in
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import polars as pl
 from google.genai import types
 
+from polars_gemini.core.display import Row, html_block, html_fields, text_fields, usd
 from polars_gemini.core.errors import ConfigurationError
 from polars_gemini.core.models import AS_OF, ModelInfo, model_info
 from polars_gemini.cost.arithmetic import cost, cost_expr
@@ -88,38 +89,39 @@ class Estimate:
 
         return cost_chart(self)
 
-    def _lines(self) -> list[tuple[str, str]]:
-        usd = _usd
-        return [
-            ("model", self.model),
-            ("rows / requests", f"{self.rows:,} / {self.requests:,} (after dedup)"
-                                + (f"; {self.rows_not_sent:,} rows not sent" if self.rows_not_sent else "")),
-            ("input tokens", f"{self.input_tokens:,}" + (f" ({self.media_tokens:,} of them media)"
-                                                         if self.media_tokens else "")),
-            *((("output tokens", f"{self.output_tokens:,} expected ({self.thinking_tokens:,} thinking), "
-                                 f"{self.output_tokens_max:,} at most"),) if self.output_tokens_max else ()),
-            ("batch cost", f"{usd(self.cost)} expected, {usd(self.cost_max)} at most"),
-            ("same work, standard price", usd(self.sync_cost)),
-            ("prices as of", self.prices_as_of),
-            ("tokens", self.method),
-            *(("assumes", note) for note in self.assumptions),
-        ]  # fmt: skip
+    def _rows(self) -> list[Row]:
+        """The estimate as rows of a field table (label, expected, at most), in the order people read it."""
+        price = partial(usd, unknown="price unknown")
+        rows: list[Row] = [("model", self.model), ("rows", f"{self.rows:,}"),
+                           ("requests (distinct)", f"{self.requests:,}")]  # fmt: skip
+        if self.rows_not_sent:
+            rows.append(("rows not sent", f"{self.rows_not_sent:,}"))
+        rows.append(("input tokens", f"{self.input_tokens:,}"))
+        if self.media_tokens:
+            rows.append(("of which media", f"{self.media_tokens:,}"))
+        if self.output_tokens_max:
+            rows += [("output tokens", f"{self.output_tokens:,}", f"{self.output_tokens_max:,}"),
+                     ("of which thinking", f"{self.thinking_tokens:,}")]  # fmt: skip
+        rows.append(("batch cost", price(self.cost), price(self.cost_max)))
+        if len(self.cost_parts) == 6:  # (input, output, thinking) at batch price, then at standard price
+            parts = zip(("input", "output", "thinking"), self.cost_parts[:3], strict=True)
+            rows += [(f"of which {part}", usd(value)) for part, value in parts if part != "thinking" or value]
+        rows.append(("standard price", price(self.sync_cost)))
+        if self.cost is not None and self.sync_cost:
+            saved = self.sync_cost - self.cost
+            rows.append(("batch saves", f"{usd(saved)} ({saved / self.sync_cost:.0%})"))
+        return [*rows, ("prices as of", self.prices_as_of), ("tokens counted by", self.method)]
 
     def __repr__(self) -> str:
-        width = max(len(k) for k, _ in self._lines())
-        return "Estimate(\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in self._lines()) + "\n)"
+        notes: list[Row] = [("assumes", note) for note in self.assumptions]
+        return f"Estimate(\n{text_fields(self._rows() + notes, _HEADER)}\n)"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in self._lines())  # fmt: skip
-        return f"<table><caption>polars-gemini estimate</caption>{rows}</table>"
+        notes = [f"assumes: {note}" for note in self.assumptions]
+        return html_block("polars-gemini estimate", html_fields(self._rows(), _HEADER), notes=notes)
 
 
-def _usd(value: float | None) -> str:
-    """Dollars with cents, or with four decimals below a dollar (an embedding job of a million texts costs cents)."""
-    if value is None:
-        return "price unknown"
-    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:,.4f}"
+_HEADER = ("expected", "at most")
 
 
 def input_token_exprs(spec: RequestSpec, exact: ExactTokenizer | None = None) -> tuple[pl.Expr, int]:
@@ -258,17 +260,13 @@ def _thinking_advice(spec: RequestSpec, tokens: pl.DataFrame, price: Any, guess:
     if info is not None and info.thinking_levels:
         lowest, low_tokens = info.thinking_levels[0]
         cheaper = _costs(tokens, price, dataclasses.replace(guess, thinking=low_tokens))[0]
-        setting = f"thinking_level='{lowest}' would cost about {_money(cheaper)}"
+        setting = f"thinking_level='{lowest}' would cost about {usd(cheaper)}"
     elif info is not None and not info.can_stop_thinking:
         cheaper = _costs(tokens, price, dataclasses.replace(guess, thinking=128))[0]
-        setting = f"it cannot stop thinking; thinking_budget=128 (its minimum) would cost about {_money(cheaper)}"
+        setting = f"it cannot stop thinking; thinking_budget=128 (its minimum) would cost about {usd(cheaper)}"
     else:
-        setting = f"thinking_budget=0 would cost {_money(without)}"
-    return f"thinking is {share:.0%} of the expected cost ({_money(expected)}): {setting}"
-
-
-def _money(usd: float) -> str:
-    return f"${usd:,.2f}" if usd >= 1 else f"${usd:,.4f}"
+        setting = f"thinking_budget=0 would cost {usd(without)}"
+    return f"thinking is {share:.0%} of the expected cost ({usd(expected)}): {setting}"
 
 
 def estimate_requests(

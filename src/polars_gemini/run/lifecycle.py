@@ -29,6 +29,7 @@ from polars_gemini.core.errors import (
     RunTimeoutError,
 )
 from polars_gemini.core.models import model_info
+from polars_gemini.core.progress import Progress, Snapshot, live_progress
 from polars_gemini.core.result_columns import ERROR, LINE, TEXT, USAGE
 from polars_gemini.cost.estimate import Estimate, actual_cost, usage_columns
 from polars_gemini.cost.prices import PriceTable, load_prices
@@ -39,6 +40,10 @@ from polars_gemini.run import sink as _sink
 from polars_gemini.run.assemble import answer_columns, embedding_columns, join_rows, per_request, per_row
 from polars_gemini.run.decode import decode_answers
 from polars_gemini.run.predictions import parse_predictions, request_digests
+from polars_gemini.run.reports import RunCost as RunCost
+from polars_gemini.run.reports import RunStatus as RunStatus
+from polars_gemini.run.reports import SinkReport as SinkReport
+from polars_gemini.run.reports import run_html, run_text
 from polars_gemini.run.results import (
     GONE_CODE,
     JOB_STATE_CODES,
@@ -103,35 +108,6 @@ class RunOptions:
     staging: str | None = None  # Vertex AI: where requests and predictions go, a gs:// prefix or a bq:// dataset
 
 
-@dataclass(frozen=True)
-class RunStatus:
-    """A snapshot of a run: job states and request counts."""
-
-    jobs: tuple[tuple[str, str], ...]  # (job name or display name, state)
-    requests: int
-    done: int
-    failed: int
-    estimated_cost: float | None = None
-    actual_cost: float | None = None
-    unreadable_lines: int = 0
-
-    @property
-    def pending(self) -> int:
-        return self.requests - self.done - self.failed
-
-    @property
-    def queued(self) -> int:
-        """Jobs waiting for room under the service's limits (concurrent jobs, enqueued tokens) to be created."""
-        created = ("batches/", "projects/")  # a Vertex AI job QUEUED on the service's side is created already
-        return sum(state == "QUEUED" and not name.startswith(created) for name, state in self.jobs)
-
-    def __repr__(self) -> str:
-        states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
-        costs = f"; cost {_usd(self.estimated_cost)} estimated, {_usd(self.actual_cost)} so far"
-        unread = f"; {self.unreadable_lines} result line(s) unreadable" if self.unreadable_lines else ""
-        return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states}{costs}{unread})"
-
-
 @dataclass
 class Run:
     """A batch run. `status()` reports, `wait()` polls until done, `result()` returns the frame, `cancel()` stops.
@@ -154,6 +130,9 @@ class Run:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)  # set by cancel(): no more calls
     _flex_lines: dict[str, list[str]] = field(default_factory=dict, repr=False)  # Flex answers, without a checkpoint
     _counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # (store version, done, failed)
+    _rows_counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # the same, of the input rows
+    _billed: tuple[int, RunCost | None] = field(default=(-1, None), repr=False)  # (store version, cost then)
+    _job_bills: dict[str, RunCost] = field(default_factory=dict, repr=False)  # lean store: each collected job's
     _rows_file: Path | None = field(default=None, repr=False)  # the plan's rows while spilled (`spill_rows`)
     storage: Any = field(default=None, repr=False)  # Vertex AI: the staging client (Cloud Storage or BigQuery)
 
@@ -810,6 +789,30 @@ class Run:
         unread = sum(j.unreadable_lines for j in self.store.jobs if j.run_id == self.run_id)
         return RunStatus(counts.jobs, counts.requests, counts.done, counts.failed, est, self.cost().actual, unread)
 
+    def _snapshot(self, shown: Progress) -> Snapshot:
+        """What the progress display shows now: counts and states always, rows and spend only where shown
+        (each is counted again only when results came in)."""
+        if not self.options.progress:
+            return Snapshot()
+        counts = self._counts()
+        mine = [j for j in self.store.jobs if j.run_id == self.run_id]
+        jobs = tuple((j.name or j.display_name, j.state, j.requests) for j in mine)
+        rows = self._row_counts() if shown.detailed else None
+        return Snapshot(counts.done, counts.failed, jobs, rows, self.estimate.cost if self.estimate else None,
+                        self.cost().actual)  # fmt: skip
+
+    def _row_counts(self) -> tuple[int, int, int] | None:
+        """Input rows answered, failed (a row not sent counts as failed) and pending; None while they are spilled."""
+        if self._rows_file is not None:
+            return None
+        keys = self.plan.rows.get_column(KEY)
+        if self._rows_counted[0] != self.store.version:
+            version = self.store.version
+            done, failed = self.store.counts(keys.drop_nulls())
+            self._rows_counted = (version, done, failed + keys.null_count())
+        _, done, failed = self._rows_counted
+        return done, failed, keys.len() - done - failed
+
     def _counts(self) -> RunStatus:
         version = self.store.version
         if self._counted[0] != version:  # counted again only when results came in, not at every poll
@@ -819,18 +822,14 @@ class Run:
 
     def wait(self, timeout: float | None = None) -> Run:
         """Poll until every job has finished and its results are in: at once, then with backoff (from
-        `min(poll_interval, 0.5)` s, x1.5 each time, capped at `max_poll_interval`)."""
-        from tqdm.auto import tqdm
-
+        `min(poll_interval, 0.5)` s, x1.5 each time, capped at `max_poll_interval`). With `progress`, one live
+        display (`core.progress`): HTML in a notebook, a tqdm bar elsewhere."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = min(self.options.poll_interval, _FIRST_POLL)
-        total = self.plan.requests.height
-        with tqdm(total=total, unit="req", desc="gemini batch", disable=not self.options.progress) as bar:
+        with live_progress("gemini batch", self.plan.requests.height, "req", self.options.progress) as shown:
             while True:
                 finished = self.advance()
-                status = self._counts()
-                bar.update(status.done + status.failed - bar.n)
-                bar.set_postfix_str(_states(self.store.jobs, self.run_id), refresh=False)
+                shown.update(self._snapshot(shown))
                 if finished:
                     return self
                 if deadline is not None and time.monotonic() + delay > deadline:
@@ -917,12 +916,29 @@ class Run:
         return SinkReport(target, int(rows), int(failed), self.cost())
 
     def cost(self) -> RunCost:
-        """The estimate made before submitting, next to what the finished requests actually cost (all attempts)."""
+        """The estimate made before submitting, next to what the finished requests actually cost (all attempts).
+
+        Worked out again only when results came in (the store's version), so polling it costs nothing."""
+        version, billed = self._billed
+        if billed is None or version != self.store.version:
+            version = self.store.version
+            billed = self._bill()
+            self._billed = (version, billed)
+        return RunCost(self.estimate, billed.actual, dict(billed.tokens))
+
+    def _bill(self) -> RunCost:
         mine = {j.display_name: j.transport for j in self.store.jobs if j.run_id == self.run_id}
         if not self.store.lean:
             return self._cost_of(self.store.results(["job", USAGE]).filter(pl.col("job").is_in(list(mine))), mine)
         # One job's usage at a time: every request's of a streamed run at once would be about 1 GB at 10M requests.
-        parts = [self._cost_of(self.store.job_results(name, ["job", USAGE]), mine) for name in [*mine, ""]]
+        # A collected job's results never change: its part is read once.
+        collected = {j.display_name for j in self.store.jobs if j.collected}
+        parts = []
+        for name in [*mine, ""]:
+            part = self._job_bills.get(name) or self._cost_of(self.store.job_results(name, ["job", USAGE]), mine)
+            if name in collected:
+                self._job_bills[name] = part
+            parts.append(part)
         actual = None if any(p.actual is None for p in parts) else sum(p.actual or 0.0 for p in parts)
         tokens = {k: sum(p.tokens[k] for p in parts) for k in parts[0].tokens}
         return RunCost(self.estimate, actual, tokens)
@@ -972,6 +988,12 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.run_id!r}, model={self.plan.spec.model!r}, {self.status()!r})"
+
+    def __str__(self) -> str:
+        return run_text(self.run_id, self.plan.spec.model, self.store.root, self.status())
+
+    def _repr_html_(self) -> str:
+        return run_html(self.run_id, self.plan.spec.model, self.store.root, self.status())
 
 
 _SUBMISSIONS: dict[str, threading.Lock] = {}
@@ -1055,49 +1077,9 @@ def _too_large(exc: APIError) -> bool:
     return any(marker in text for marker in _PAYLOAD_TOO_LARGE)
 
 
-@dataclass(frozen=True)
-class RunCost:
-    """Estimate and actual side by side. `actual` is USD from usageMetadata (None when the price is unknown)."""
-
-    estimate: Estimate | None
-    actual: float | None
-    tokens: dict[str, int]
-
-    def __repr__(self) -> str:
-        est = self.estimate
-        expected = f"{_usd(est.cost)} expected, {_usd(est.cost_max)} at most" if est else "no estimate"
-        tokens = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
-        return f"RunCost(estimate: {expected}; actual so far: {_usd(self.actual)}; tokens: {tokens})"
-
-
-@dataclass(frozen=True)
-class SinkReport:
-    """What `Run.sink_parquet` wrote: the file, its rows, how many of them have an error, and the run's cost."""
-
-    path: Path
-    rows: int
-    failed: int
-    cost: RunCost
-
-    def __repr__(self) -> str:
-        return f"SinkReport({self.rows:,} rows to {self.path}, {self.failed:,} failed; {self.cost!r})"
-
-
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:,.4f}"
-
-
 def _usage_totals(results: pl.DataFrame) -> dict[str, int]:
     u = pl.col("usage").struct
     names = {"input": "promptTokenCount", "output": "candidatesTokenCount", "thinking": "thoughtsTokenCount",
              "cached": "cachedContentTokenCount"}  # fmt: skip
     row = results.select(u.field(f).fill_null(0).sum().alias(k) for k, f in names.items()).row(0, named=True)
     return {k: int(v or 0) for k, v in row.items()}
-
-
-def _states(jobs: list[JobRecord], run_id: str) -> str:
-    counts: dict[str, int] = {}
-    for job in jobs:
-        if job.run_id == run_id:
-            counts[job.state] = counts.get(job.state, 0) + 1
-    return ", ".join(f"{n} {s.lower()}" for s, n in counts.items())

@@ -23,6 +23,7 @@ from google.genai import types
 
 from polars_gemini.checkpoint.store import MEDIA_FILES_SCHEMA, Store
 from polars_gemini.core.errors import APIError, MediaError
+from polars_gemini.core.progress import live_progress
 from polars_gemini.prepare.media import ID, PARTS_SCHEMA
 from polars_gemini.prepare.plan import Plan
 from polars_gemini.service import gemini as _client
@@ -98,8 +99,6 @@ def _ensure_uploaded(
     concurrency: int, progress: bool,
 ) -> dict[str, str]:  # fmt: skip
     """Media id -> URI for every row of `uploads`, uploading those with no usable file."""
-    from tqdm.auto import tqdm
-
     # One listing of the service's media files (by display name) decides what is usable: a recorded file that
     # expired, was deleted (by another run's clean-up, say) or is about to expire is uploaded again.
     fresh = time.time() + EXPIRY_MARGIN
@@ -141,11 +140,11 @@ def _ensure_uploaded(
     try:
         with (
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool,
-            tqdm(total=len(rows), unit="file", desc="uploading media", disable=not progress) as bar,
+            live_progress("uploading media", len(rows), "file", progress) as shown,
         ):
             try:
                 for _ in pool.map(upload, rows):
-                    bar.update(1)
+                    shown.advance()
             except BaseException:  # stop the uploads not started yet: the next call resumes from the records
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise

@@ -15,6 +15,7 @@ from google import genai
 from google.genai import types
 
 from polars_gemini.core.errors import APIError
+from polars_gemini.core.progress import live_progress
 from polars_gemini.core.result_columns import EMBED_WIRE, LINE
 from polars_gemini.prepare.media import sdk_parts
 from polars_gemini.prepare.requests import KEY, PROMPT, RequestSpec
@@ -50,8 +51,6 @@ def run_sync(
     `service_tier="flex"` sends them at the Flex tier (batch price, may be shed: 503s are retried). `on_line` is
     called with each line as soon as its call returns (from the worker threads), to keep it before the others end;
     once `stopped()` is true, the requests not sent yet are not sent (each gets a "cancelled" error line)."""
-    from tqdm.auto import tqdm
-
     pairs = list(requests.select(KEY, PROMPT).iter_rows())
     media = {m: (mime, data, uri) for m, mime, data, uri in parts.iter_rows()} if parts is not None else {}
     # With media, 403 is one file's ("... or it may not exist"): that row's error, not the whole call's.
@@ -60,25 +59,30 @@ def run_sync(
     label = "gemini sync" if service_tier is None else f"gemini {service_tier}"
     timeout = FLEX_TIMEOUT_MS if service_tier == "flex" else None
 
-    def one(pair: tuple[str, str]) -> str:
+    def one(pair: tuple[str, str]) -> tuple[str, bool]:
+        """The result line of one request, and whether it is an error."""
         key, prompt = pair
         if stopped is not None and stopped():
-            return json.dumps({"key": key, "error": {"code": 1, "message": "cancelled before it was sent"}})
+            return json.dumps({"key": key, "error": {"code": 1, "message": "cancelled before it was sent"}}), True
         contents: str | list[types.Part] = sdk_parts(prompt, media) if media else prompt
         try:
             response = _client.generate(client, spec.model, contents, config, retry, timeout)
         except APIError as exc:
             if _fatal(exc, fatal):
                 raise
-            line = json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}})
+            line, failed = json.dumps({"key": key, "error": {"code": exc.code, "message": str(exc)}}), True
         else:
-            line = json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False)
+            line, failed = json.dumps({"key": key, "response": response_json(response)}, ensure_ascii=False), False
         if on_line is not None:
             on_line(line)
-        return line
+        return line, failed
 
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-        lines = list(tqdm(pool.map(one, pairs), total=len(pairs), desc=label, disable=not progress))
+    lines: list[str] = []
+    shown = live_progress(label, len(pairs), "req", progress)
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool, shown:
+        for line, failed in pool.map(one, pairs):
+            lines.append(line)
+            shown.advance(0 if failed else 1, 1 if failed else 0)
     return pl.Series(LINE, lines, dtype=pl.String)
 
 
@@ -97,8 +101,6 @@ def run_embed_sync(
     parallel. A call refused for its content (400) is made again text by text, so one bad text fails only its own
     row; a call that fails for good otherwise records its error on each of its texts. The Developer API reports no
     token counts here (`tokens` is null)."""
-    from tqdm.auto import tqdm
-
     requests = requests.select(KEY, PROMPT)
     chunks = [requests.slice(i, EMBED_CALL_TEXTS) for i in range(0, requests.height, EMBED_CALL_TEXTS)]
 
@@ -118,7 +120,12 @@ def run_embed_sync(
             return pl.DataFrame({KEY: keys, "code": [13] * len(keys), "message": [message] * len(keys)})
         return pl.DataFrame({KEY: keys, "values": pl.Series(vectors, dtype=pl.List(pl.Float32))})
 
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-        parts = list(tqdm(pool.map(one, chunks), total=len(chunks), desc="gemini embed", disable=not progress))
+    parts: list[pl.DataFrame] = []
+    shown = live_progress("gemini embed", requests.height, "req", progress)
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool, shown:
+        for part in pool.map(one, chunks):
+            parts.append(part)
+            vectors = int(part.get_column("values").is_not_null().sum()) if "values" in part.columns else 0
+            shown.advance(vectors, part.height - vectors)
     empty = pl.DataFrame(schema=EMBED_WIRE)
     return pl.concat([empty, *parts], how="diagonal_relaxed").select(EMBED_WIRE.names()).cast(EMBED_WIRE)
