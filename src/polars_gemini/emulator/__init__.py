@@ -41,6 +41,9 @@ Faults for reliability tests (see `Emulator` for the details):
   shard beside one that finishes); a job pending or running over 48 hours is EXPIRED at its 48-hour mark, no results.
 - `Emulator(flex_latency=, flex_unavailable_rate=, flex_seed=)`: `generateContent` with `service_tier="flex"` waits
   and is shed with 503 UNAVAILABLE at that (seeded) rate; the tier served is in `usageMetadata.serviceTier`.
+- `Emulator(responder=responses.flawed(0.1, seed=0))`: about a tenth of the answers off-schema (valid JSON breaking
+  the response schema), invalid JSON (fenced in Markdown) or truncated (MAX_TOKENS), drawn afresh for each attempt
+  of a request, so that a re-run fixes most of them.
 - `emu.answered()`: every generation request answered (billed), as `AnsweredRequest(route, tier, model, prompt, key,
   job)`: which prompt was answered by which batch job or generateContent call, in which tier.
 

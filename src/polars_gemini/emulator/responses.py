@@ -25,6 +25,7 @@ from typing import Any
 from polars_gemini.emulator import _embed as g_embed
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._drafts import Drafting, plain_draft
+from polars_gemini.emulator._flaws import FLAWS, Flawed
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._status import EmulatedError
 from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, ResponderRequest
@@ -34,8 +35,8 @@ Answer = Responder | dict[str, Any]
 """A responder, or a fixed `GenerateContentResponse` dict returned as is."""
 
 __all__ = [
-    "Answer", "blocked", "by_key", "cosine", "embedding", "error", "finish", "json_value", "media_digest", "media_tag",
-    "text", "when", "with_thought",
+    "FLAWS", "Answer", "blocked", "by_key", "cosine", "embedding", "error", "finish", "flawed", "json_value",
+    "media_digest", "media_tag", "text", "when", "with_thought",
 ]  # fmt: skip
 
 
@@ -117,6 +118,25 @@ def with_thought(
 ) -> Responder:
     """Answer `answer` after a `{"thought": true}` summary part, spending `thoughts_tokens`."""
     return Drafting(lambda request: plain_draft(request, answer, thought=thought, thoughts=thoughts_tokens))
+
+
+def flawed(
+    rate: float, *, kinds: Sequence[str] = FLAWS, seed: int = 0, answer: Responder = default_responder
+) -> Responder:
+    """`answer`'s answers, with about `rate` of them flawed the way models fail now and then: "off_schema" (valid
+    JSON breaking the response schema: a word where a number, boolean, enum member or date belongs, else a required
+    property missing), "invalid_json" (the JSON in a Markdown code fence) or "truncated" (cut in half, finishReason
+    MAX_TOKENS; the only kind a plain-text answer can get). Seeded by `seed`; each attempt of a request draws afresh,
+    so sending a flawed request again usually gets a good answer (see `_flaws`).
+
+    >>> from polars_gemini.emulator import Emulator
+    >>> with Emulator(responder=flawed(1.0, kinds=["truncated"])) as emu:
+    ...     client = emu.client()
+    ...     reply = client.models.generate_content(model="gemini-2.0-flash", contents="Hi there")
+    ...     reply.candidates[0].finish_reason.name
+    'MAX_TOKENS'
+    """
+    return Flawed(answer, rate, kinds, seed)
 
 
 def blocked(reason: str = "SAFETY") -> Responder:
