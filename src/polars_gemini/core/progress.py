@@ -107,9 +107,8 @@ class _Notebook(Progress):
         ipython: Any = importlib.import_module("IPython.display")  # untyped: imported only inside a kernel
 
         super().__init__(title, total, unit)
-        self._html, self._closed = ipython.HTML, False
-        self._drawn = time.monotonic()
-        self._handle = ipython.display(ipython.HTML(self.html()), display_id=True)
+        self._closed, self._drawn = False, time.monotonic()
+        self._handle = ipython.display(self._bundle(final=False), raw=True, display_id=True)
 
     def _draw(self, final: bool) -> None:
         now = time.monotonic()
@@ -117,11 +116,14 @@ class _Notebook(Progress):
             return
         self._closed, self._drawn = final, now
         if self._handle is not None:
-            self._handle.update(self._html(self.html(final)))
+            self._handle.update(self._bundle(final), raw=True)
 
-    def html(self, final: bool = False) -> str:
-        return progress_html(self.title, self.total, self.unit, self.snapshot, time.monotonic() - self.started,
-                             final)  # fmt: skip
+    def _bundle(self, final: bool) -> dict[str, str]:
+        """The display's MIME bundle: the HTML, and a line of text for frontends without HTML."""
+        elapsed = time.monotonic() - self.started
+        html = progress_html(self.title, self.total, self.unit, self.snapshot, elapsed, final)
+        return {"text/html": html, "text/plain": progress_line(self.title, self.total, self.unit, self.snapshot,
+                                                               elapsed, final)}  # fmt: skip
 
 
 def in_kernel() -> bool:
@@ -145,7 +147,7 @@ def live_progress(title: str, total: int, unit: str = "req", enabled: bool = Tru
 
 
 def postfix_text(s: Snapshot) -> str:
-    """The terminal bar's postfix: job states, then the spend ("2 succeeded, 1 running; $0.012 of ~$0.030")."""
+    """The terminal bar's postfix: job states, then the spend ("2 succeeded, 1 running; $0.012 spent of ~$0.030")."""
     parts = [state_counts([state for _, state, _ in s.jobs])] if s.jobs else []
     if s.actual_cost is not None or s.estimated_cost is not None:
         estimated = f" of ~{usd(s.estimated_cost)}" if s.estimated_cost is not None else ""
@@ -167,13 +169,28 @@ def elapsed_text(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def progress_html(title: str, total: int, unit: str, s: Snapshot, elapsed: float, final: bool = False) -> str:
-    """The notebook display: a bar, counts, spend, and the jobs' states (see `Progress`)."""
+def _heading(title: str, total: int, unit: str, s: Snapshot, elapsed: float, final: bool) -> str:
+    """The title line: "gemini batch: running · 40% · 4 of 10 requests · 12 s"."""
     settled = s.done + s.failed
     share = settled / total if total else 1.0
-    units = {"req": "requests", "file": "files"}.get(unit, unit)
     state = "finished" if final and settled >= total else "stopped" if final else "running"
-    heading = f"{title}: {state} · {share:.0%} · {settled:,} of {total:,} {units} · {elapsed_text(elapsed)}"
+    return f"{title}: {state} · {share:.0%} · {settled:,} of {total:,} {_units(unit)} · {elapsed_text(elapsed)}"
+
+
+def _units(unit: str) -> str:
+    return {"req": "requests", "file": "files"}.get(unit, unit)
+
+
+def progress_line(title: str, total: int, unit: str, s: Snapshot, elapsed: float, final: bool = False) -> str:
+    """The notebook display as one line of text (for frontends that show no HTML)."""
+    postfix = postfix_text(s)
+    return _heading(title, total, unit, s, elapsed, final) + (f"; {postfix}" if postfix else "")
+
+
+def progress_html(title: str, total: int, unit: str, s: Snapshot, elapsed: float, final: bool = False) -> str:
+    """The notebook display: a bar, counts, spend, and the jobs' states (see `Progress`)."""
+    settled, units = s.done + s.failed, _units(unit)
+    heading = _heading(title, total, unit, s, elapsed, final)
     done_w, failed_w = (100 * s.done / total, 100 * s.failed / total) if total else (100.0, 0.0)
     bar = (f'<div style="{_BAR}"><div style="width:{done_w:.1f}%;background:#3f8f4f"></div>'
            f'<div style="width:{failed_w:.1f}%;background:#c0392b"></div></div>')  # fmt: skip
@@ -191,4 +208,4 @@ def progress_html(title: str, total: int, unit: str, s: Snapshot, elapsed: float
     return html_block(heading, *parts)
 
 
-__all__ = ["Progress", "Snapshot", "in_kernel", "live_progress", "progress_html"]
+__all__ = ["Progress", "Snapshot", "in_kernel", "live_progress", "progress_html", "progress_line"]

@@ -105,7 +105,7 @@ class Estimate:
         rows.append(("batch cost", price(self.cost), price(self.cost_max)))
         if len(self.cost_parts) == 6:  # (input, output, thinking) at batch price, then at standard price
             parts = zip(("input", "output", "thinking"), self.cost_parts[:3], strict=True)
-            rows += [(f"of which {part}", usd(value)) for part, value in parts if part != "thinking" or value]
+            rows += [(f"{part} cost", usd(value)) for part, value in parts if part != "thinking" or value]
         rows.append(("standard price", price(self.sync_cost)))
         if self.cost is not None and self.sync_cost:
             saved = self.sync_cost - self.cost

@@ -131,7 +131,7 @@ class Run:
     _flex_lines: dict[str, list[str]] = field(default_factory=dict, repr=False)  # Flex answers, without a checkpoint
     _counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # (store version, done, failed)
     _rows_counted: tuple[int, int, int] = field(default=(-1, 0, 0), repr=False)  # the same, of the input rows
-    _billed: tuple[int, RunCost | None] = field(default=(-1, None), repr=False)  # (store version, cost then)
+    _billed: tuple[tuple[int, int], RunCost | None] = field(default=((0, -1), None), repr=False)  # (store, version)
     _job_bills: dict[str, RunCost] = field(default_factory=dict, repr=False)  # lean store: each collected job's
     _rows_file: Path | None = field(default=None, repr=False)  # the plan's rows while spilled (`spill_rows`)
     storage: Any = field(default=None, repr=False)  # Vertex AI: the staging client (Cloud Storage or BigQuery)
@@ -919,11 +919,11 @@ class Run:
         """The estimate made before submitting, next to what the finished requests actually cost (all attempts).
 
         Worked out again only when results came in (the store's version), so polling it costs nothing."""
-        version, billed = self._billed
-        if billed is None or version != self.store.version:
-            version = self.store.version
+        seen, billed = self._billed
+        if billed is None or seen != (id(self.store), self.store.version):
+            seen = (id(self.store), self.store.version)  # read first: results landing meanwhile make it stale
             billed = self._bill()
-            self._billed = (version, billed)
+            self._billed = (seen, billed)
         return RunCost(self.estimate, billed.actual, dict(billed.tokens))
 
     def _bill(self) -> RunCost:
