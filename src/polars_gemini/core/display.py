@@ -2,7 +2,9 @@
 
 Every report (an estimate, a run's status, its cost, a checkpoint's status, the live progress display) is built from
 the same pieces, so they look alike. The HTML is well-formed XML (closed tags, quoted attributes, every value
-escaped with `html.escape`) with inline styles only: no script, no external CSS, nothing a notebook must trust.
+escaped with `html.escape`, and the characters XML does not allow, control characters and lone surrogates, shown
+as their escapes: `\\x00`) with inline styles only: no script, no external CSS, nothing a notebook must trust. A value
+longer than `LONGEST` characters (a long template, say) is cut, and says how long it was.
 
 A *field table* is a label column and one or more value cells per row (`Row`: the label, then its cells); a row with
 fewer cells than the header spans the rest. A *grid* is a plain table of records (the jobs of a run), cut to `limit`
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 Row = tuple[str, ...]
 
 JOBS_SHOWN = 20  # jobs listed in a table before "... N more"
+LONGEST = 300  # characters of a value shown in a table cell or a text field, then "... (N characters)"
 _FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px;line-height:1.35"
 _TABLE = "border-collapse:collapse;margin:2px 0 6px 0"
 _CAPTION = "caption-side:top;text-align:left;font-weight:600;padding:0 0 3px 0"
@@ -27,6 +30,8 @@ _HEAD = "text-align:left;font-weight:600;color:#333;padding:1px 12px 1px 0;borde
 _TD = "padding:1px 12px 1px 0;vertical-align:top;text-align:left"
 _NUM = "padding:1px 12px 1px 0;vertical-align:top;text-align:right;font-variant-numeric:tabular-nums"
 _NUMERIC = re.compile(r"^[-+$]?[\d,.]+( ?%|[kMG]?)$")
+# Not allowed in XML 1.0 (and a lone surrogate, from an undecodable file name, cannot even be sent to a notebook).
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def usd(value: float | None, unknown: str = "unknown") -> str:
@@ -38,7 +43,7 @@ def usd(value: float | None, unknown: str = "unknown") -> str:
     """
     if value is None:
         return unknown
-    if value == 0 or abs(value) >= 1:
+    if value == 0 or not math.isfinite(value) or abs(value) >= 1:
         return f"${value:,.2f}"
     decimals = min(max(2, 1 - math.floor(math.log10(abs(value)))), 10)
     text = f"{value:.{decimals}f}".rstrip("0")
@@ -46,10 +51,24 @@ def usd(value: float | None, unknown: str = "unknown") -> str:
     return f"${whole}.{cents.ljust(2, '0')}"
 
 
+def shorten(value: str, longest: int = LONGEST) -> str:
+    """`value`, or its first `longest` characters and how long it was.
+
+    >>> shorten("x" * 1000, 5)
+    'xxxxx... (1,000 characters)'
+    """
+    return value if len(value) <= longest else f"{value[:longest]}... ({len(value):,} characters)"
+
+
+def _escape(value: str) -> str:
+    """`value` as XML text: markup escaped, and each character XML forbids as its escape (`\\x1b`)."""
+    return html.escape(_NOT_XML.sub(lambda m: ascii(m.group())[1:-1], value))
+
+
 def _cell(value: str, tag: str = "td", style: str | None = None, span: int = 1) -> str:
     style = style or (_NUM if _NUMERIC.match(value) else _TD)
     colspan = f' colspan="{span}"' if span > 1 else ""
-    return f'<{tag} style="{style}"{colspan}>{html.escape(value)}</{tag}>'
+    return f'<{tag} style="{style}"{colspan}>{_escape(shorten(value))}</{tag}>'
 
 
 def html_fields(rows: Sequence[Row], header: Sequence[str] = (), caption: str = "") -> str:
@@ -62,7 +81,7 @@ def html_fields(rows: Sequence[Row], header: Sequence[str] = (), caption: str = 
         + "</tr>"
         for label, *cells in rows
     )  # fmt: skip
-    top = f'<caption style="{_CAPTION}">{html.escape(caption)}</caption>' if caption else ""
+    top = f'<caption style="{_CAPTION}">{_escape(caption)}</caption>' if caption else ""
     return f'<table style="{_TABLE}">{top}{head}{body}</table>'
 
 
@@ -75,14 +94,14 @@ def html_grid(columns: Sequence[str], rows: Sequence[Row], caption: str = "", li
     more = (len(rows) if total is None else total) - min(limit, len(rows))
     if more > 0:
         body += f'<tr><td style="{_TD};color:#777" colspan="{len(columns)}">... {more:,} more</td></tr>'
-    top = f'<caption style="{_CAPTION}">{html.escape(caption)}</caption>' if caption else ""
+    top = f'<caption style="{_CAPTION}">{_escape(caption)}</caption>' if caption else ""
     return f'<table style="{_TABLE}">{top}{head}{body}</table>'
 
 
 def html_block(title: str, *parts: str, notes: Sequence[str] = ()) -> str:
     """One report: a title line, then its parts (already HTML), then notes in grey, in a `div` of its own."""
-    heading = f'<div style="font-weight:600;font-size:13px;margin-bottom:2px">{html.escape(title)}</div>'
-    tail = "".join(f'<div style="color:#666">{html.escape(n)}</div>' for n in notes)
+    heading = f'<div style="font-weight:600;font-size:13px;margin-bottom:2px">{_escape(title)}</div>'
+    tail = "".join(f'<div style="color:#666">{_escape(n)}</div>' for n in notes)
     return f'<div style="{_FONT}">{heading}{"".join(parts)}{tail}</div>'
 
 
@@ -94,7 +113,7 @@ def text_fields(rows: Sequence[Row], header: Sequence[str] = (), indent: str = "
     width = max(width, *(len(r[0]) for r in rows))
 
     def cells(values: Sequence[str]) -> str:  # an empty cell is left out; a lone one needs no heading
-        named = [f"{v} {header[i]}" if i < len(header) and len(values) > 1 and header[i] else v
+        named = [f"{shorten(v)} {header[i]}" if i < len(header) and len(values) > 1 and header[i] else shorten(v)
                  for i, v in enumerate(values) if v]  # fmt: skip
         return ", ".join(named)
 
@@ -133,6 +152,7 @@ __all__ = [
     "html_block",
     "html_fields",
     "html_grid",
+    "shorten",
     "state_counts",
     "text_fields",
     "text_grid",

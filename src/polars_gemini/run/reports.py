@@ -21,6 +21,7 @@ from polars_gemini.core.display import (
 from polars_gemini.cost.estimate import Estimate
 
 COUNTS = ("total", "done", "failed", "pending")
+JOBS_NAMED = 5  # jobs named one by one in a status's repr; past that, counted by state
 _JOB_COLUMNS = ("job", "state")
 _VERSUS = ("estimated", "actual")
 
@@ -57,7 +58,10 @@ class RunStatus:
         return [f"{self.unreadable_lines:,} result line(s) unreadable"] if self.unreadable_lines else []
 
     def __repr__(self) -> str:
-        states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
+        if len(self.jobs) > JOBS_NAMED:  # a run of thousands of jobs: one line still
+            states = f"{len(self.jobs):,} jobs: {state_counts([s for _, s in self.jobs])}"
+        else:
+            states = ", ".join(f"{n}: {s}" for n, s in self.jobs) or "no jobs"
         costs = f"; cost {usd(self.estimated_cost)} estimated, {usd(self.actual_cost)} so far"
         unread = f"; {self.unreadable_lines} result line(s) unreadable" if self.unreadable_lines else ""
         return f"RunStatus({self.done}/{self.requests} requests done, {self.failed} failed; {states}{costs}{unread})"
