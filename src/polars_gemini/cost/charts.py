@@ -14,7 +14,7 @@ carry the bill or cross a long-context price tier. Altair is an optional extra: 
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
@@ -29,11 +29,13 @@ INSTALL = "pip install 'polars-gemini[plot]'"
 PARTS = ("input", "output", "thinking")  # what a request is billed for, in the order the bars stack
 PRICES = ("batch", "standard")
 _COLOURS = ("#4c78a8", "#f58518", "#e45756")  # one per part, as Vega's default scheme orders them
+_MOST = 2**53  # more tokens per row than any model reads, by far; and past it a float edge loses whole counts
 
 
 def cost_breakdown(estimate: Estimate) -> pl.DataFrame:
     """The estimate's expected cost as a frame: one row per price (`batch`, `standard`) and part (`input`, `output`,
-    `thinking`), in USD; empty when the model's price is unknown.
+    `thinking`), in USD; empty when the model's price is unknown, or when the estimate was restored from a checkpoint
+    written before estimates kept their parts.
 
     >>> polars_gemini.cost.charts.cost_breakdown(est)  # doctest: +SKIP
     shape: (6, 3) with columns price, part, usd
@@ -62,10 +64,16 @@ def cost_chart(estimate: Estimate) -> Any:
     import altair as alt
 
     frame = cost_breakdown(estimate)
-    if frame.is_empty():
+    if frame.is_empty() and estimate.cost is None:
         raise ConfigurationError(
             f"No price is known for {estimate.model}, so its cost cannot be charted. Hint: pass prices= (a PriceTable "
             "with this model) to estimate()."
+        )
+    if frame.is_empty():  # priced, but saved in a manifest by a version that kept no parts (a resumed run's)
+        raise ConfigurationError(
+            f"This estimate of {estimate.model} ({estimate.requests:,} requests, {estimate.cost:,.6g} USD expected) "
+            "has no cost breakdown to chart: it was restored from a checkpoint written by an older polars-gemini. "
+            "Hint: estimate the call again (df.gemini.estimate(...) with the same template and model) and plot that."
         )
     saving = 1 - estimate.cost / estimate.sync_cost if estimate.cost is not None and estimate.sync_cost else None
     subtitle = f"{estimate.requests:,} requests; batch saves {saving:.0%}" if saving is not None else ""
@@ -82,10 +90,11 @@ def cost_chart(estimate: Estimate) -> Any:
     )
 
 
-def tokens_histogram(tokens: pl.Series, *, bins: int = 30, title: str | None = None) -> Any:
-    """A histogram of input tokens per row (a column from `input_tokens`; rows that are not sent, null, are left out
-    and counted in the subtitle): an `altair.Chart`. The bins are counted by Polars (`Series.hist`), so the chart
-    holds `bins` bars, not one value per row.
+def tokens_histogram(tokens: pl.Series | object, *, bins: int = 30, title: str | None = None) -> Any:
+    """A histogram of input tokens per row (a column from `input_tokens`: a Polars Series, or for a pandas or Arrow
+    input the pandas Series or Arrow array it gives; rows that are not sent, null, are left out and counted in the
+    subtitle): an `altair.Chart`. The bins are counted by Polars (`Series.hist`), so the chart holds `bins` bars, not
+    one value per row.
 
     >>> tokens = df.gemini.input_tokens("Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> tokens_histogram(tokens, bins=40)  # doctest: +SKIP
@@ -93,6 +102,7 @@ def tokens_histogram(tokens: pl.Series, *, bins: int = 30, title: str | None = N
     _require_altair()
     import altair as alt
 
+    tokens = _as_series(tokens)
     if not isinstance(tokens, pl.Series) or not (tokens.dtype.is_integer() or tokens.dtype == pl.Null):
         got = f"a Series of {tokens.dtype}" if isinstance(tokens, pl.Series) else type(tokens).__name__
         raise ConfigurationError(
@@ -101,13 +111,7 @@ def tokens_histogram(tokens: pl.Series, *, bins: int = 30, title: str | None = N
         )
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ConfigurationError(f"bins is a number of bars >= 1, e.g. 30; got {bins!r}.")
-    sent = tokens.drop_nulls().cast(pl.Int64)
-    if sent.is_empty():
-        raise ConfigurationError(
-            "No row has a token count to chart (every row is null: none of them would be sent). Hint: check the "
-            "template's columns for nulls."
-        )
-    low, high = int(sent.min()), int(sent.max())
+    sent, low, high = _counts(tokens)
     edges = _edges(low, high, bins)
     counts = (
         sent.hist(bins=edges, include_breakpoint=True, include_category=False)
@@ -116,7 +120,7 @@ def tokens_histogram(tokens: pl.Series, *, bins: int = 30, title: str | None = N
         .select("from", "to", pl.col("rows").cast(pl.Int64))
     )
     left_out = tokens.len() - sent.len()
-    subtitle = f"{sent.len():,} rows, {low:,} to {high:,} tokens; median {sent.median():,.0f}"
+    subtitle = f"{sent.len():,} rows, {low:,} to {high:,} tokens; median {cast(float, sent.median()):,.0f}"
     subtitle += f"; {left_out:,} rows not sent (left out)" if left_out else ""
     return counts.plot.bar(
         x=alt.X("from:Q", title="input tokens per row", bin="binned"),
@@ -124,6 +128,37 @@ def tokens_histogram(tokens: pl.Series, *, bins: int = 30, title: str | None = N
         y=alt.Y("rows:Q", title="rows"),
         tooltip=[alt.Tooltip("from:Q", format=",.0f"), alt.Tooltip("to:Q", format=",.0f"), "rows:Q"],
     ).properties(title={"text": title or "Input tokens per row", "subtitle": subtitle}, width=420)
+
+
+def _as_series(tokens: object) -> object:
+    """A pandas Series, an Arrow array or a narwhals-wrapped column (what `input_tokens` gives for such inputs) as a
+    Polars Series; anything else as it is."""
+    native: Any = tokens.to_native() if type(tokens).__module__.startswith("narwhals") else tokens  # type: ignore[attr-defined]
+    if type(native).__module__.split(".")[0] in ("pandas", "pyarrow"):
+        try:
+            return pl.Series(native)
+        except (TypeError, ValueError, pl.exceptions.PolarsError):  # not one column: said by the caller's check
+            return tokens
+    return native
+
+
+def _counts(tokens: pl.Series) -> tuple[pl.Series, int, int]:
+    """The counts of the rows that are sent (not null) as Int64, their least and greatest; a ConfigurationError if
+    no row is sent, or a count cannot be a number of tokens."""
+    sent = tokens.drop_nulls()
+    if sent.is_empty():
+        empty = "The column is empty: no row to chart."
+        nulls = "No row has a token count to chart (every row is null: none of them would be sent)."
+        raise ConfigurationError(
+            empty if tokens.is_empty() else f"{nulls} Hint: check the template's columns for nulls."
+        )
+    low, high = int(cast(int, sent.min())), int(cast(int, sent.max()))
+    hint = "Hint: pass the Series that input_tokens(...) returns."
+    if low < 0:
+        raise ConfigurationError(f"Token counts are never negative; the column holds {low:,}. {hint}")
+    if high > _MOST:
+        raise ConfigurationError(f"A row of {high:,} tokens: more tokens than any request holds. {hint}")
+    return sent.cast(pl.Int64), low, high
 
 
 def _edges(low: int, high: int, bins: int) -> list[float]:
