@@ -1,12 +1,13 @@
-"""Charts with what users actually hand them: the token column of a pandas or Arrow input (what `input_tokens`
-returns for those), counts no tokenizer gives (negative, past Int64), an empty column, and the estimate of a run
-resumed from a checkpoint written before estimates kept their cost parts."""
+"""Charts with what users actually hand them: the token column `input_tokens` gives for a pandas, Arrow or DuckDB
+input, counts no tokenizer gives (negative, past Int64), an empty column, and the estimate of a run resumed from a
+checkpoint written before estimates kept their cost parts."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -22,12 +23,14 @@ def bars(chart: object) -> list[dict[str, object]]:
     return list(rows)
 
 
-@pytest.mark.parametrize("kind", ["pandas", "pyarrow"])
-def test_the_token_column_of_a_pandas_or_arrow_input_is_charted(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["pandas", "pyarrow", "duckdb"])
+def test_the_token_column_of_a_pandas_arrow_or_duckdb_input_is_charted(kind: str) -> None:
     words = ["a b c", "hello there", None, "one two three four five"]
-    native = pd.DataFrame({"t": words}) if kind == "pandas" else pa.table({"t": words})
+    table = pa.table({"t": words})
+    native = {"pandas": lambda: pd.DataFrame({"t": words}), "pyarrow": lambda: table,
+              "duckdb": lambda: duckdb.from_arrow(table)}[kind]()  # fmt: skip
     tokens = polars_gemini.input_tokens(native, "{t}", model="gemini-2.5-flash")
-    assert not isinstance(tokens, pl.Series)  # a pandas Series / an Arrow ChunkedArray, as the input was
+    assert not isinstance(tokens, pl.Series)  # a pandas Series, an Arrow ChunkedArray, a relation: as the input was
     expected = polars_gemini.input_tokens(pl.DataFrame({"t": words}), "{t}", model="gemini-2.5-flash")
     chart = polars_gemini.tokens_histogram(tokens)  # type: ignore[arg-type]
     assert bars(chart) == bars(polars_gemini.tokens_histogram(expected))

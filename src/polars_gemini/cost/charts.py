@@ -91,10 +91,10 @@ def cost_chart(estimate: Estimate) -> Any:
 
 
 def tokens_histogram(tokens: pl.Series | object, *, bins: int = 30, title: str | None = None) -> Any:
-    """A histogram of input tokens per row (a column from `input_tokens`: a Polars Series, or for a pandas or Arrow
-    input the pandas Series or Arrow array it gives; rows that are not sent, null, are left out and counted in the
-    subtitle): an `altair.Chart`. The bins are counted by Polars (`Series.hist`), so the chart holds `bins` bars, not
-    one value per row.
+    """A histogram of input tokens per row (a column from `input_tokens`: a Polars Series, or what it gives for a
+    pandas, Arrow or DuckDB input: a pandas Series, an Arrow array, a one-column relation; rows that are not sent,
+    null, are left out and counted in the subtitle): an `altair.Chart`. The bins are counted by Polars
+    (`Series.hist`), so the chart holds `bins` bars, not one value per row.
 
     >>> tokens = df.gemini.input_tokens("Classify: {review}", model="gemini-2.5-flash")  # doctest: +SKIP
     >>> tokens_histogram(tokens, bins=40)  # doctest: +SKIP
@@ -131,10 +131,13 @@ def tokens_histogram(tokens: pl.Series | object, *, bins: int = 30, title: str |
 
 
 def _as_series(tokens: object) -> object:
-    """A pandas Series, an Arrow array or a narwhals-wrapped column (what `input_tokens` gives for such inputs) as a
-    Polars Series; anything else as it is."""
+    """A pandas Series, an Arrow array, a one-column DuckDB relation or a narwhals-wrapped column (what
+    `input_tokens` gives for such inputs) as a Polars Series; anything else as it is."""
     native: Any = tokens.to_native() if type(tokens).__module__.startswith("narwhals") else tokens  # type: ignore[attr-defined]
-    if type(native).__module__.split(".")[0] in ("pandas", "pyarrow"):
+    library = type(native).__module__.split(".")[0]
+    if library == "duckdb" and hasattr(native, "pl") and len(native.columns) == 1:
+        return native.pl().to_series()
+    if library in ("pandas", "pyarrow"):
         try:
             return pl.Series(native)
         except (TypeError, ValueError, pl.exceptions.PolarsError):  # not one column: said by the caller's check
