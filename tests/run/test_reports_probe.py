@@ -50,9 +50,9 @@ def test_a_long_value_is_cut_in_the_table() -> None:
     html = html_fields([("template", template)])
     (cell,) = [td.text or "" for td in ET.fromstring(html).iter("td")]
     assert cell.startswith("Classify this review. ") and cell.endswith(f"({len(template):,} characters)")
-    assert len(cell) < 400 and len(html) < 1_000
+    assert len(cell) < 600 and len(html) < 1_200
     text = text_fields([("template", template)])
-    assert len(text) < 400 and text.endswith(f"({len(template):,} characters)")
+    assert len(text) < 600 and text.endswith(f"({len(template):,} characters)")
 
 
 def test_a_dollar_amount_that_is_not_a_number_prints() -> None:

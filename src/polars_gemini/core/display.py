@@ -21,7 +21,7 @@ from collections.abc import Sequence
 Row = tuple[str, ...]
 
 JOBS_SHOWN = 20  # jobs listed in a table before "... N more"
-LONGEST = 300  # characters of a value shown in a table cell or a text field, then "... (N characters)"
+LONGEST = 500  # characters of a value shown in a table cell or a text field, then "... (N characters)"
 _FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:12px;line-height:1.35"
 _TABLE = "border-collapse:collapse;margin:2px 0 6px 0"
 _CAPTION = "caption-side:top;text-align:left;font-weight:600;padding:0 0 3px 0"
