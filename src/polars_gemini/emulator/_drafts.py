@@ -14,7 +14,7 @@ from typing import Any
 
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._status import EmulatedError
-from polars_gemini.emulator._types import Outcome, ResponderRequest
+from polars_gemini.emulator._types import ManyAtOnce, Outcome, ResponderRequest
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,11 @@ class Draft:
     media: tuple[tuple[str, int], ...] = ()  # (modality, tokens) per media part of the prompt
 
 
-class Drafting:
+class Drafting(ManyAtOnce):
     """A thread-safe responder built from a draft function; `respond_many` counts tokens once per batch."""
 
     def __init__(self, draft: Callable[[ResponderRequest], Draft]) -> None:
         self._draft = draft
-
-    def __call__(self, request: ResponderRequest) -> dict[str, Any]:
-        outcome = self.respond_many([request])[0]
-        if isinstance(outcome, EmulatedError):
-            raise outcome
-        return outcome
 
     def respond_many(self, requests: Sequence[ResponderRequest]) -> list[Outcome]:
         drafts = [_try(self._draft, request) for request in requests]

@@ -28,14 +28,14 @@ from typing import Any
 
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._status import EmulatedError
-from polars_gemini.emulator._types import BatchResponder, Outcome, Responder, ResponderRequest
+from polars_gemini.emulator._types import BatchResponder, ManyAtOnce, Outcome, Responder, ResponderRequest
 
 FLAWS = ("off_schema", "invalid_json", "truncated")
 """The kinds of flawed answer `responses.flawed` makes."""
 _NOT_A_NUMBER = {"integer": "n/a", "number": "n/a", "boolean": "maybe"}
 
 
-class Flawed:
+class Flawed(ManyAtOnce):
     """A responder whose answers are those of `answer`, with about `rate` of them flawed (see the module docstring).
 
     Thread-safe; counts attempts per request, so one instance serves one emulator.
@@ -50,12 +50,6 @@ class Flawed:
         self._answer, self._rate, self._kinds, self._seed = answer, float(rate), tuple(kinds), seed
         self._lock = threading.Lock()
         self._attempts: dict[int, int] = {}
-
-    def __call__(self, request: ResponderRequest) -> dict[str, Any]:
-        outcome = self.respond_many([request])[0]
-        if isinstance(outcome, EmulatedError):
-            raise outcome
-        return outcome
 
     def respond_many(self, requests: Sequence[ResponderRequest]) -> list[Outcome]:
         outcomes = _answers(self._answer, requests)

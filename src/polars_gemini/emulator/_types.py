@@ -73,6 +73,20 @@ class BatchResponder(Protocol):
     def respond_many(self, requests: Sequence[ResponderRequest]) -> list[Outcome]: ...
 
 
+class ManyAtOnce:
+    """Base of responders that answer in bulk (`respond_many`): one request is a batch of one, and its error is
+    raised."""
+
+    def __call__(self, request: ResponderRequest) -> dict[str, Any]:
+        outcome = self.respond_many([request])[0]
+        if isinstance(outcome, EmulatedError):
+            raise outcome
+        return outcome
+
+    def respond_many(self, requests: Sequence[ResponderRequest]) -> list[Outcome]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class EmbeddingRequest:
     """One `EmbedContentRequest` for an embedder (`Emulator(embedder=...)`) to answer with its vector.
