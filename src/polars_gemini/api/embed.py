@@ -14,8 +14,7 @@ import dataclasses
 import os
 import uuid
 import warnings
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from google.genai import types
@@ -24,6 +23,7 @@ from polars_gemini.api import functions as _functions
 from polars_gemini.api.frames import NativeFrame, at_door, frame_out, to_polars
 from polars_gemini.api.options import check_options
 from polars_gemini.api.resume import open_run
+from polars_gemini.checkpoint.location import open_location
 from polars_gemini.core.errors import GeminiBatchWarning, ModelError, RunTimeoutError, TemplateError
 from polars_gemini.core.models import model_info
 from polars_gemini.cost.estimate import Estimate, estimate_requests
@@ -70,6 +70,7 @@ def submit_embed(
     progress: bool = True,
     check_model: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
     max_retries: int = 2,
     keep_files: bool = False,
     max_cost: float | None = None,
@@ -130,7 +131,7 @@ def submit_embed(
         return Run(df, plan, None, options, estimate=est)  # nothing to send: no client needed
     client = client or _client.client_from_env()
     if checkpoint is not None:
-        run = open_run(Path(checkpoint), df, plan, template, client, options, est)
+        run = open_run(open_location(checkpoint, storage_options), df, plan, template, client, options, est)
     else:
         run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
         run = Run(df, plan, client, options, run_id=run_id, estimate=est)
@@ -171,6 +172,7 @@ def embed(
     progress: bool = True,
     check_model: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
     max_retries: int = 2,
     keep_files: bool = False,
     max_cost: float | None = None,
@@ -202,6 +204,7 @@ def embed(
             max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
             max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            storage_options=storage_options,
             max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
             retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
             reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer,

@@ -21,6 +21,7 @@ from polars_gemini.api.options import check_options, check_staging, check_vertex
 from polars_gemini.api.resume import open_run
 from polars_gemini.checkpoint.files import JobRecord
 from polars_gemini.checkpoint.files import sink_parquet as _sink_file
+from polars_gemini.checkpoint.location import LocalLocation, Location, open_location
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import APIError, BudgetExceededError, ConfigurationError, MediaError, RunTimeoutError
 from polars_gemini.cost.estimate import (
@@ -89,6 +90,7 @@ def submit(
     progress: bool = True,
     check_model: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
     max_retries: int = 2,
     keep_files: bool = False,
     max_cost: float | None = None,
@@ -160,7 +162,8 @@ def submit(
     columns = media_columns(media, template, frame.collect_schema())
     if _client.is_vertex(client):  # gs:// cells are read by Vertex itself, and there is no Files API to upload to
         columns = dataclasses.replace(columns, cloud_storage=True)
-    data, plan = _plan(frame, template, spec, limits, memory_budget, checkpoint, columns, media_inline_bytes)
+    location = None if checkpoint is None else open_location(checkpoint, storage_options)  # a bad URL fails here
+    data, plan = _plan(frame, template, spec, limits, memory_budget, location, columns, media_inline_bytes)
     _check_media(plan, on_media_error)
     table = as_price_table(prices)
     exact = None if plan.files else load_tokenizer(tokenizer, spec.model)  # a streamed plan counted as it went
@@ -179,7 +182,8 @@ def submit(
     storage_client = check_vertex(client, plan, options, mode, storage_client)
     run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
     if checkpoint is not None:
-        run = open_run(Path(checkpoint), data, plan, template, client, options, est, lean=memory_budget is not None)
+        assert location is not None
+        run = open_run(location, data, plan, template, client, options, est, lean=memory_budget is not None)
     else:
         run = Run(data, plan, client, options, Store(lean=memory_budget is not None), run_id=run_id, estimate=est)
     if resubmit_lost:
@@ -221,7 +225,7 @@ def in_batch_call() -> bool:
 
 def _plan(
     frame: FrameLike, template: str | pl.Expr, spec: RequestSpec, limits: Limits, memory_budget: int | None,
-    checkpoint: str | os.PathLike[str] | None, media: MediaColumns | None = None,
+    checkpoint: Location | None, media: MediaColumns | None = None,
     media_inline_bytes: int = INLINE_MEDIA_BYTES,
 ) -> tuple[FrameLike, Plan]:  # fmt: skip
     """The plan, in memory, or, with a memory budget, streamed into request files.
@@ -235,9 +239,9 @@ def _plan(
         return df, make_plan(df, template, spec, limits, media, media_inline_bytes)
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or not 0 < memory_budget < 2**62:
         raise ConfigurationError(f"memory_budget is a number of bytes > 0, e.g. 2_000_000_000; got {memory_budget!r}.")
-    if checkpoint is not None:
-        directory = Path(checkpoint) / "inputs" / spec.fingerprint[:16]
-    else:
+    if isinstance(checkpoint, LocalLocation):  # the request files are written in the checkpoint directory
+        directory = checkpoint.path(f"inputs/{spec.fingerprint[:16]}")
+    else:  # a remote checkpoint gets a copy of each once they are written (`api.resume`)
         directory = Path(tempfile.mkdtemp(prefix="polars-gemini-requests-"))
     prompt_exprs(template, frame.lazy().collect_schema())  # a bad template fails before the input is written out
     staged = directory / "input.parquet"
@@ -356,6 +360,7 @@ def batch(
     progress: bool = True,
     check_model: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
     max_retries: int = 2,
     keep_files: bool = False,
     max_cost: float | None = None,
@@ -399,6 +404,7 @@ def batch(
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -437,6 +443,7 @@ def sink_parquet(
     progress: bool = True,
     check_model: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
     max_retries: int = 2,
     keep_files: bool = False,
     max_cost: float | None = None,
@@ -486,6 +493,7 @@ def sink_parquet(
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage,
             memory_budget=DEFAULT_SINK_BUDGET if streamed else memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,

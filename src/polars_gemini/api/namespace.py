@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from google.genai import types
@@ -54,6 +54,7 @@ class _GeminiNamespace:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -88,6 +89,7 @@ class _GeminiNamespace:
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -118,6 +120,7 @@ class _GeminiNamespace:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -155,6 +158,7 @@ class _GeminiNamespace:
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -184,6 +188,7 @@ class _GeminiNamespace:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -217,6 +222,7 @@ class _GeminiNamespace:
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -298,6 +304,7 @@ class _GeminiNamespace:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -323,6 +330,7 @@ class _GeminiNamespace:
             max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
             max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            storage_options=storage_options,
             max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
             retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
             reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer, timeout=timeout,
@@ -349,6 +357,7 @@ class _GeminiNamespace:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -371,6 +380,7 @@ class _GeminiNamespace:
             max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
             max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            storage_options=storage_options,
             max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
             retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
             reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import polars as pl
 from google.genai import types
 
+from polars_gemini.checkpoint.location import is_url, url_problem
 from polars_gemini.core.errors import ConfigurationError
 from polars_gemini.cost.prices import PriceTable
 from polars_gemini.prepare.plan import Plan
@@ -101,7 +102,8 @@ def _check_kinds(options: Mapping[str, Any]) -> None:
     kinds: dict[str, tuple[tuple[type, ...], str]] = {
         "retry": ((types.HttpRetryOptions, type(None)), "google.genai.types.HttpRetryOptions(attempts=6, ...)"),
         "prices": ((PriceTable, Mapping, type(None)), 'a mapping, e.g. {"gemini-2.5-flash": {"input": 0.3, ...}}'),
-        "checkpoint": ((str, os.PathLike, type(None)), "a directory path, e.g. 'runs/reviews'"),
+        "checkpoint": ((str, os.PathLike, type(None)), "a directory path or object-storage URL, e.g. 'runs/reviews'"),
+        "storage_options": ((Mapping, type(None)), "a dict of credentials, e.g. {'aws_region': 'eu-west-1'}"),
         "system_instruction": ((str, type(None)), "a string"),
         "output": ((str,), "a non-empty string, e.g. 'response'"),
         "prefix": ((str,), "a string, e.g. 'llm_'"),
@@ -120,6 +122,17 @@ def _check_kinds(options: Mapping[str, Any]) -> None:
         kind = type(options["frame"]).__name__
         raise ConfigurationError(f"frame must be a polars DataFrame or LazyFrame, got a {kind}: use pl.DataFrame(...).")
     checkpoint = options.get("checkpoint")
+    if options.get("storage_options") and (checkpoint is None or not is_url(checkpoint)):
+        raise ConfigurationError(
+            "storage_options are the credentials of a checkpoint in object storage, but checkpoint= is "
+            f"{'not given' if checkpoint is None else 'a local directory'}. Pass checkpoint='s3://bucket/prefix' "
+            "(or gs://, az://), or drop storage_options."
+        )
+    if checkpoint is not None and is_url(checkpoint):
+        problem = url_problem(os.fspath(checkpoint))
+        if problem:
+            raise ConfigurationError(problem)
+        return
     if checkpoint is not None and (str(checkpoint).strip() == "" or Path(checkpoint).is_file()):
         raise ConfigurationError(
             f"checkpoint must name a directory (created if missing), got {str(checkpoint)!r}, which is "

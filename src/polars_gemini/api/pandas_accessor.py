@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 import polars as pl
@@ -65,6 +65,7 @@ class GeminiPandas:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -105,6 +106,7 @@ class GeminiPandas:
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -135,6 +137,7 @@ class GeminiPandas:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -172,6 +175,7 @@ class GeminiPandas:
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -201,6 +205,7 @@ class GeminiPandas:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -235,6 +240,7 @@ class GeminiPandas:
             inline_limit_bytes=inline_limit_bytes, file_limit_bytes=file_limit_bytes, poll_interval=poll_interval,
             max_poll_interval=max_poll_interval, max_concurrency=max_concurrency, progress=progress,
             check_model=check_model, checkpoint=checkpoint, max_retries=max_retries, keep_files=keep_files,
+            storage_options=storage_options,
             max_cost=max_cost, prices=prices, usage=usage, memory_budget=memory_budget, retry=retry,
             max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens, reuse_jobs=reuse_jobs,
             resubmit_lost=resubmit_lost, tokenizer=tokenizer, media=media, on_media_error=on_media_error,
@@ -323,6 +329,7 @@ class GeminiPandas:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -348,6 +355,7 @@ class GeminiPandas:
             max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
             max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            storage_options=storage_options,
             max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
             retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
             reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer, timeout=timeout,
@@ -374,6 +382,7 @@ class GeminiPandas:
         progress: bool = True,
         check_model: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
         max_retries: int = 2,
         keep_files: bool = False,
         max_cost: float | None = None,
@@ -396,6 +405,7 @@ class GeminiPandas:
             max_requests_per_job=max_requests_per_job, inline_limit_bytes=inline_limit_bytes,
             file_limit_bytes=file_limit_bytes, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
             max_concurrency=max_concurrency, progress=progress, check_model=check_model, checkpoint=checkpoint,
+            storage_options=storage_options,
             max_retries=max_retries, keep_files=keep_files, max_cost=max_cost, prices=prices, usage=usage,
             retry=retry, max_active_jobs=max_active_jobs, max_enqueued_tokens=max_enqueued_tokens,
             reuse_jobs=reuse_jobs, resubmit_lost=resubmit_lost, tokenizer=tokenizer,

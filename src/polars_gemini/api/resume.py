@@ -21,6 +21,7 @@ from polars_gemini.checkpoint.files import (
     write_json,
     write_parquet,
 )
+from polars_gemini.checkpoint.location import Location, open_location
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import CheckpointCorruptedError, CheckpointError, SchemaError
 from polars_gemini.core.version import __version__
@@ -50,7 +51,7 @@ ROWS_ASKING = "rows"
 
 
 def open_run(
-    root: Path,
+    root: Location,
     frame: pl.DataFrame | pl.LazyFrame,
     plan: Plan,
     template: str | pl.Expr,
@@ -81,7 +82,7 @@ def open_run(
         raise
 
 
-def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> None:
+def _save(root: Location, run: Run, template: str | pl.Expr, fingerprint: str) -> None:
     spec, field = run.plan.spec, run.plan.spec.field
     if field is not None:
         write_parquet(root / "schema.parquet", pl.DataFrame(schema={"value": field.dtype}))
@@ -103,7 +104,7 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
         "field": field_to_json(field) if field is not None else None,
         "request_fingerprint": spec.fingerprint, "plan_fingerprint": fingerprint,
         "estimate": run.estimate.to_dict() if run.estimate else None,
-        "request_files": [str(Path(f).resolve().relative_to(root.resolve())) for f in run.plan.files],
+        "request_files": _request_files(root, run.plan, spec.fingerprint),
         "options": {"output": run.options.output, "prefix": run.options.prefix, "max_retries": run.options.max_retries,
                     "keep_files": run.options.keep_files, "normalize": run.options.normalize,
                     "limits": dataclasses.asdict(run.options.limits), "webhook": list(run.options.webhook),
@@ -111,6 +112,20 @@ def _save(root: Path, run: Run, template: str | pl.Expr, fingerprint: str) -> No
                     "staging": run.options.staging},
     }  # fmt: skip
     write_json(root / MANIFEST, manifest)
+
+
+def _request_files(root: Location, plan: Plan, fingerprint: str) -> list[str]:
+    """A streamed plan's request files, as names relative to the checkpoint. In a local checkpoint they were written
+    inside it; a remote checkpoint gets a copy of each (uploaded here, before any job exists), so that another
+    machine can resume the run."""
+    names = []
+    for path in plan.files:
+        name = root.relative_of(Path(path))
+        if name is None:
+            name = f"inputs/{fingerprint[:16]}/{Path(path).name}"
+            root.publish(name, Path(path))
+        names.append(name)
+    return names
 
 
 def _expr_json(template: pl.Expr) -> str:
@@ -179,8 +194,13 @@ def resume(
     submit: bool = True,
     stream: bool = False,
     storage_client: storage.Client | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Run:
     """Re-open the run saved in `checkpoint` from any process: re-attach to its jobs, submit what never was.
+
+    `checkpoint` is the directory, or the object-storage URL (`s3://bucket/prefix`, `gs://...`, `az://...`) the run
+    was started with, from any machine; `storage_options` are its credentials as Polars takes them (else the
+    environment's).
 
     `stream=True` keeps the results in their files and the input in its file (scanned, never read whole), for a
     run too large for memory, to be written out with `run.sink_parquet(path)`; `run.result()` still works.
@@ -199,8 +219,9 @@ def resume(
     """
     from polars_gemini.service.gemini import client_from_env
 
-    check_options({name: value for name, value in locals().items() if name != "checkpoint" and value is not None})
-    root = Path(checkpoint)
+    check_options({name: value for name, value in locals().items()
+                   if name not in ("checkpoint", "storage_options") and value is not None})  # fmt: skip
+    root = open_location(checkpoint, storage_options)
     if not (root / MANIFEST).exists():
         raise CheckpointError(
             f"{root} holds no run (no {MANIFEST}). Start it with batch(..., checkpoint={str(root)!r})."
@@ -221,8 +242,9 @@ def resume(
     spec = _spec(root, manifest)
     rows = read_parquet(root / "rows.parquet")
     requests = read_parquet(root / "requests.parquet").drop(ROWS_ASKING, strict=False)
-    files = tuple(root / f for f in manifest.get("request_files") or ())
-    missing = [str(f) for f in files if not f.exists()]
+    entries = [root / f for f in manifest.get("request_files") or ()]
+    missing = [str(f) for f in entries if not f.exists()]
+    files = tuple(f.local() for f in entries) if not missing else ()
     if missing:
         raise CheckpointCorruptedError(
             f"Request file(s) of the streamed run in {root} are missing: {', '.join(missing[:3])}. Restore them, or "
@@ -230,7 +252,7 @@ def resume(
         )
     media = read_parquet(root / MEDIA) if (root / MEDIA).exists() else None
     plan = Plan(spec, rows, requests, shards_of(requests, "file") if files else (), files, media)
-    frame = pl.scan_parquet(root / "input.parquet") if stream else read_parquet(root / "input.parquet")
+    frame = pl.scan_parquet((root / "input.parquet").local()) if stream else read_parquet(root / "input.parquet")
     check_clash(frame.collect_schema().names(), output_columns(spec, run_options.output, run_options.prefix, usage))
     client = client or client_from_env()
     storage = check_vertex(client, plan, run_options, "batch", storage_client)  # a Vertex AI run's own checks
@@ -259,7 +281,7 @@ def _estimate(saved: dict[str, Any] | None) -> Estimate | None:
     return Estimate(**(values | tuples))
 
 
-def _saved_field(root: Path, manifest: dict[str, Any], dtype: Any) -> Field:
+def _saved_field(root: Location, manifest: dict[str, Any], dtype: Any) -> Field:
     """The schema tree as saved: nullability and constraints (`field`), or, from older manifests, nullability."""
     if manifest.get("field") is None:
         return _field(dtype, set(manifest["nullable"]))
@@ -269,7 +291,7 @@ def _saved_field(root: Path, manifest: dict[str, Any], dtype: Any) -> Field:
         raise CheckpointCorruptedError(f"{root / MANIFEST}: its schema does not fit schema.parquet ({exc}).") from None
 
 
-def _spec(root: Path, manifest: dict[str, Any]) -> RequestSpec:
+def _spec(root: Location, manifest: dict[str, Any]) -> RequestSpec:
     field = None
     if manifest.get("nullable") is not None:
         dtype = read_parquet(root / "schema.parquet").schema["value"]

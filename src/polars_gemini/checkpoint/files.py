@@ -1,4 +1,5 @@
-"""Run state, in memory and optionally persisted to a checkpoint directory of plain Parquet and JSON files.
+"""Run state, in memory and optionally persisted to a checkpoint of plain Parquet and JSON files, in a directory or in
+object storage (`location`).
 
     <checkpoint>/
       manifest.json          what the current run is: model, template, config, schema, library version, fingerprints
@@ -11,30 +12,31 @@
       results/<job>.parquet  each finished job's results: key, raw line (not kept by streamed runs), answer, error,
                              usage, attempt
       flex/<record>.jsonl    Flex-tier answers of a record under way, one line per call as it returns (then stored)
-      .lock                  held by the process using the directory
+      .lock                  held by the process using the directory (object storage: lease.json, and index.json
+                             mapping each name above to its current write-once object; see `location`)
 
-Every write is atomic (temporary file, flush, fsync, rename). No pickle; the API key is never written.
+Every write is atomic (a directory: temporary file, flush, fsync, rename; object storage: a new object, then a
+conditional write of the index). No pickle; the API key is never written.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
-from polars_gemini.core.errors import CheckpointCorruptedError
+from polars_gemini.checkpoint.location import Entry, LocalLocation
+from polars_gemini.core.errors import CheckpointCorruptedError, CheckpointError
 
 FORMAT_VERSION = 1
 # Test-only crash injection: `POLARS_GEMINI_CRASH_AT=<file or folder name>` kills the process right before a write
-# there lands, which is how the crash-resume tests reach "before submission" and "while writing results" exactly.
-_CRASH_ENV = "POLARS_GEMINI_CRASH_AT"
+# there lands (`location.crash_point`), which is how the crash-resume tests reach "before submission" and "while
+# writing results" exactly, in a directory and in object storage alike.
 
 
 @dataclass
@@ -76,82 +78,64 @@ _JOB_SCHEMA = {
 }  # fmt: skip
 
 
-def _crash_point(path: Path) -> None:
-    if os.environ.get(_CRASH_ENV) in (path.name, path.parent.name):
-        os.kill(os.getpid(), 9)
+def _entry(target: Path | Entry) -> Entry:
+    return target if isinstance(target, Entry) else Entry(LocalLocation(target.parent), target.name)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def write_parquet(target: Path | Entry, frame: pl.DataFrame) -> None:
+    """Write `frame` to a checkpoint file atomically (a local path or an `Entry` of any location)."""
+    entry = _entry(target)
+    entry.location.write(entry.relative, frame.write_parquet)
+
+
+def sink_parquet(target: Path | Entry, frame: pl.LazyFrame) -> None:
+    """Stream a LazyFrame into a checkpoint file atomically, without collecting it."""
+    entry = _entry(target)
+    staging = entry.location.staging_dir()
+    tmp = Path(tempfile.mkstemp(dir=staging, prefix=f".{entry.name}.", suffix=".tmp")[1])
     try:
-        os.fsync(fd)
+        frame.sink_parquet(tmp)
+        entry.location.publish(entry.relative, tmp)
     finally:
-        os.close(fd)
+        tmp.unlink(missing_ok=True)
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Any]:
-    """A binary file object whose content replaces `path` only once fully written and synced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_json(target: Path | Entry, data: Any) -> None:
+    entry = _entry(target)
+    body = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode()
+    entry.location.write(entry.relative, lambda handle: _put(handle, body))
+
+
+def _put(handle: IO[bytes], body: bytes) -> None:
+    handle.write(body)
+
+
+def _read(target: Path | Entry, reader: Callable[[Path], Any]) -> Any:
+    entry = _entry(target)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        _crash_point(path)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_parquet(path: Path, frame: pl.DataFrame) -> None:
-    with _atomic(path) as handle:
-        frame.write_parquet(handle)
-
-
-def sink_parquet(path: Path, frame: pl.LazyFrame) -> None:
-    """Stream a LazyFrame into `path` atomically, without collecting it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.sink_parquet(tmp)
-    with tmp.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    _crash_point(path)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def write_json(path: Path, data: Any) -> None:
-    with _atomic(path) as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode())
-
-
-def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
-    try:
-        return reader(path)
+        return reader(entry.local())
     except FileNotFoundError:
         raise CheckpointCorruptedError(
-            f"Checkpoint file {path} is missing (every run writes it). Restore it from a backup, or run the same "
+            f"Checkpoint file {entry} is missing (every run writes it). Restore it from a backup, or run the same "
             "batch(...) call again, with the frame: its jobs are found on the service by name, nothing is paid twice."
         ) from None
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise CheckpointCorruptedError(
-            f"Checkpoint file {path} is truncated or corrupted ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"Checkpoint file {entry} is truncated or corrupted ({type(exc).__name__}: {str(exc)[:200]}). "
             "Nothing was reset: restore it from a backup, or delete it (jobs: re-attach by display name; "
             "results: downloaded again) if you understand what is lost."
         ) from None
 
 
-def read_parquet(path: Path) -> pl.DataFrame:
-    frame: pl.DataFrame = _read(path, pl.read_parquet)
+def read_parquet(target: Path | Entry) -> pl.DataFrame:
+    frame: pl.DataFrame = _read(target, pl.read_parquet)
     return frame
 
 
-def read_json(path: Path) -> Any:
-    return _read(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+def read_json(target: Path | Entry) -> Any:
+    return _read(target, lambda p: json.loads(p.read_text(encoding="utf-8")))
 
 
 def jobs_frame(jobs: list[JobRecord]) -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """`checkpoint_status(dir)` and `polars-gemini status DIR`: a run's state from its checkpoint alone.
 
-Reading takes no lock (every write is an atomic rename), so it works while another process is running the batch.
+Reading takes no lock (every write is atomic: a rename, or a new object and a conditional write of the index), so it
+works while another process is running the batch, in a directory or in object storage.
 With a client, job states are refreshed from the API (read-only: nothing in the directory changes).
 """
 
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from polars_gemini.checkpoint.files import read_json, read_parquet
+from polars_gemini.checkpoint.location import LocalLocation, Location, open_location
 from polars_gemini.core.display import JOBS_SHOWN, Row, html_block, html_fields, html_grid, state_counts, text_grid, usd
 from polars_gemini.core.errors import CheckpointCorruptedError, CheckpointError
 from polars_gemini.cost.estimate import actual_cost
@@ -80,12 +81,20 @@ class CheckpointStatus:
         return html_block(f"polars-gemini checkpoint {self.directory}", *parts)
 
 
-def checkpoint_status(checkpoint: str | os.PathLike[str], *, client: genai.Client | None = None) -> CheckpointStatus:
+def checkpoint_status(
+    checkpoint: str | os.PathLike[str],
+    *,
+    client: genai.Client | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> CheckpointStatus:
     """The state of the run saved in `checkpoint`, from its files (and job states from the API with `client`).
+
+    `checkpoint` is a directory or an object-storage URL (`s3://bucket/prefix`, ...), with `storage_options` as
+    Polars takes them (else the environment's credentials).
 
     >>> print(polars_gemini.checkpoint_status("runs/reviews"))  # doctest: +SKIP
     """
-    root = Path(checkpoint)
+    root = open_location(checkpoint, storage_options)
     manifest = _manifest(root)
     try:
         return _status(root, manifest, client)
@@ -96,14 +105,16 @@ def checkpoint_status(checkpoint: str | os.PathLike[str], *, client: genai.Clien
         ) from exc
 
 
-def _manifest(root: Path) -> dict[str, Any]:
+def _manifest(root: Location) -> dict[str, Any]:
     """The manifest of the checkpoint at `root`, or a CheckpointError saying why there is none."""
-    if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is a file, not a directory"
+    a_file = isinstance(root, LocalLocation) and root.root.is_file()
+    if a_file or not root.exists():
+        what = "is a file, not a directory" if a_file else "does not exist"
         raise CheckpointError(
             f"Checkpoint {root} {what}. Hint: pass the directory given as checkpoint= to batch() or submit()."
         )
-    if not (root / "manifest.json").is_file():
+    odd = isinstance(root, LocalLocation) and root.path("manifest.json").is_dir()
+    if odd or not (root / "manifest.json").exists():
         raise CheckpointError(
             f"{root} is not a polars-gemini checkpoint (no manifest.json). Hint: pass the directory given as "
             "checkpoint= to batch() or submit()."
@@ -117,7 +128,7 @@ def _manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def _status(root: Path, manifest: dict[str, Any], client: genai.Client | None) -> CheckpointStatus:
+def _status(root: Location, manifest: dict[str, Any], client: genai.Client | None) -> CheckpointStatus:
     jobs = read_parquet(root / "jobs.parquet") if (root / "jobs.parquet").exists() else pl.DataFrame()
     if client is not None and jobs.height:
         jobs = _refresh(jobs, client)
@@ -141,7 +152,7 @@ def _refresh(jobs: pl.DataFrame, client: genai.Client) -> pl.DataFrame:
     return jobs.with_columns(pl.col("name").replace_strict(states, default=pl.col("state")).alias("state"))
 
 
-def _results(root: Path, jobs: pl.DataFrame) -> pl.DataFrame:
+def _results(root: Location, jobs: pl.DataFrame) -> pl.DataFrame:
     names = jobs.get_column("display_name").to_list() if jobs.height else []
     paths = [root / "results" / f"{n}.parquet" for n in names]
     frames = [read_parquet(p).select(KEY, "error", "usage") for p in paths if p.exists()]

@@ -15,6 +15,7 @@ import polars as pl
 
 from polars_gemini.checkpoint import lock as _lock
 from polars_gemini.checkpoint.files import JobRecord, jobs_frame, jobs_from_frame, read_parquet, write_parquet
+from polars_gemini.checkpoint.location import Entry, Location, lease_seconds, open_location
 from polars_gemini.core.result_columns import ERROR, ERROR_CODE, LINE, empty_results
 from polars_gemini.prepare.requests import KEY
 
@@ -59,27 +60,27 @@ class Store:
     (`Run.sink_parquet`). `version` counts the results stored so far, for callers that cache what they derive.
     """
 
-    def __init__(self, root: Path | None = None, *, lean: bool = False) -> None:
-        self.root = root
+    def __init__(self, root: Location | Path | None = None, *, lean: bool = False) -> None:
+        self.root: Location | None = None if root is None else open_location(root)
         self.lean = lean
         self.version = 0
         self.jobs: list[JobRecord] = []
         self._keys: dict[str, pl.Series] = {}
         self._results: list[pl.DataFrame] = []
-        self._files: list[Path] = []  # lean: the results files, oldest first
+        self._files: list[Path] = []  # lean: the results files (local copies of a remote checkpoint's), oldest first
         self._spill: Path | None = None
         # lean: per key (`_compact`) whether its standing result is an answer (`ok`) and its error code: what polls
         # and retry rounds ask of the results, in about 21 bytes a key.
         self._standing: pl.DataFrame | None = None
         self.media_files = pl.DataFrame(schema=MEDIA_FILES_SCHEMA)
         self._lock = threading.RLock()  # jobs are collected from several threads
-        if root is not None:
-            root.mkdir(parents=True, exist_ok=True)
-            _lock.claim(root, self)  # busy from here until `opened()`
+        if self.root is not None:
+            self.root.prepare()
+            _lock.claim(self.root, self)  # busy from here until `opened()`
             try:
                 self._load()
             except BaseException:
-                _lock.release(root, self)
+                _lock.release(self.root, self)
                 raise
 
     def _load(self) -> None:
@@ -92,7 +93,7 @@ class Store:
             results = self.root / "results" / f"{job.display_name}.parquet"
             if results.exists():  # a crash after writing results but before updating jobs.parquet
                 if self.lean:
-                    self._files.append(results)
+                    self._files.append(results.local())
                     self._stand(read_parquet(results).select(KEY, ERROR, ERROR_CODE))
                 else:
                     self._results.append(read_parquet(results).drop(ANSWER, strict=False))
@@ -109,6 +110,13 @@ class Store:
     def operation(self) -> AbstractContextManager[None]:
         """Context of one unit of work (submit, poll, collect): refused once a newer run took the directory."""
         return _lock.operation(self.root, self) if self.root is not None else nullcontext()
+
+    def before_create(self) -> None:
+        """Refuse (CheckpointLockedError) unless this store still holds its checkpoint with time to spare: a remote
+        checkpoint's lease must have half its term left before a job is created, so that no other worker can take
+        the checkpoint over while the create call is under way."""
+        if self.root is not None:
+            _lock.check(self.root, self, lease_seconds() / 2 if self.root.remote else 0.0)
 
     def close(self) -> None:
         if self.root is not None:
@@ -178,7 +186,7 @@ class Store:
         with self._lock:
             if self.lean:
                 assert path is not None
-                self._files.append(path)
+                self._files.append(path.local() if isinstance(path, Entry) else path)
                 self._stand(frame)
             else:
                 self._results.append(frame)
@@ -240,8 +248,13 @@ class Store:
             hits.append(rows.get_column("__pg_row"))
         return none.scatter(pl.concat(hits), True) if hits else none
 
-    def _results_dir(self) -> Path:
+    def _results_dir(self) -> Path | Entry:
         return self.root / "results" if self.root is not None else self._scratch_dir()
+
+    def work_dir(self) -> Path | None:
+        """Where large temporary files of the run go: inside a local checkpoint (same file system as its files), in
+        a remote checkpoint's local cache, else the system's temporary directory (None)."""
+        return None if self.root is None else self.root.staging_dir()
 
     def scratch(self, name: str) -> Path:
         """A path in a temporary directory of this store's (removed with it), for files a run needs until its end."""

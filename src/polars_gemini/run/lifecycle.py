@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -20,9 +21,11 @@ import polars as pl
 from google.genai import types
 
 from polars_gemini.checkpoint.files import JobRecord, read_parquet, write_parquet
+from polars_gemini.checkpoint.location import Entry, LocalLocation
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.core.errors import (
     APIError,
+    CheckpointError,
     ConfigurationError,
     GeminiBatchWarning,
     MissingAPIKeyError,
@@ -309,7 +312,10 @@ class Run:
         """A request file's path as saved: relative to the checkpoint, so the run resumes from any directory."""
         if self.store.root is None:
             return str(path.resolve())
-        return str(path.resolve().relative_to(self.store.root.resolve()))
+        relative = self.store.root.relative_of(path)
+        if relative is None:
+            raise CheckpointError(f"Request file {path} is not in checkpoint {self.store.root}.")
+        return relative
 
     def _start(self, jobs: list[JobRecord]) -> None:
         """Create `jobs` (new records: none of them can be on the service yet; jobs an earlier call left there
@@ -415,9 +421,7 @@ class Run:
         with _UPLOADS:  # bounds the request files held in memory at once
             data: bytes | Path
             if job.input_path is not None:
-                data = Path(job.input_path)
-                if not data.is_absolute() and self.store.root is not None:
-                    data = self.store.root / data
+                data = self._request_file(job.input_path)
             else:
                 prompts = self.plan.prompts(self.store.job_keys(job))
                 data = encode_jsonl(prompts, self.plan.spec, self.media_parts(prompts))
@@ -448,6 +452,7 @@ class Run:
                 with _UPLOADS:  # bounds the request files held in memory at once
                     self.store.update(job, input_file=self._upload(job))
             src = job.input_file
+        self.store.before_create()  # a remote checkpoint's lease has time to spare: no one takes it over meanwhile
         self.store.update(job, state="CREATING")  # from here on, a crash means: look the job up before re-creating
         try:
             if spec.embeds:
@@ -473,21 +478,27 @@ class Run:
         if not self.options.webhook:
             return None
         metadata = {"polars_gemini_run_id": self.run_id, "polars_gemini_job": job.display_name}
-        if self.store.root is not None:
-            metadata["polars_gemini_checkpoint"] = str(self.store.root.resolve())
+        if self.store.root is not None:  # a directory's absolute path, or an object-storage URL
+            metadata["polars_gemini_checkpoint"] = self.store.root.key
         uris = [u for u in self.options.webhook if u != "registered"]  # "registered": the project's own webhooks
         return types.WebhookConfig(uris=uris or None, user_metadata=metadata)
 
     def _upload(self, job: JobRecord) -> str:
         name = f"{job.display_name}-input"
         if job.input_path is not None:
-            path = Path(job.input_path)
-            if not path.is_absolute() and self.store.root is not None:
-                path = self.store.root / path
+            path = self._request_file(job.input_path)
             return _client.upload_jsonl(self._api(), path, name, self.options.retry)
         prompts = self.plan.prompts(self.store.job_keys(job))
         data = encode_jsonl(prompts, self.plan.spec, self.media_parts(prompts))
         return _client.upload_jsonl(self._api(), data, name, self.options.retry)
+
+    def _request_file(self, input_path: str) -> Path:
+        """A request file of a streamed plan, as a local file: saved relative to the checkpoint (in object storage:
+        downloaded once), else absolute."""
+        path = Path(input_path)
+        if path.is_absolute() or self.store.root is None:
+            return path
+        return self.store.root.local(input_path)
 
     def media_parts(self, prompts: pl.DataFrame) -> pl.DataFrame | None:
         """The wire form of the media these prompts hold (uploading those that must be), or None."""
@@ -682,7 +693,8 @@ class Run:
         if not files:
             raise APIError(f"Job {job.name} ended {snap.state} but no prediction file is under {where}.", code=404)
         done: list[tuple[pl.DataFrame, int]] = []
-        with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
+        work = self.store.work_dir()
+        with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=work) as tmp:
             for index, uri in enumerate(files):
                 path = Path(tmp) / f"predictions-{index}.jsonl"
                 _storage.download_to(self._storage(), uri, path, f"Reading the predictions of {job.name} ({uri})")
@@ -718,7 +730,8 @@ class Run:
         files of gigabytes."""
         assert snap.result_file is not None
         self.store.update(job, result_file=snap.result_file)
-        with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
+        work = self.store.work_dir()
+        with _LEAN_COLLECTS, tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=work) as tmp:
             path = Path(tmp) / "results.jsonl"
             _client.download_to(self._api(), snap.result_file, path, job.name or job.display_name, self.options.retry)
             return parse_results_file(path, f"job {job.name}")
@@ -733,7 +746,7 @@ class Run:
             return embed_results(wire, dims)
         assert snap.result_file is not None
         self.store.update(job, result_file=snap.result_file)
-        with tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.root) as tmp:
+        with tempfile.TemporaryDirectory(prefix="polars-gemini-results-", dir=self.store.work_dir()) as tmp:
             path = Path(tmp) / "results.jsonl"
             _client.download_to(self._api(), snap.result_file, path, job.name or job.display_name, self.options.retry)
             results, unreadable = parse_embed_file(path, f"job {job.name}", dims)
@@ -1001,17 +1014,31 @@ _SUBMISSIONS_GUARD = threading.Lock()
 
 
 class _Journal:
-    """Appends result lines to a file as they arrive, one write and flush per line, from any thread (to `memory`
-    when there is no file)."""
+    """Appends result lines to a checkpoint file as they arrive, from any thread (to `memory` when there is none).
 
-    def __init__(self, path: Path | None, memory: list[str]) -> None:
-        self.path, self.memory, self._lock = path, memory, threading.Lock()
+    In a directory: one write and flush per line (in the OS's hands: a killed process loses nothing written). In
+    object storage, which cannot append: the lines go to a local file, published whole (a new object) at most every
+    `_JOURNAL_FLUSH` seconds and at the end, so a killed worker loses the answers of its last seconds at most."""
+
+    def __init__(self, entry: Entry | None, memory: list[str]) -> None:
+        self.entry, self.memory, self._lock = entry, memory, threading.Lock()
         self._handle: TextIO | None = None
+        self._local: Path | None = None
+        self._published = 0.0
 
     def __enter__(self) -> Callable[[str], None]:
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8")
+        if self.entry is None:
+            return self.write
+        location = self.entry.location
+        if isinstance(location, LocalLocation):
+            self._local = location.path(self.entry.relative)
+        else:
+            self._local = location.staging_dir() / f"journal-{uuid.uuid4().hex}.jsonl"
+            if self.entry.exists():
+                shutil.copyfile(self.entry.local(), self._local)
+            self._published = time.monotonic()
+        self._local.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self._local.open("a", encoding="utf-8")
         return self.write
 
     def write(self, line: str) -> None:
@@ -1020,11 +1047,30 @@ class _Journal:
                 self.memory.append(line)  # no checkpoint: kept by the Run, so a failed wait() re-sends none of it
                 return
             self._handle.write(line + "\n")
-            self._handle.flush()  # in the OS's hands: a killed process loses nothing written
+            self._handle.flush()
+            if self._published and time.monotonic() - self._published >= _JOURNAL_FLUSH:
+                self._publish()
+
+    def _publish(self) -> None:
+        """A copy of the journal so far, published to the remote checkpoint (callers hold the lock)."""
+        assert self.entry is not None and self._local is not None
+        copy = self._local.with_name(f"{self._local.name}.{uuid.uuid4().hex[:8]}")
+        shutil.copyfile(self._local, copy)
+        try:
+            self.entry.location.publish(self.entry.relative, copy)
+        finally:
+            copy.unlink(missing_ok=True)
+        self._published = time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
-            self._handle.close()
+            with self._lock:
+                self._handle.close()
+                if self._published:
+                    self._publish()
+            assert self._local is not None
+            if self._published:
+                self._local.unlink(missing_ok=True)
 
 
 def _hours(hours: float) -> str:
@@ -1036,11 +1082,14 @@ def _hours(hours: float) -> str:
     return f"{hours * 3600:.3g} s"
 
 
-def _journal_lines(path: Path | None) -> pl.Series:
+_JOURNAL_FLUSH = 2.0  # seconds between publications of a Flex journal to a remote checkpoint
+
+
+def _journal_lines(entry: Entry | None) -> pl.Series:
     """The lines a Flex journal kept (a last line cut short by a crash is read as unreadable, and sent again)."""
-    if path is None or not path.exists():
+    if entry is None or not entry.exists():
         return pl.Series(LINE, [], dtype=pl.String)
-    return split_lines(path.read_bytes())
+    return split_lines(entry.local().read_bytes())
 
 
 def _submitting(run_id: str) -> threading.Lock:

@@ -93,13 +93,13 @@ class RunStatus:
         return html_block("polars-gemini run status", *self.html_parts(), notes=self._notes())
 
 
-def run_text(run_id: str, model: str, checkpoint: Path | None, status: RunStatus) -> str:
+def run_text(run_id: str, model: str, checkpoint: object | None, status: RunStatus) -> str:
     """A run as text: its id, model and checkpoint, then its status."""
     where = str(checkpoint) if checkpoint is not None else "none (in memory)"
     return f"Run {run_id}\n" + status.text([([("model", model), ("checkpoint", where)], ())])
 
 
-def run_html(run_id: str, model: str, checkpoint: Path | None, status: RunStatus) -> str:
+def run_html(run_id: str, model: str, checkpoint: object | None, status: RunStatus) -> str:
     """A run as HTML: its id, model and checkpoint, then its status's tables."""
     where = str(checkpoint) if checkpoint is not None else "none (in memory)"
     head = html_fields([("model", model), ("checkpoint", where)])
