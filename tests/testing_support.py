@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from polars_gemini.emulator import ResponderRequest, responses
+from polars_gemini.emulator.s3 import S3Emulator
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 
@@ -35,3 +39,39 @@ def digest(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()[:12]
+
+
+@dataclass
+class Place:
+    """Where a test's checkpoint lives: a local directory, or a prefix of a bucket on the session's S3 server.
+
+    `kwargs` go to batch()/submit()/resume()/checkpoint_status(); `env` is what a worker process needs to reach it
+    (credentials from the environment, as a scheduled job would have them)."""
+
+    kind: str
+    checkpoint: str
+    storage_options: dict[str, str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    s3: S3Emulator | None = None
+    bucket: str = ""
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "storage_options": self.storage_options}
+
+    def keys(self) -> list[str]:
+        """The objects of a remote checkpoint (relative to its prefix); the files of a local one."""
+        if self.s3 is None:
+            root = Path(self.checkpoint)
+            return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        prefix = self.checkpoint.removeprefix(f"s3://{self.bucket}/") + "/"
+        return [k.removeprefix(prefix) for k in self.s3.keys(self.bucket, prefix)]
+
+
+def make_place(kind: str, tmp_path: Path, s3: S3Emulator | None, name: str = "ckpt") -> Place:
+    if kind == "dir":
+        return Place("dir", str(tmp_path / name))
+    assert s3 is not None
+    bucket = f"test-{secrets.token_hex(6)}"
+    s3.create_bucket(bucket)
+    return Place("s3", f"s3://{bucket}/runs/{name}", s3.storage_options(), s3.environ(), s3, bucket)

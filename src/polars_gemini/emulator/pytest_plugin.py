@@ -17,6 +17,13 @@ set to it for the session so that no Cloud Storage client looks for real credent
         job = client.batches.create(model="gemini-2.5-flash", src=f"gs://{gcs_bucket.name}/in/x.jsonl",
                                     config={"dest": f"gs://{gcs_bucket.name}/out"})
 
+Checkpoints in object storage get an S3-compatible server (`s3_emulator`, moto's server mode, one per test session)
+and a fresh bucket per test (`s3_bucket`, its name):
+
+    def test_remote(s3_emulator, s3_bucket, gemini_client, df):
+        df.gemini.batch("{text}", model="gemini-2.5-flash", client=gemini_client,
+                        checkpoint=f"s3://{s3_bucket}/runs/x", storage_options=s3_emulator.storage_options())
+
 Importing this module imports nothing else: the server is loaded when a fixture is first used.
 """
 
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
 
     from polars_gemini.emulator._emulator import Emulator
     from polars_gemini.emulator.gcs import GcsEmulator
+    from polars_gemini.emulator.s3 import S3Emulator
 
 
 @pytest.fixture
@@ -75,3 +83,20 @@ def vertex_emulator(request: pytest.FixtureRequest, gcs_emulator: GcsEmulator) -
 
     with Emulator(**{"storage_url": gcs_emulator.url, **getattr(request, "param", {})}) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def s3_emulator() -> Iterator[S3Emulator]:
+    """A running in-memory S3-compatible server (moto) for the session."""
+    from polars_gemini.emulator.s3 import S3Emulator
+
+    with S3Emulator() as s3:
+        yield s3
+
+
+@pytest.fixture
+def s3_bucket(s3_emulator: S3Emulator) -> str:
+    """The name of a new, empty bucket (`test-...`) on the session's S3 server."""
+    name = f"test-{secrets.token_hex(6)}"
+    s3_emulator.create_bucket(name)
+    return name
