@@ -10,17 +10,26 @@ API-key errors follow Google: no key at all is 403 PERMISSION_DENIED; a wrong ke
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 
 from polars_gemini.emulator._faults import Faults
 from polars_gemini.emulator._http import Request, Response, Services, error_response, json_response
 from polars_gemini.emulator._routes import Route, resolve
+from polars_gemini.emulator._server import log_error
 from polars_gemini.emulator._status import EmulatedError
 from polars_gemini.emulator._types import RecordedRequest
 
 _SECRET_HEADERS = frozenset({"x-goog-api-key", "authorization"})
 # Bodies over 32 MiB, and chunk uploads over 1 MiB, are not kept: a 100 MB upload would pin 100 MB.
 _KEPT_BODY_BYTES = 32 * 2**20
+# A long run must not grow without bound (issue 17: ~1.5 KB kept per generateContent call, forever): the request log
+# keeps the newest records, the error list the first errors (the first is the one to read) and the count of the rest.
+KEPT_REQUESTS = 100_000
+KEPT_ERRORS = 1_000
+# Tracebacks logged in full; beyond that one error in `_LOG_EVERY` is logged, so a responder that fails every request
+# of a 1M-request job does not print a million tracebacks.
+_LOGGED_ERRORS = 100
+_LOG_EVERY = 1_000
 _KEY_INVALID = {
     "error": {
         "code": 400,
@@ -41,8 +50,9 @@ _KEY_INVALID = {
 class App:
     def __init__(self, services: Services, faults: Faults) -> None:
         self.services, self.faults = services, faults
-        self.requests: list[RecordedRequest] = []
+        self.requests: deque[RecordedRequest] = deque(maxlen=KEPT_REQUESTS)
         self.errors: list[BaseException] = []
+        self.error_count = 0
         self.calls: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -70,8 +80,14 @@ class App:
             return error_response(EmulatedError(500, f"Emulator internal error: {exc!r}", "INTERNAL"))
 
     def report(self, error: BaseException) -> None:
+        """An exception raised inside the server: logged on stderr (see `log_error`) and kept for `emu.errors`."""
         with self.lock:
-            self.errors.append(error)
+            self.error_count += 1
+            number = self.error_count
+            if len(self.errors) < KEPT_ERRORS:
+                self.errors.append(error)
+        if number <= _LOGGED_ERRORS or number % _LOG_EVERY == 0:
+            log_error(error, f"(error {number} since start; the server goes on)")
 
     def _dispatch(self, route: Route, params: dict[str, str], request: Request, call_no: int) -> Response:
         injected = self.faults.http_error(route.endpoint, call_no)

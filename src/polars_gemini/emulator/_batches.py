@@ -15,6 +15,7 @@ would against the real service.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,13 +28,13 @@ from polars_gemini.emulator._corrupt import corrupt_file, corrupt_inline
 from polars_gemini.emulator._faults import Faults, Timing
 from polars_gemini.emulator._files import FileStore
 from polars_gemini.emulator._ids import new_id
-from polars_gemini.emulator._jobs import ACTIVE, TERMINAL, Ending, Entry, Job, operation
+from polars_gemini.emulator._jobs import ACTIVE, TERMINAL, Ending, Entries, Entry, Job, chunked, operation
 from polars_gemini.emulator._media import request_media
 from polars_gemini.emulator._paging import page
 from polars_gemini.emulator._results import OnError
 from polars_gemini.emulator._status import EmulatedError, invalid_argument, operation_error
 from polars_gemini.emulator._types import Outcome
-from polars_gemini.emulator._validate import Check, check_request, file_entries, inline_entries, require_object
+from polars_gemini.emulator._validate import Check, FileEntries, check_request, inline_entries, require_object
 from polars_gemini.emulator._webhooks import WebhookDispatcher, parse_config
 
 ENDINGS = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
@@ -112,7 +113,7 @@ class BatchService:
                 self._jobs[job.id] = job
         return refusal
 
-    def _entries(self, model: str, kind: str, input_config: dict[str, Any], file_name: Any) -> list[Entry]:
+    def _entries(self, model: str, kind: str, input_config: dict[str, Any], file_name: Any) -> Entries:
         if kind != "embed":
             return self._file_input(str(file_name)) if file_name is not None else inline_entries(input_config)
         info = self._settings.embedding_models[model]
@@ -120,15 +121,15 @@ class BatchService:
             return _embed.inline_entries(input_config, info)
         return self._file_input(str(file_name), lambda value, where: _embed.check(value, info, where))
 
-    def _file_input(self, file_name: str, check: Check = check_request) -> list[Entry]:
+    def _file_input(self, file_name: str, check: Check = check_request) -> FileEntries:
         try:
             stored = self._files.get(file_name)
         except EmulatedError:
             raise invalid_argument(f"Input file {file_name} not found. Upload it with the Files API first.") from None
-        return file_entries(stored.data, file_name, check)
+        return FileEntries(stored.data, file_name, check)
 
     def _new_job(
-        self, model: str, display_name: Any, file_name: Any, entries: list[Entry], kind: str, timing: Timing | None
+        self, model: str, display_name: Any, file_name: Any, entries: Entries, kind: str, timing: Timing | None
     ) -> Job:
         s = self._settings
         name = None if display_name is None else str(display_name)
@@ -207,32 +208,60 @@ class BatchService:
         """Computes the results once (callers hold `job.lock`)."""
         if job.output is not None:
             return
-        outcomes = self._outcomes(job)
-        if job.kind == "generate":
-            self.answers.add_job(job.name, job.model, job.entries, outcomes)
         s = self._settings
-        order = _results.result_order(len(outcomes), s.shuffle_results, job.id)
-        job.failed = sum(isinstance(outcome, EmulatedError) for outcome in outcomes)
-        job.succeeded = len(outcomes) - job.failed
         job.hidden_polls = s.results_file_delay_polls
         corruption = self._faults.pop_corruption(inline=job.input_file is None)
-        if job.input_file is None:
-            output = _results.inline_output(job.entries, outcomes, order)
-            job.output = corrupt_inline(output, corruption, job.kind) if corruption else output
+        if job.input_file is not None:
+            data = self._result_file(job)
+            if corruption is not None:
+                data = corrupt_file(data, corruption, job.kind)
+            name = f"files/batch-{job.id}"
+            self._files.put(name, data, mime_type="application/jsonl", display_name=None, source="GENERATED")
+            job.output = {"responsesFile": name}
             return
-        data = _results.result_lines(job.entries, outcomes, order)
-        if corruption is not None:
-            data = corrupt_file(data, corruption, job.kind)
-        name = f"files/batch-{job.id}"
-        self._files.put(name, data, mime_type="application/jsonl", display_name=None, source="GENERATED")
-        job.output = {"responsesFile": name}
+        entries = list(job.entries)
+        outcomes = self._outcomes(job, entries)
+        failed = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, EmulatedError)]
+        self._count(job, failed)
+        order = _results.result_order(len(outcomes), s.shuffle_results, job.id)
+        output = _results.inline_output(entries, outcomes, order)
+        job.output = corrupt_inline(output, corruption, job.kind) if corruption else output
 
-    def _outcomes(self, job: Job) -> Sequence[Outcome]:
+    def _result_file(self, job: Job) -> bytes:
+        """The results file, answered and encoded `CHUNK` requests at a time: a file job's requests are never all
+        parsed at once (`FileEntries`), and the file is written as it goes (shuffled: its lines kept, then ordered)."""
+        shuffle = self._settings.shuffle_results
+        out, offset = io.BytesIO(), 0
+        kept: list[str] = []
+        failed: list[int] = []
+        for chunk in chunked(job.entries):
+            outcomes = self._outcomes(job, chunk)
+            failed += [offset + i for i, outcome in enumerate(outcomes) if isinstance(outcome, EmulatedError)]
+            offset += len(chunk)
+            lines = _results.encoded_lines(chunk, outcomes)
+            if shuffle:
+                kept += lines
+            else:
+                out.write(("\n".join(lines) + "\n").encode())
+        self._count(job, failed)
+        if shuffle:
+            return ("\n".join([kept[i] for i in _results.result_order(len(kept), True, job.id)]) + "\n").encode()
+        return out.getvalue()  # `BytesIO` hands over its buffer: no second copy of the file
+
+    def _count(self, job: Job, failed: Sequence[int]) -> None:
+        job.failed = len(failed)
+        job.succeeded = len(job.entries) - job.failed
+        if job.kind == "generate":
+            self.answers.add_job_failed(job.name, job.model, job.entries, failed)
+
+    def _outcomes(self, job: Job, entries: Sequence[Entry] | None = None) -> Sequence[Outcome]:
+        """The outcomes of `entries` (default: all the job's)."""
         s = self._settings
+        entries = list(job.entries) if entries is None else entries
         if job.kind == "embed":
             model = s.embedding_models[job.model]
-            return _embed.answer(model, job.entries, s.embedder, "batch", self._on_error, self._faults)
-        return _results.answer_all(job.model, job.entries, s.responder, self._faults, self._on_error,
+            return _embed.answer(model, entries, s.embedder, "batch", self._on_error, self._faults)
+        return _results.answer_all(job.model, entries, s.responder, self._faults, self._on_error,
                                    lambda model, request: request_media(request, model, self._files))  # fmt: skip
 
 

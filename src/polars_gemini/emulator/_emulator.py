@@ -237,7 +237,7 @@ class Emulator:
                 self._previous_counter = use_counter(exact.count)
                 self.token_counting = exact.source
             self._app.stopping.clear()
-            self._server = ServerThread(self._host, self._port, self._app)
+            self._server = ServerThread(self._host, self._port, self._app, self._app.report)
             self._server.start()
             self._webhooks.start()
         return self
@@ -322,7 +322,8 @@ class Emulator:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first (a copy)."""
+        """Every request received so far, oldest first (a copy); the newest 100,000 (`KEPT_REQUESTS`) in a longer run,
+        so that a long run's memory stays bounded (`calls()` counts them all)."""
         with self._app.lock:
             return list(self._app.requests)
 
@@ -427,7 +428,10 @@ class Emulator:
 
     @property
     def errors(self) -> list[BaseException]:
-        """Exceptions raised inside the server (emulator bugs, broken responders); empty when all is well."""
+        """Exceptions raised inside the server (emulator bugs, broken responders, a failing webhook thread); empty when
+        all is well. Each is also logged with its traceback on the `polars_gemini.emulator` logger (on stderr unless
+        logging is configured otherwise), and the request that raised it gets a 500 INTERNAL reply. The first 1,000
+        are kept."""
         with self._app.lock:
             return list(self._app.errors)
 

@@ -11,9 +11,11 @@ than 48 h becomes EXPIRED with no results", Gemini Batch API docs, Limits) is EX
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from polars_gemini.emulator._clock import Clock
 from polars_gemini.emulator._ids import rfc3339
@@ -39,6 +41,26 @@ class Entry:
     metadata: Any = None
 
 
+class Entries(Protocol):
+    """A job's requests: a list (inline jobs), or `_validate.FileEntries`, parsed again from the input file's bytes
+    chunk by chunk (file jobs)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Entry]: ...
+
+
+CHUNK = 10_000
+"""Requests answered at a time: about 30 MB of parsed requests, whatever the job's size."""
+
+
+def chunked(entries: Iterable[Entry], size: int = CHUNK) -> Iterator[list[Entry]]:
+    """`entries` as lists of at most `size`, in order."""
+    iterator = iter(entries)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
 @dataclass(frozen=True)
 class Ending:
     """How a job ends after its running time: SUCCEEDED, FAILED (with `error`), CANCELLED or EXPIRED."""
@@ -56,7 +78,7 @@ class Job:
     model: str
     display_name: str | None
     input_file: str | None
-    entries: list[Entry]
+    entries: Entries
     pending_s: float
     running_s: float
     ending: Ending = Ending()

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 from polars_gemini.emulator import _embed
 from polars_gemini.emulator import _generate as g
 from polars_gemini.emulator._config import Settings
-from polars_gemini.emulator._jobs import Entry, Job
+from polars_gemini.emulator._jobs import Entries, Entry, Job, chunked
 from polars_gemini.emulator._status import EmulatedError, quota_exceeded
 
 
-def input_tokens(entries: Sequence[Entry], kind: str = "generate") -> int:
+def input_tokens(entries: Entries, kind: str = "generate") -> int:
     """The prompt tokens of all requests of a job, as `usageMetadata` would report them (embedding jobs: the tokens of
-    each request's text, before truncation to the model's input limit)."""
+    each request's text, before truncation to the model's input limit); counted `CHUNK` requests at a time."""
+    return sum(_chunk_tokens(chunk, kind) for chunk in chunked(entries))
+
+
+def _chunk_tokens(entries: list[Entry], kind: str) -> int:
     if kind == "embed":
         texts = [_embed.text_of(entry.request) for entry in entries]
     else:

@@ -8,8 +8,9 @@ request is silently ignored (python-genai #1608), while `thinking_config` outsid
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from polars_gemini.emulator._jobs import Entry
@@ -76,12 +77,33 @@ Check = Callable[[Any, str], dict[str, Any]]
 """Checks one request (`where` names it in messages) and returns it: `check_request`, or `_embed.check` for a model."""
 
 
-def file_entries(data: bytes, file_name: str, check: Check = check_request) -> list[Entry]:
-    """The lines of an uploaded JSONL input file, each `{"key": ..., "request": {...}}`, each checked by `check`."""
-    entries = [_file_entry(line, file_name, n, check) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
-    if not entries:
-        raise invalid_argument(f"Input file {file_name} contains no requests.")
-    return entries
+class FileEntries:
+    """The requests of an uploaded JSONL input file, each `{"key": ..., "request": {...}}`, checked by `check` once,
+    line by line, when the job is created, and parsed again from the file's bytes whenever they are read
+    (`_jobs.chunked` reads them 10,000 at a time).
+
+    Parsed, a request is ~3 KB of Python objects against ~120 bytes of JSONL: a job kept as parsed entries made a
+    1M-request job cost the emulator 3 GB for as long as it ran (issue 17). This keeps a reference to the file's
+    bytes (the file store's own object, not a copy) and its count.
+
+        >>> entries = FileEntries(b'{"key": "a", "request": {"contents": [{"parts": [{"text": "Hi"}]}]}}\n', "files/x")
+        >>> len(entries), [entry.key for entry in entries]
+        (1, ['a'])
+    """
+
+    def __init__(self, data: bytes, file_name: str, check: Check = check_request) -> None:
+        self._data, self._file_name, self._check = data, file_name, check
+        self._count = sum(1 for _ in self)
+        if not self._count:
+            raise invalid_argument(f"Input file {file_name} contains no requests.")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Entry]:
+        # Lines one at a time from a view of the bytes (`BytesIO` shares them): no list of a million lines.
+        lines = io.BytesIO(self._data)
+        return (_file_entry(line, self._file_name, n, self._check) for n, line in enumerate(lines, 1) if line.strip())
 
 
 def _file_entry(line: bytes, file_name: str, number: int, check: Check) -> Entry:
@@ -93,6 +115,8 @@ def _file_entry(line: bytes, file_name: str, number: int, check: Check) -> Entry
     parsed = require_object(parsed, where)
     raw = require_object(parsed.get("request"), f"{where} request")
     # The service drops `config` unread: its response schema, thinking settings etc. have no effect.
-    request = normalize({k: v for k, v in raw.items() if k != "config"})
+    request = {k: v for k, v in raw.items() if k != "config"}
+    if b"_" in line:  # else no key is snake_case: normalizing would copy every object unchanged
+        request = normalize(request)
     key = parsed.get("key")
     return Entry(check(request, f"{where} request"), None if key is None else str(key))
