@@ -67,13 +67,13 @@ def add_commands(sub: Any) -> None:
     status.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     resume = sub.add_parser("resume", help="pick up a checkpointed run: wait for it and write its result file",
                             description=_codes())  # fmt: skip
-    resume.add_argument("checkpoint", help="the checkpoint directory")
+    resume.add_argument("checkpoint", help="the checkpoint directory or object-storage URL")
     resume.add_argument("--output", "-o", help="the result file (.parquet, .csv, .ndjson, .ipc)")
     _waiting(resume)
     _unsticking(resume, saved=True)
     resume.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     cancel = sub.add_parser("cancel", help="cancel a checkpointed run's unfinished jobs (nothing more is billed)")
-    cancel.add_argument("checkpoint", help="the checkpoint directory")
+    cancel.add_argument("checkpoint", help="the checkpoint directory or object-storage URL")
     cancel.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     jobs = sub.add_parser("list", help="this library's batch jobs on the service, newest first")
     jobs.add_argument("--json", action="store_true", help="the jobs as JSON on stdout")
@@ -90,7 +90,9 @@ def _inputs(parser: argparse.ArgumentParser, *, budget: bool = True, checkpoint_
     parser.add_argument("--schema", help="typed answers: FILE.json ({column: dtype}) or module:PydanticModel")
     parser.add_argument("--system-instruction", help="a system instruction for every request")
     parser.add_argument("--media", nargs="+", metavar="COL", help="columns whose cells are media (paths, bytes, URLs)")
-    parser.add_argument("--checkpoint", required=checkpoint_required, help="the directory that keeps the run's state")
+    parser.add_argument("--checkpoint", required=checkpoint_required,
+                        help="the directory, or object-storage URL (s3://bucket/prefix, gs://..., az://...; "
+                             "credentials from the environment), that keeps the run's state")  # fmt: skip
     if budget:
         parser.add_argument("--max-cost", type=float, help="refuse to submit when the estimate could exceed this USD")
     parser.add_argument("--json", action="store_true", help="the report as JSON on stdout")
@@ -185,23 +187,30 @@ def check_output(target: str) -> None:
 
 
 def record_output(checkpoint: str | Path, target: str) -> None:
-    """Keeps the result file's absolute path in the checkpoint (`cli.json`, written atomically)."""
+    """Keeps the result file in the checkpoint (`cli.json`, written atomically): a local directory keeps its absolute
+    path (the webhook receiver resumes from another working directory); a checkpoint in object storage keeps it as
+    given, since whoever resumes it may be another machine (a relative path is then taken in its working
+    directory)."""
     from polars_gemini.checkpoint.files import write_json
+    from polars_gemini.checkpoint.location import open_location
 
-    root = Path(checkpoint)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / CLI_FILE, {"format": 1, "output": str(Path(target).resolve())})
+    root = open_location(checkpoint)
+    root.prepare()
+    output = target if root.remote else str(Path(target).resolve())
+    write_json(root / CLI_FILE, {"format": 1, "output": output})
 
 
 def recorded_output(checkpoint: str | Path) -> str | None:
     """The result file `submit --output` recorded in the checkpoint, if any."""
-    path = Path(checkpoint) / CLI_FILE
-    if not path.is_file():
+    from polars_gemini.checkpoint.location import open_location
+
+    entry = open_location(checkpoint) / CLI_FILE
+    if not entry.exists():
         return None
     try:
-        output = json.loads(path.read_text()).get("output")
+        output = json.loads(entry.local().read_text()).get("output")
     except (OSError, ValueError, AttributeError) as exc:
-        raise CliError(f"{path} is unreadable ({exc}); give --output, or submit again with --output.") from None
+        raise CliError(f"{entry} is unreadable ({exc}); give --output, or submit again with --output.") from None
     return output if isinstance(output, str) else None
 
 
@@ -312,7 +321,7 @@ def _submit(args: argparse.Namespace) -> int:
         run.close()
     _log(f"submitted: {status!r}")
     if args.json:
-        _emit({"status": "submitted", "checkpoint": str(Path(args.checkpoint)), **_status_json(status)})
+        _emit({"status": "submitted", "checkpoint": str(args.checkpoint), **_status_json(status)})
     else:
         print(args.checkpoint)
     return DONE

@@ -52,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--live", action="store_true", help="use the real Gemini API with GEMINI_API_KEY")
     demo.add_argument("--photos", type=_number(int, 0), default=200, help="how many generated photos to caption")
     status = sub.add_parser("status", help="report a checkpointed run from its directory (no API call by default)")
-    status.add_argument("checkpoint", help="the checkpoint directory")
+    status.add_argument("checkpoint", help="the checkpoint directory or object-storage URL (s3://, gs://, az://)")
     status.add_argument("--refresh", action="store_true", help="refresh job states from the API (GEMINI_API_KEY)")
     prices = sub.add_parser("prices", help="print the shipped price table (USD per 1M tokens) with dates and sources")
     prices.add_argument("--model", help="only this model ('models/' prefix allowed)")
