@@ -127,7 +127,7 @@ def test_a_run_resumes_on_another_machine_from_the_bucket_alone(
     run = polars_gemini.submit(df, "Say: {text}", model="gemini-2.0-flash", client=emu.client(),
                                max_requests_per_job=8, memory_budget=50_000_000, **remote.kwargs, **FAST)  # fmt: skip
     run.close()
-    assert any(k.startswith("objects/inputs/") and k.endswith(".jsonl") for k in remote.keys())  # request files
+    assert any(k.startswith("objects/inputs/") and k.endswith(".jsonl") for k in remote.keys())  # request files  # noqa: SIM118 (a method, not a dict)
     elsewhere = tmp_path / "other-machine"
     (elsewhere / "tmp").mkdir(parents=True)
     out = elsewhere / "out.parquet"

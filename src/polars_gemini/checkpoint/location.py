@@ -240,6 +240,11 @@ class Location(ABC):
         """Take the checkpoint for this process (CheckpointLockedError if another process holds it)."""
 
     @abstractmethod
+    def adopt(self, hold: Hold) -> None:
+        """Write under `hold`, taken by another `Location` of the same checkpoint in this process (a new run that
+        took an idle checkpoint over from an earlier one)."""
+
+    @abstractmethod
     def relative_of(self, path: Path) -> str | None:
         """The checkpoint-relative name of the local file `path`, if it is one of this checkpoint's files (or their
         local copies); else None."""
@@ -364,6 +369,9 @@ class LocalLocation(Location):
 
     def acquire(self) -> Hold:
         return _FileLock(self.root)
+
+    def adopt(self, hold: Hold) -> None:
+        return None  # the file lock is the process's: nothing to carry over
 
 
 class _FileLock(Hold):
@@ -643,8 +651,12 @@ class RemoteLocation(Location):
         deleted afterwards. Refused (CheckpointLockedError) if the index changed under us: another worker holds the
         checkpoint now."""
         with self._guard:
-            if self.hold is not None:
-                self.hold.check()
+            if self.hold is None:
+                raise CheckpointLockedError(
+                    f"Checkpoint {self.url} is written only by the worker holding its lease; take it first "
+                    "(batch/submit/resume do)."
+                )
+            self.hold.check()
             current = self.index()
             files = dict(current.files)
             old = [files[k] for k in changes if k in files and files[k] != changes[k]]
@@ -756,6 +768,11 @@ class RemoteLocation(Location):
 
     def prepare(self) -> None:
         self._call("reach", "", self.backend.ready)
+
+    def adopt(self, hold: Hold) -> None:
+        if isinstance(hold, Lease):
+            self.hold = hold
+            self.refresh()
 
     def acquire(self) -> Hold:
         lease = Lease(self)

@@ -46,6 +46,7 @@ def claim(location: Location, owner: object) -> None:
                 "submitting or collecting jobs. Wait for it to finish, or use another checkpoint."
             )
         slot.owner, slot.busy, slot.thread = owner, 1, threading.current_thread().name
+        location.adopt(slot.hold)
 
 
 @contextmanager

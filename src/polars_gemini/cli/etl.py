@@ -196,8 +196,14 @@ def record_output(checkpoint: str | Path, target: str) -> None:
 
     root = open_location(checkpoint)
     root.prepare()
-    output = target if root.remote else str(Path(target).resolve())
-    write_json(root / CLI_FILE, {"format": 1, "output": output})
+    if not root.remote:
+        write_json(root / CLI_FILE, {"format": 1, "output": str(Path(target).resolve())})
+        return
+    hold = root.acquire()  # only a lease holder writes to a remote checkpoint (busy: CheckpointLockedError)
+    try:
+        write_json(root / CLI_FILE, {"format": 1, "output": target})
+    finally:
+        hold.release()
 
 
 def recorded_output(checkpoint: str | Path) -> str | None:

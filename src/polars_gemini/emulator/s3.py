@@ -78,7 +78,7 @@ class S3Emulator:
 
     def client(self) -> Any:
         """A boto3 S3 client of this server (boto3 comes with moto)."""
-        import boto3
+        import boto3  # type: ignore[import-untyped,unused-ignore]
 
         return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=_KEY, aws_secret_access_key=_SECRET,
                             region_name=_REGION)  # fmt: skip
