@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import re
 import threading
 from dataclasses import dataclass, field
@@ -70,7 +71,8 @@ class Upload:
     display_name: str | None
     mime_type: str
     size: int
-    chunks: list[bytes] = field(default_factory=list)
+    # One buffer, not a list of chunks joined at the end: `getvalue()` hands the bytes over without a second copy.
+    data: io.BytesIO = field(default_factory=io.BytesIO)
     received: int = 0
 
 
@@ -234,7 +236,7 @@ class FileStore:
             raise invalid_argument(
                 f"Upload exceeds the declared X-Goog-Upload-Header-Content-Length of {upload.size} bytes."
             )
-        upload.chunks.append(data)
+        upload.data.write(data)
         upload.received += len(data)
 
     def finalize(self, upload_id: str, upload: Upload, processing_seconds: float = 0.0) -> dict[str, Any]:
@@ -245,8 +247,8 @@ class FileStore:
             )
         with self._lock:
             self._uploads.pop(upload_id, None)
-        data = b"".join(upload.chunks)
-        upload.chunks.clear()
+        data = upload.data.getvalue()
+        upload.data = io.BytesIO()
         wait = processing_seconds if upload.mime_type.lower().startswith("video/") else 0.0
         meta = self.put(upload.name, data, mime_type=upload.mime_type, display_name=upload.display_name,
                         source="UPLOADED", processing_seconds=wait)  # fmt: skip

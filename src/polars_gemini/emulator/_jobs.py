@@ -54,8 +54,9 @@ CHUNK = 10_000
 """Requests answered at a time: about 30 MB of parsed requests, whatever the job's size."""
 
 
-def chunked(entries: Iterable[Entry], size: int = CHUNK) -> Iterator[list[Entry]]:
-    """`entries` as lists of at most `size`, in order."""
+def chunked(entries: Iterable[Entry], size: int | None = None) -> Iterator[list[Entry]]:
+    """`entries` as lists of at most `size` (default: `CHUNK`), in order."""
+    size = size or CHUNK
     iterator = iter(entries)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
