@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,42 @@ class Place:
             return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
         prefix = self.checkpoint.removeprefix(f"s3://{self.bucket}/") + "/"
         return [k.removeprefix(prefix) for k in self.s3.keys(self.bucket, prefix)]
+
+    def _object(self, relative: str) -> str:
+        """The key of the object that a remote checkpoint's `index.json` maps `relative` to, read from the bucket."""
+        return f"{self._prefix()}/{json.loads(self.read_raw('index.json'))['files'][relative]}"
+
+    def _prefix(self) -> str:
+        return self.checkpoint.removeprefix(f"s3://{self.bucket}/")
+
+    def read_raw(self, key: str) -> bytes:
+        """The bytes of a file of a local checkpoint, or of an object under a remote one's prefix, by its own name."""
+        if self.s3 is None:
+            return (Path(self.checkpoint) / key).read_bytes()
+        return bytes(self.s3.client().get_object(Bucket=self.bucket, Key=f"{self._prefix()}/{key}")["Body"].read())
+
+    def read(self, relative: str) -> bytes:
+        """The current content of checkpoint file `relative` (`results/x.parquet`), read past the library: the file,
+        or the object the index points at."""
+        if self.s3 is None:
+            return self.read_raw(relative)
+        key = self._object(relative)
+        return bytes(self.s3.client().get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def overwrite(self, relative: str, data: bytes) -> None:
+        """Replace the content of checkpoint file `relative` behind the library's back (to corrupt it)."""
+        if self.s3 is None:
+            (Path(self.checkpoint) / relative).write_bytes(data)
+        else:
+            self.s3.client().put_object(Bucket=self.bucket, Key=self._object(relative), Body=data)
+
+    def names(self, folder: str) -> list[str]:
+        """The checkpoint's files under `folder` (at any depth), relative to the checkpoint, sorted."""
+        if self.s3 is None:
+            root = Path(self.checkpoint)
+            return sorted(str(p.relative_to(root)) for p in (root / folder).rglob("*") if p.is_file())
+        files = json.loads(self.read_raw("index.json"))["files"]
+        return sorted(name for name in files if name.startswith(f"{folder}/"))
 
 
 def make_place(kind: str, tmp_path: Path, s3: S3Emulator | None, name: str = "ckpt") -> Place:

@@ -2,7 +2,8 @@
 
 usage: python crash_worker.py batch|embed|sink|resume URL CHECKPOINT OUT.parquet [ROWS]
 
-`sink` writes OUT itself, chunk by chunk (`polars_gemini.sink_parquet`).
+CHECKPOINT is a directory or an object-storage URL (`s3://bucket/prefix`), whose credentials the worker takes from its
+environment (`AWS_*`), as a scheduled job does. `sink` writes OUT itself, chunk by chunk (`polars_gemini.sink_parquet`).
 """
 
 from __future__ import annotations
