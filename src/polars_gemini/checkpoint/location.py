@@ -465,7 +465,7 @@ class ObstoreBackend(Backend):
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             raise CheckpointError(
-                f"Checkpoint {url}: could not open the object store ({type(exc).__name__}: {str(exc)[:200]}). Check "
+                f"Checkpoint {url}: could not open the object store ({type(exc).__name__}: {_first_line(exc)}). Check "
                 "storage_options: its keys are those Polars takes (aws_access_key_id, aws_region, aws_endpoint_url, "
                 "azure_storage_account_name, ...)."
             ) from None
@@ -536,10 +536,17 @@ class GcsBackend(Backend):
         client = options.get("client")
         if client is None:
             account = options.get("google_service_account") or options.get("google_service_account_path")
-            if account:
-                client = storage.Client.from_service_account_json(account, project=options.get("project"))
-            else:
-                client = storage.Client(project=options.get("project"))
+            try:
+                if account:
+                    client = storage.Client.from_service_account_json(account, project=options.get("project"))
+                else:
+                    client = storage.Client(project=options.get("project"))
+            except Exception as exc:  # no credentials found, an unreadable key file: google.auth's own errors
+                raise CheckpointError(
+                    f"Checkpoint gs://{bucket}/{prefix}: no usable Cloud Storage credentials ({type(exc).__name__}: "
+                    f"{_first_line(exc)}). Run `gcloud auth application-default login`, set "
+                    "GOOGLE_APPLICATION_CREDENTIALS, or pass storage_options={'google_service_account': <key file>}."
+                ) from None
         self.bucket = client.bucket(bucket)
         self.prefix = f"{prefix}/" if prefix else ""
 
@@ -777,8 +784,12 @@ class RemoteLocation(Location):
     def acquire(self) -> Hold:
         lease = Lease(self)
         self.hold = lease
-        self.refresh()  # what the previous holder wrote
-        self._sweep()
+        try:
+            self.refresh()  # what the previous holder wrote
+            self._sweep()
+        except BaseException:  # a corrupted index, a storage error: the lease must not outlive the failed open
+            lease.release()
+            raise
         return lease
 
     def _sweep(self) -> None:
