@@ -1,17 +1,20 @@
 """A lean store (results on disk only) answers what polls and retry rounds ask exactly as the in-memory store does:
-the standing result per key (an answer beats an error, a later result beats an earlier one), counts, settled keys."""
+the standing result per key (an answer beats an error, a later result beats an earlier one), counts, settled keys;
+with its checkpoint in a local directory and under an S3 prefix (`place`)."""
 
 from __future__ import annotations
 
+import io
 import random
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from polars_gemini.checkpoint.files import JobRecord
+from polars_gemini.checkpoint.location import open_location
 from polars_gemini.checkpoint.store import Store
 from polars_gemini.run.results import synthetic_errors
+from testing_support import Place
 
 KEYS = [f"{random.Random(i).getrandbits(128):032x}" for i in range(400)]
 
@@ -29,9 +32,10 @@ def results(keys: list[str], seed: int) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_lean_store_answers_like_the_in_memory_store(tmp_path: Path, seed: int) -> None:
+def test_lean_store_answers_like_the_in_memory_store(place: Place, seed: int) -> None:
     rng = random.Random(seed)
-    plain, lean, on_disk = Store(), Store(lean=True), Store(tmp_path / "ck", lean=True)
+    plain, lean = Store(), Store(lean=True)
+    on_disk = Store(open_location(place.checkpoint, place.storage_options), lean=True)
     for n in range(4):  # rounds: each a random subset of the keys, some answered again, some only failing
         keys = rng.sample(KEYS, rng.randint(1, len(KEYS)))
         frame = results(keys, seed * 10 + n)
@@ -46,7 +50,8 @@ def test_lean_store_answers_like_the_in_memory_store(tmp_path: Path, seed: int) 
         assert store.latest().drop("line", strict=False).sort("key").equals(plain.latest().drop("line").sort("key"))
     on_disk.opened()
     on_disk.close()
-    reopened = Store(tmp_path / "ck", lean=True)  # the standing table rebuilt from the files
+    reopened = Store(open_location(place.checkpoint, place.storage_options), lean=True)  # rebuilt from the files
     assert reopened.counts(asked) == plain.counts(asked)
-    assert "line" not in pl.read_parquet(next((tmp_path / "ck" / "results").glob("*.parquet"))).columns
+    assert len(place.names("results")) == 4
+    assert "line" not in pl.read_parquet(io.BytesIO(place.read(place.names("results")[0]))).columns
     reopened.close()

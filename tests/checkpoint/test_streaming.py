@@ -1,4 +1,5 @@
-"""A LazyFrame larger than the memory budget streams into sharded request files, resumably."""
+"""A LazyFrame larger than the memory budget streams into sharded request files, resumably; with the checkpoint in a
+local directory and under an S3 prefix (`place`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from testing_support import Place
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 
@@ -22,28 +24,28 @@ def source(tmp_path: Path, rows: int = 6_000) -> pl.LazyFrame:
     return pl.scan_parquet(path)
 
 
-def test_lazy_scan_streams_into_sharded_request_files(tmp_path: Path) -> None:
+def test_lazy_scan_streams_into_sharded_request_files(place: Place, tmp_path: Path) -> None:
     lf = source(tmp_path)
     budget = 2_000_000  # far below the frame's in-memory size once rendered: forces many small chunks
     assert lf.collect().estimated_size() * 2 > budget
     with Emulator(responder=echo) as emu:
-        out = lf.gemini.batch("{t}", model="gemini-2.0-flash", client=emu.client(), checkpoint=tmp_path / "ckpt",
+        out = lf.gemini.batch("{t}", model="gemini-2.0-flash", client=emu.client(), **place.kwargs,
                               memory_budget=budget, file_limit_bytes=200_000, **FAST)  # fmt: skip
-        files = sorted((tmp_path / "ckpt" / "inputs").rglob("requests-*.jsonl"))
+        files = [place.read(name) for name in place.names("inputs") if name.rpartition("/")[2].startswith("requests-")]
         assert len(files) >= 4  # sharded by the file limit
         assert emu.calls("files.upload_start") == len(files) == emu.calls("batches.create")
-        lines = [line for f in files for line in f.read_bytes().splitlines()]
+        lines = [line for f in files for line in f.splitlines()]
         assert len(lines) == 2_500  # one line per distinct prompt, deduplicated across chunks
-        assert all(f.stat().st_size <= 200_000 for f in files)
+        assert all(len(f) <= 200_000 for f in files)
     assert out.get_column("id").to_list() == list(range(6_000))
     assert (out.get_column("response") == "echo: " + out.get_column("t")).all()
 
 
-def test_streamed_run_retries_and_resumes(tmp_path: Path) -> None:
+def test_streamed_run_retries_and_resumes(place: Place, tmp_path: Path) -> None:
     lf = source(tmp_path, rows=1_200)
     with Emulator(responder=echo) as emu:
         emu.end_next_job("EXPIRED")
-        kwargs = {"model": "gemini-2.0-flash", "checkpoint": tmp_path / "ckpt", "memory_budget": 200_000, **FAST}
+        kwargs = {"model": "gemini-2.0-flash", **place.kwargs, "memory_budget": 200_000, **FAST}
         out = lf.gemini.batch("{t}", client=emu.client(), file_limit_bytes=100_000, **kwargs)
         assert out.get_column("response_error").null_count() == 1_200  # the expired shard was retried
         created = emu.calls("batches.create")
