@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from emulator_support import raw
 from google import genai
 from google.genai import errors
 
-from emulator_support import raw
-from polars_gemini.emulator import Emulator, EmulatedError, ResponderRequest, _jobs
+from polars_gemini.emulator import EmulatedError, Emulator, ResponderRequest, _jobs
 from polars_gemini.emulator._http import Request, Response
 from polars_gemini.emulator._server import ServerThread
 
