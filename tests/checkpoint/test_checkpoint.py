@@ -6,6 +6,7 @@ server (moto, on 127.0.0.1)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -120,6 +121,8 @@ def test_a_second_process_gets_a_lock_error(emu: Emulator, place: Place) -> None
         with pytest.raises(CheckpointLockedError, match=rf"in use by {holding} {holder.pid}\)"):
             run(emu, pl.DataFrame({"t": ["a"]}), place)
         assert emu.requests == []
+        if place.kind == "s3":  # the refused run left the holder's lease alone
+            assert json.loads(place.read_raw("lease.json"))["pid"] == holder.pid
     finally:
         holder.kill()
         holder.communicate()
