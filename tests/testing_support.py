@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polars_gemini.emulator import ResponderRequest, responses
+from polars_gemini.emulator import responses
 from polars_gemini.emulator.s3 import S3Emulator
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 
 
-def echo(request: ResponderRequest) -> dict[str, Any]:
-    """Answer every prompt with 'echo: <prompt>' so tests can check which answer reached which row."""
-    return responses.text("echo: " + request.text)(request)
+# Answers every prompt with "echo: <prompt>", so tests can check which answer reached which row.
+echo = responses.reply(lambda request: "echo: " + request.text)
 
 
 def make_png(width: int, height: int, seed: int = 0) -> bytes:

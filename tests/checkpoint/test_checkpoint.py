@@ -26,8 +26,7 @@ FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 SECRET = "AIza-checkpoint-secret-0123456789"
 
 
-def echo(request: ResponderRequest) -> dict:
-    return responses.text("echo: " + request.text)(request)
+echo = responses.reply(lambda request: "echo: " + request.text)
 
 
 @pytest.fixture

@@ -17,15 +17,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from polars_gemini.emulator import Emulator, responses
 from testing_support import Place
 
 WORKER = str(Path(__file__).with_name("crash_worker.py"))
 ROWS = 40  # 21 distinct prompts -> 3 jobs of at most 8 requests
 
 
-def echo(request: ResponderRequest) -> dict:
-    return responses.text("echo: " + request.text)(request)
+echo = responses.reply(lambda request: "echo: " + request.text)
 
 
 LEASE = 3.0  # seconds: a killed worker's lease on a remote checkpoint runs out this long after its last renewal

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import polars as pl
 
-from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from polars_gemini.emulator import Emulator, responses
 from testing_support import Place
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
 
 
-def echo(request: ResponderRequest) -> dict:
-    return responses.text("echo: " + request.text)(request)
+echo = responses.reply(lambda request: "echo: " + request.text)
 
 
 def source(tmp_path: Path, rows: int = 6_000) -> pl.LazyFrame:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import polars as pl
 import pytest
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 import polars_gemini  # noqa: F401
 from polars_gemini import GeminiBatchWarning
-from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from polars_gemini.emulator import Emulator, responses
 from polars_gemini.prepare.requests import build_spec, request_keys
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False}
@@ -22,8 +21,7 @@ TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
 ROWS = st.lists(st.one_of(st.none(), TEXT, st.sampled_from(["dup", "{x}", "}}{{", '😀\x00\n"\\'])), max_size=25)
 
 
-def echo(request: ResponderRequest) -> dict[str, Any]:
-    return responses.text("echo:" + request.text)(request)
+echo = responses.reply(lambda request: "echo:" + request.text)
 
 
 @pytest.fixture(scope="module")

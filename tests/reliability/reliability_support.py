@@ -7,15 +7,14 @@ from typing import Any
 import polars as pl
 from google.genai import types
 
-from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from polars_gemini.emulator import Emulator, responses
 
 RETRY = types.HttpRetryOptions(attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.0)
 FAST: dict[str, Any] = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progress": False, "retry": RETRY}
 FILES = {"inline_limit_bytes": 0}  # every job through an uploaded JSONL file
 
 
-def echo(request: ResponderRequest) -> dict[str, Any]:
-    return responses.text("echo: " + request.text)(request)
+echo = responses.reply(lambda request: "echo: " + request.text)
 
 
 def frame(n: int = 6) -> pl.DataFrame:

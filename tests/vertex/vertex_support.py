@@ -13,7 +13,7 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from polars_gemini.emulator import Emulator, ResponderRequest, responses
+from polars_gemini.emulator import Emulator, responses
 from polars_gemini.emulator.gcs import GcsEmulator
 
 RETRY = types.HttpRetryOptions(attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.0)
@@ -21,8 +21,7 @@ FAST: dict[str, Any] = {"poll_interval": 0.01, "max_poll_interval": 0.05, "progr
 BACKENDS = ("developer", "vertex")
 
 
-def echo(request: ResponderRequest) -> dict[str, Any]:
-    return responses.text("echo: " + request.text)(request)
+echo = responses.reply(lambda request: "echo: " + request.text)
 
 
 @dataclass

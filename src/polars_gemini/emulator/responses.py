@@ -103,6 +103,18 @@ def text(answer: str, *, finish_reason: str = "STOP") -> Responder:
     return Drafting(lambda request: plain_draft(request, answer, finish_reason=finish_reason))
 
 
+def reply(answer: Callable[[ResponderRequest], str], *, finish_reason: str = "STOP") -> Responder:
+    """Answer each request with the text `answer(request)` computes (an echo of its prompt, say). Unlike a function
+    that returns `text(...)(request)`, a batch's tokens are counted in one pass, not once per request.
+
+    >>> from polars_gemini.emulator import Emulator
+    >>> with Emulator(responder=reply(lambda request: "echo: " + request.text)) as emu:
+    ...     emu.client().models.generate_content(model="gemini-2.0-flash", contents="Hi").text
+    'echo: Hi'
+    """
+    return Drafting(lambda request: plain_draft(request, answer(request), finish_reason=finish_reason))
+
+
 def json_value(value: Any) -> Responder:
     """Always answer `value` encoded as JSON, whatever the schema says (for invalid-output tests)."""
     return text(json.dumps(value))
