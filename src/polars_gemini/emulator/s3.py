@@ -20,10 +20,11 @@ import logging
 from types import TracebackType
 from typing import Any
 
-__all__ = ["S3Emulator"]
+__all__ = ["CREDENTIALS", "S3Emulator"]
 
 _INSTALL = "pip install 'moto[server]' (in polars-gemini's dev extra)"
-_KEY, _SECRET, _REGION = "testing-key", "testing-secret", "us-east-1"
+CREDENTIALS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "testing-secret", "aws_region": "us-east-1"}
+"""The fixed test credentials the server takes (it checks none), as `storage_options` keys."""
 
 
 class S3Emulator:
@@ -69,8 +70,7 @@ class S3Emulator:
 
     def storage_options(self) -> dict[str, str]:
         """Credentials and endpoint as Polars and `checkpoint=` take them (`storage_options=`)."""
-        return {"aws_endpoint_url": self.url, "aws_access_key_id": _KEY, "aws_secret_access_key": _SECRET,
-                "aws_region": _REGION}  # fmt: skip
+        return {"aws_endpoint_url": self.url, **CREDENTIALS}
 
     def environ(self) -> dict[str, str]:
         """The same as environment variables (`AWS_ENDPOINT_URL`, ...), for code that reads the environment."""
@@ -80,8 +80,9 @@ class S3Emulator:
         """A boto3 S3 client of this server (boto3 comes with moto)."""
         import boto3  # type: ignore[import-untyped,unused-ignore]
 
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=_KEY, aws_secret_access_key=_SECRET,
-                            region_name=_REGION)  # fmt: skip
+        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+                            aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+                            region_name=CREDENTIALS["aws_region"])  # fmt: skip
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket (3 to 63 characters: lowercase letters, digits, dots, hyphens)."""
