@@ -112,9 +112,9 @@ def test_kill_before_submission_and_while_writing_results(place: Place, tmp_path
         assert proc.returncode == -signal.SIGKILL
         if write == "jobs.parquet":
             assert emu.calls("batches.create") == 0 and emu.calls("files.upload_start") == 0
-        if place.kind == "s3":  # killed between uploading the object and pointing the index at it
-            (orphan,) = orphans(place)
-            assert orphan.startswith(f"objects/{write.removesuffix('.parquet')}"), orphan
+        if place.kind == "s3":  # killed between uploading the object and pointing the index at it (other threads
+            left = orphans(place)  # collecting other jobs at that moment may have left theirs too)
+            assert any(key.startswith(f"objects/{write.removesuffix('.parquet')}") for key in left), left
         assert_complete(finish(emu, place, tmp_path / "out.parquet"), emu, place)
 
 
