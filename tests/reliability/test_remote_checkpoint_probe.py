@@ -10,6 +10,8 @@ import pytest
 
 import polars_gemini
 from polars_gemini import CheckpointCorruptedError, CheckpointError
+from polars_gemini.checkpoint.files import read_json, write_json
+from polars_gemini.checkpoint.location import ObstoreBackend, RemoteLocation, open_location
 from polars_gemini.emulator import Emulator
 from polars_gemini.emulator.s3 import S3Emulator
 
@@ -51,3 +53,30 @@ def test_cloud_storage_without_credentials_is_a_library_error(
         polars_gemini.batch(_frame(), "Say: {text}", model="gemini-2.0-flash", client=emu.client(),
                             checkpoint="gs://some-bucket/runs/x", **FAST)  # fmt: skip
     assert emu.calls("batches.create") == 0
+
+
+class _NoDeletes(ObstoreBackend):
+    """The real S3 backend, except that deleting fails (a policy denying it, an outage begun after a write landed)."""
+
+    def delete(self, key: str) -> None:
+        raise OSError("403 Forbidden: s3:DeleteObject denied")
+
+
+def test_a_write_that_landed_is_not_failed_by_the_cleanup_of_the_object_it_replaced(
+    s3_emulator: S3Emulator, s3_bucket: str
+) -> None:
+    checkpoint = f"s3://{s3_bucket}/runs/cleanup"
+    location = open_location(checkpoint, s3_emulator.storage_options())
+    assert isinstance(location, RemoteLocation)
+    location.backend = _NoDeletes(checkpoint, s3_emulator.storage_options())
+    hold = location.acquire()
+    try:
+        write_json(location / "jobs.json", {"v": 1})
+        write_json(location / "jobs.json", {"v": 2})  # the old object cannot be deleted: the write still stands
+    finally:
+        hold.release()
+    assert read_json(open_location(checkpoint, s3_emulator.storage_options()) / "jobs.json") == {"v": 2}
+    leftover = [k for k in s3_emulator.keys(s3_bucket, "runs/cleanup/objects/") if "jobs." in k]
+    assert len(leftover) == 2  # the replaced object stays until the next worker's sweep
+    open_location(checkpoint, s3_emulator.storage_options()).acquire().release()  # a new lease sweeps it away
+    assert len([k for k in s3_emulator.keys(s3_bucket, "runs/cleanup/objects/") if "jobs." in k]) == 1

@@ -684,8 +684,9 @@ class RemoteLocation(Location):
                     "written or sent from here; the other run carries on (or polars_gemini.resume(...) does)."
                 ) from None
             self._index = _Index(files, version)
-        for key in old:
-            self._call("delete", key, lambda k=key: self.backend.delete(k))  # type: ignore[misc]
+        for key in old:  # housekeeping only: the index no longer names them, and the next lease's sweep retries
+            with contextlib.suppress(CheckpointError):
+                self._call("delete", key, lambda k=key: self.backend.delete(k))  # type: ignore[misc]
 
     def _object_key(self, relative: str) -> str:
         path = PurePosixPath(relative)
