@@ -556,12 +556,15 @@ class GcsBackend(Backend):
     def get(self, key: str) -> tuple[bytes, str] | None:
         from google.api_core import exceptions
 
-        blob = self._blob(key)
-        try:
-            data = blob.download_as_bytes()
-        except exceptions.NotFound:
+        blob = self.bucket.get_blob(self.prefix + key)  # its generation, then exactly that version's bytes
+        if blob is None:
             return None
-        return bytes(data), str(blob.generation or "")
+        generation = blob.generation  # (a download may reset it from headers an emulator leaves out)
+        try:
+            data = blob.download_as_bytes(if_generation_match=generation)
+        except (exceptions.NotFound, exceptions.PreconditionFailed):
+            return self.get(key)  # replaced in between: read the new version
+        return bytes(data), str(generation)
 
     def download(self, key: str, target: Path) -> None:
         from google.api_core import exceptions
@@ -577,7 +580,8 @@ class GcsBackend(Backend):
         from google.api_core import exceptions
 
         blob = self._blob(key)
-        condition: dict[str, Any] = {} if expect is ANY else {"if_generation_match": 0 if expect is None else expect}
+        condition: dict[str, Any] = {} if expect is ANY else {"if_generation_match": 0 if expect is None else
+                                                               int(str(expect))}  # fmt: skip
         try:
             if isinstance(data, Path):
                 blob.upload_from_filename(str(data), **condition)
@@ -678,6 +682,8 @@ class RemoteLocation(Location):
                 version = self._call("write", INDEX, lambda: self.backend.put(INDEX, body, expect))
             except Conflict:
                 self._index = None
+                if isinstance(self.hold, Lease):  # fenced off: every later step refuses too (job creation first)
+                    self.hold.lose("another worker changed the checkpoint's index")
                 raise CheckpointLockedError(
                     f"Checkpoint {self.url} was changed by another worker (its index is not the one this run last "
                     "wrote): this run's lease ran out and another run took the checkpoint over. Nothing more is "
@@ -906,6 +912,12 @@ class Lease(Hold):
             self.renew()
             if self._lost:
                 return
+
+    def lose(self, why: str) -> None:
+        """Give the lease up as lost (`why`): renewal stops, and every later `check` refuses."""
+        with self._mutex:
+            self._lost = self._lost or why
+            self._stop.set()
 
     def check(self, margin: float = 0.0) -> None:
         if not self._lost and time.time() >= self.expires:

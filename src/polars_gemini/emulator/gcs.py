@@ -17,6 +17,10 @@ default credentials and never asks a metadata server (169.254.169.254) for anyth
 `storage.Client()` should run with `environ()` applied (`STORAGE_EMULATOR_HOST`), which makes google-cloud-storage
 use this endpoint with anonymous credentials too; the `gcs_emulator` pytest fixture sets it for the session.
 
+Uploads honour `ifGenerationMatch` as Cloud Storage does (gcp-storage-emulator ignores it): 0 creates only if the
+object is absent, a generation replaces only that version, anything else is a 412 `conditionNotMet`; a resumable
+upload is checked when it starts. Conditional writes are what a checkpoint in Cloud Storage relies on.
+
 The server is single-threaded (one request at a time, each on its own connection), which also serializes concurrent
 writers; its data lives in memory until `stop()` or `wipe()`. Needs the `dev` extra (`gcp-storage-emulator`,
 `google-cloud-storage`).
@@ -53,6 +57,7 @@ class GcsEmulator:
             from gcp_storage_emulator.server import create_server
         except ImportError:
             raise RuntimeError(f"GcsEmulator needs gcp-storage-emulator: {_INSTALL}.") from None
+        _honour_preconditions()
         server = create_server(self._host, self._port, in_memory=True, project_number=self._project_number)
         server._api.daemon = True  # a test that forgets stop() must not keep the interpreter alive
         server.start()
@@ -104,3 +109,47 @@ class GcsEmulator:
         """Deletes every object (and every bucket unless `keep_buckets`)."""
         if self._server is not None:
             self._server.wipe(keep_buckets=keep_buckets)
+
+
+_PRECONDITION_FAILED = {
+    "error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold.",
+              "errors": [{"domain": "global", "reason": "conditionNotMet", "locationType": "header",
+                          "location": "If-Match", "message": "At least one of the pre-conditions you specified did "
+                          "not hold."}]}
+}  # fmt: skip
+
+
+def _honour_preconditions() -> None:
+    """Make gcp-storage-emulator's object uploads check `ifGenerationMatch` (once per process)."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server as emulator_server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    original = objects.insert
+    if getattr(original, "honours_preconditions", False):
+        return
+
+    def insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        wanted = request.query.get("ifGenerationMatch")
+        if wanted:
+            name = (request.query.get("name") or [None])[0]
+            if name is None and isinstance(request.data, dict):
+                name = (request.data.get("meta") or request.data).get("name")
+            try:
+                current = str(storage.get_file_obj(request.params["bucket_name"], name).get("generation", 0))
+            except NotFound:
+                current = "0"
+            if current != str(wanted[0]):
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json(_PRECONDITION_FAILED)
+                return None
+        return original(request, response, storage, *args, **kwargs)
+
+    insert.honours_preconditions = True  # type: ignore[attr-defined]
+    objects.insert = insert
+    emulator_server.HANDLERS = tuple(
+        (regex, {method: insert if handler is original else handler for method, handler in handlers.items()})
+        for regex, handlers in emulator_server.HANDLERS
+    )
