@@ -83,7 +83,7 @@ def main() -> None:
                         bucket = f"bench-{os.getpid()}-{repeat}"
                         s3.create_bucket(Bucket=bucket)
                         where = {"checkpoint": f"s3://{bucket}/runs/x", "storage_options": options}
-                    template = f"Summarize ({repeat}): {{text}}"  # a new template per repeat: no reuse of jobs
+                    template = f"Summarize ({variant} {repeat}): {{text}}"  # new work each time: no job reused
                     started = time.perf_counter()
                     out = df.gemini.batch(template, **where, **fast)
                     seconds = time.perf_counter() - started
