@@ -80,3 +80,18 @@ def test_a_write_that_landed_is_not_failed_by_the_cleanup_of_the_object_it_repla
     assert len(leftover) == 2  # the replaced object stays until the next worker's sweep
     open_location(checkpoint, s3_emulator.storage_options()).acquire().release()  # a new lease sweeps it away
     assert len([k for k in s3_emulator.keys(s3_bucket, "runs/cleanup/objects/") if "jobs." in k]) == 1
+
+
+def test_a_checkpoint_in_a_prefix_that_holds_other_files_deletes_none_of_them(
+    emu: Emulator, s3_emulator: S3Emulator, s3_bucket: str
+) -> None:
+    s3 = s3_emulator.client()
+    theirs = ["objects/photo-0001.jpg", "objects/2024/report.parquet", "objects/jobs.parquet"]
+    for key in theirs:
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=b"not polars-gemini's")
+    out = polars_gemini.batch(_frame(), "Say: {text}", model="gemini-2.0-flash", client=emu.client(),
+                              checkpoint=f"s3://{s3_bucket}", storage_options=s3_emulator.storage_options(),
+                              max_requests_per_job=4, **FAST)  # fmt: skip  # the bucket's root: the sweep looks there
+    assert out.get_column("response").to_list() == [f"echo: Say: row {i}" for i in range(ROWS)]
+    assert set(theirs) <= set(s3_emulator.keys(s3_bucket, "objects/"))
+    assert s3.get_object(Bucket=s3_bucket, Key=theirs[0])["Body"].read() == b"not polars-gemini's"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -50,6 +51,7 @@ from polars_gemini.core.errors import CheckpointError, CheckpointLockedError
 INDEX = "index.json"
 LEASE = "lease.json"
 _OBJECTS = "objects"
+_OURS = re.compile(r"\.[0-9a-f]{16}(\.[^./]+)?$")  # how `_object_key` ends a name: .<16 hex digits>.<suffix>
 _LEASE_ENV = "POLARS_GEMINI_LEASE_SECONDS"
 _DEFAULT_LEASE = 60.0
 _SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "adl", "r2", "memory", "http", "https")
@@ -800,10 +802,11 @@ class RemoteLocation(Location):
         return lease
 
     def _sweep(self) -> None:
-        """Delete objects no index entry points at (left by a worker killed between its upload and its commit)."""
+        """Delete objects no index entry points at (left by a worker killed between its upload and its commit): only
+        those named as this module names them (`_object_key`), never another program's files under `objects/`."""
         live = set(self.index().files.values())
         for key in self._call("list", _OBJECTS, lambda: self.backend.list(f"{_OBJECTS}/")):
-            if key not in live:
+            if key not in live and _OURS.search(key):
                 self._call("delete", key, lambda k=key: self.backend.delete(k))  # type: ignore[misc]
 
     def _cache_dir(self) -> Path:
