@@ -95,3 +95,13 @@ def test_a_checkpoint_in_a_prefix_that_holds_other_files_deletes_none_of_them(
     assert out.get_column("response").to_list() == [f"echo: Say: row {i}" for i in range(ROWS)]
     assert set(theirs) <= set(s3_emulator.keys(s3_bucket, "objects/"))
     assert s3.get_object(Bucket=s3_bucket, Key=theirs[0])["Body"].read() == b"not polars-gemini's"
+
+
+def test_a_url_passed_as_a_pathlib_path_is_refused_not_made_a_local_directory(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=r"lost a slash.*checkpoint='s3://bucket/runs/x'"):
+        polars_gemini.batch(_frame(), "Say: {text}", model="gemini-2.0-flash", client=emu.client(),
+                            checkpoint=Path("s3://bucket/runs/x"), **FAST)  # fmt: skip
+    assert not (tmp_path / "s3:").exists() and emu.calls("batches.create") == 0

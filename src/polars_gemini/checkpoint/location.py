@@ -127,6 +127,13 @@ def open_location(
                 f"storage_options were given, but checkpoint {text!r} is a local directory. Pass an object-storage "
                 "URL (s3://bucket/prefix, gs://..., az://...), or drop storage_options."
             )
+        head = text.partition("/")[0]
+        if head.endswith(":") and head[:-1].lower() in _SCHEMES:  # pathlib made "s3://b/p" into "s3:/b/p"
+            raise CheckpointError(
+                f"Checkpoint {text!r} looks like an object-storage URL that lost a slash (pathlib.Path turns "
+                f"'{head}//bucket/prefix' into '{head}/bucket/prefix'). Pass the URL as a string: "
+                f"checkpoint='{head}//{text.partition('/')[2].lstrip('/')}'."
+            )
         return LocalLocation(Path(text.removeprefix("file://")))
     problem = url_problem(text)
     if problem:
