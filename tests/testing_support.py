@@ -59,7 +59,7 @@ class Place:
     def kwargs(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "storage_options": self.storage_options}
 
-    def keys(self) -> list[str]:
+    def stored(self) -> list[str]:
         """The objects of a remote checkpoint (relative to its prefix); the files of a local one."""
         if self.s3 is None:
             root = Path(self.checkpoint)

@@ -168,7 +168,7 @@ def test_input_files_are_deleted_unless_kept(emu: Emulator, place: Place, tmp_pa
 
 def test_the_api_key_and_local_paths_never_reach_the_checkpoint(emu: Emulator, place: Place) -> None:
     run(emu, pl.DataFrame({"t": ["a", "b"]}), place, inline_limit_bytes=1)
-    keys = place.keys()
+    keys = place.stored()
     assert "manifest.json" in keys if place.kind == "dir" else {"index.json", "lease.json"} <= set(keys)
     for key in keys:  # every file, or every object (the index and the lease too)
         body = place.read_raw(key)

@@ -76,7 +76,7 @@ def orphans(place: Place) -> set[str]:
     if place.kind == "dir":
         return set()
     live = set(json.loads(place.read_raw("index.json"))["files"].values())
-    stored = place.keys()
+    stored = place.stored()
     return {k for k in stored if k.startswith("objects/")} - live
 
 

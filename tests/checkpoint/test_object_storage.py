@@ -51,9 +51,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         assert place.s3 is not None
         client, bucket = place.s3.client(), place.bucket
         prefix = place.checkpoint.removeprefix(f"s3://{bucket}/")
-        return Store(place.checkpoint, place.storage_options,
-                     lambda name: client.get_object(Bucket=bucket, Key=f"{prefix}/{name}")["Body"].read(),
-                     lambda name, body: client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body))
+        return Store(
+            place.checkpoint,
+            place.storage_options,
+            lambda name: client.get_object(Bucket=bucket, Key=f"{prefix}/{name}")["Body"].read(),
+            lambda name, body: client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body),
+        )
     request.getfixturevalue("gcs_emulator")  # STORAGE_EMULATOR_HOST set: credentials from the environment
     bucket = request.getfixturevalue("gcs_bucket")
     return Store(f"gs://{bucket.name}/runs/ckpt", None,
@@ -153,16 +156,14 @@ def test_two_workers_racing_for_one_remote_checkpoint_create_each_job_once(
     assert result.get_column("response").to_list() == [f"echo: Say: row {i}" for i in range(ROWS)]
 
 
-def test_a_run_resumes_on_another_machine_from_the_bucket_alone(
-    remote: Place, emu: Emulator, tmp_path: Path
-) -> None:
+def test_a_run_resumes_on_another_machine_from_the_bucket_alone(remote: Place, emu: Emulator, tmp_path: Path) -> None:
     """Submitted here, streamed (its request files in the checkpoint too); resumed by another process in another
     working directory with another temporary directory: nothing of this machine's files is needed."""
     df = pl.DataFrame({"id": range(ROWS), "text": [f"row {i}" for i in range(ROWS)]})
     run = polars_gemini.submit(df, "Say: {text}", model="gemini-2.0-flash", client=emu.client(),
                                max_requests_per_job=8, memory_budget=50_000_000, **remote.kwargs, **FAST)  # fmt: skip
     run.close()
-    assert any(k.startswith("objects/inputs/") and k.endswith(".jsonl") for k in remote.keys())  # request files  # noqa: SIM118 (a method, not a dict)
+    assert any(k.startswith("objects/inputs/") and k.endswith(".jsonl") for k in remote.stored())  # request files
     elsewhere = tmp_path / "other-machine"
     (elsewhere / "tmp").mkdir(parents=True)
     out = elsewhere / "out.parquet"

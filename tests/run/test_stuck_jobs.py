@@ -3,6 +3,7 @@ requests sent again by the chosen fallback (Flex tier or a new batch job); what 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from google.genai import types
 import polars_gemini
 from polars_gemini.core.errors import ConfigurationError, GeminiBatchWarning
 from polars_gemini.emulator import Emulator
-from testing_support import FAST, echo
+from polars_gemini.emulator.s3 import S3Emulator
+from testing_support import FAST, echo, make_place
 
 STUCK = 1 / 3600  # one second, in hours
 
@@ -216,6 +218,44 @@ def test_a_run_killed_during_its_flex_calls_resends_only_the_calls_under_way(tmp
         assert sum(before.values()) >= 60
         assert emu.calls("batches.create") == 1
         assert not list((tmp_path / "ck" / "flex").glob("*.jsonl"))  # the journal is gone once stored
+
+
+def test_a_run_killed_during_its_flex_calls_on_s3_resends_only_the_last_half_second(
+    tmp_path: Path, s3_emulator: S3Emulator
+) -> None:
+    """In object storage the journal cannot be appended to: it is published whole every half second while it grows.
+    A SIGKILL then loses at most that half second of answers, and the calls in flight."""
+    place = make_place("s3", tmp_path, s3_emulator)
+    worker = str(Path(__file__).with_name("flex_worker.py"))
+    rows, concurrency, latency = 150, 4, 0.1  # at most 4 answers per 0.1 s: 40 a second
+    with Emulator(responder=echo, flex_latency=latency) as emu:
+        emu.slow_next_jobs(count=1)
+        env = {**os.environ, **place.env, "POLARS_GEMINI_LEASE_SECONDS": "3"}
+        child = subprocess.Popen([sys.executable, worker, emu.url, place.checkpoint, str(rows)], env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while sum(a.route == "generate" for a in emu.answered()) < 60 and child.poll() is None:
+                assert time.monotonic() < deadline, "the worker never reached its Flex calls"
+                time.sleep(0.005)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.wait()
+        assert child.returncode == -signal.SIGKILL
+        assert any(name.startswith("objects/flex/") for name in place.stored())  # published while it ran
+        before = sum(a.route == "generate" for a in emu.answered())
+        time.sleep(3.2)  # the killed worker's lease runs out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeminiBatchWarning)
+            out = polars_gemini.resume(place.checkpoint, client=emu.client(), storage_options=place.storage_options,
+                                       **FAST).result()  # fmt: skip
+        assert out.get_column("response").to_list() == [f"echo: row {i}" for i in range(rows)]
+        flex = Counter(a.prompt for a in emu.answered() if a.route == "generate")
+        assert sorted(flex) == sorted(f"row {i}" for i in range(rows))
+        twice = [p for p, n in flex.items() if n > 1]
+        window = int(40 * (0.5 + 0.3))  # a flush period plus a publication's round trips, at 40 answers a second
+        assert set(flex.values()) <= {1, 2} and len(twice) <= concurrency + window, (len(twice), before)
+        assert emu.calls("batches.create") == 1
+        assert not any(name.startswith("objects/flex/") for name in place.stored())  # gone once stored
 
 
 def test_a_slow_flex_call_is_not_cut_short_by_the_clients_timeout() -> None:

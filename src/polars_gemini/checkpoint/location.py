@@ -54,7 +54,7 @@ _OBJECTS = "objects"
 _OURS = re.compile(r"\.[0-9a-f]{16}(\.[^./]+)?$")  # how `_object_key` ends a name: .<16 hex digits>.<suffix>
 _LEASE_ENV = "POLARS_GEMINI_LEASE_SECONDS"
 _DEFAULT_LEASE = 60.0
-_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "adl", "r2", "memory", "http", "https")
+_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "adl", "r2", "http", "https")
 _CLIENT_KEYS = frozenset({
     "allow_http", "allow_invalid_certificates", "connect_timeout", "default_content_type", "http1_only",
     "http2_only", "pool_idle_timeout", "pool_max_idle_per_host", "proxy_url", "timeout", "user_agent",
@@ -99,14 +99,16 @@ def url_problem(url: str) -> str | None:
     "Checkpoint 's3:///runs': no bucket named"
     """
     scheme, _, rest = url.partition("://")
-    bucket = rest.partition("/")[0]
+    bucket, _, prefix = rest.partition("/")
     scheme = scheme.lower()
-    if scheme in _SCHEMES and bucket and "\x00" not in url:
+    dots = any(part in (".", "..") for part in prefix.split("/"))
+    if scheme in _SCHEMES and bucket and "\x00" not in url and not dots:
         return None
-    what = "no bucket named" if not bucket else f"unknown scheme {scheme!r}" if scheme not in _SCHEMES else "a NUL"
+    what = ("no bucket named" if not bucket else f"unknown scheme {scheme!r}" if scheme not in _SCHEMES
+            else "a '.' or '..' in its prefix (object stores keep them as they are)" if dots else "a NUL")  # fmt: skip
     return (
         f"Checkpoint {url!r}: {what}. Use a local directory or s3://bucket/prefix, gs://bucket/prefix, "
-        "az://container/prefix (also s3a, gcs, azure, abfs, abfss, r2, memory, http, https)."
+        "az://container/prefix (also s3a, gcs, azure, abfs, abfss, adl, r2, http, https)."
     )
 
 
@@ -690,6 +692,8 @@ class RemoteLocation(Location):
             try:
                 version = self._call("write", INDEX, lambda: self.backend.put(INDEX, body, expect))
             except Conflict:
+                version = self._landed(body)
+            if version is None:
                 self._index = None
                 if isinstance(self.hold, Lease):  # fenced off: every later step refuses too (job creation first)
                     self.hold.lose("another worker changed the checkpoint's index")
@@ -702,6 +706,12 @@ class RemoteLocation(Location):
         for key in old:  # housekeeping only: the index no longer names them, and the next lease's sweep retries
             with contextlib.suppress(CheckpointError):
                 self._call("delete", key, lambda k=key: self.backend.delete(k))  # type: ignore[misc]
+
+    def _landed(self, body: bytes) -> str | None:
+        """After a conditional write was refused: the index's version if what it holds is `body` (the write landed,
+        and a retry of it, its reply lost, was what the store refused), else None (another worker wrote it)."""
+        found = self._call("read", INDEX, lambda: self.backend.get(INDEX))
+        return found[1] if found is not None and found[0] == body else None
 
     def _object_key(self, relative: str) -> str:
         path = PurePosixPath(relative)
@@ -825,21 +835,21 @@ class RemoteLocation(Location):
     def _call(self, what: str, relative: str, call: Callable[[], Any]) -> Any:
         """A storage call, retried on transport errors (a few times, with backoff); other errors are raised as
         CheckpointError naming the object, never with credentials."""
-        delay = 0.2
-        for attempt in range(5):
+        delay, attempts = 0.25, 9  # about 25 s of waiting in all: a storage outage of that long is ridden out
+        for attempt in range(attempts):
             try:
                 return call()
             except (Conflict, FileNotFoundError, CheckpointError):
                 raise
             except Exception as exc:
-                if attempt == 4 or not _transient(exc):
+                if attempt == attempts - 1 or not _transient(exc):
                     raise CheckpointError(
                         f"Could not {what} {self.describe(relative)} ({type(exc).__name__}: {_first_line(exc)}). "
                         "Check the bucket's name, that it exists, and the credentials (environment or "
                         "storage_options)."
                     ) from None
                 time.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
 
@@ -886,10 +896,11 @@ class Lease(Hold):
             except (ValueError, KeyError, TypeError):
                 held, expires, who = {}, 0.0, "unknown"  # an unreadable lease protects nothing: take it over
             if expires > now and not held.get("released"):
+                left = f"{expires - now:.0f} s more" if expires - now < 10 * 86400 else "ever (its expiry is garbled)"
                 raise CheckpointLockedError(
-                    f"Checkpoint {loc.url} is in use by another worker ({who}); its lease runs for "
-                    f"{expires - now:.0f} s more and is renewed while that worker lives. Wait for it to finish, "
-                    "stop it (its lease then runs out), or use another checkpoint."
+                    f"Checkpoint {loc.url} is in use by another worker ({who}); its lease runs for {left} and is "
+                    "renewed while that worker lives. Wait for it to finish, stop it (its lease then runs out), or "
+                    f"use another checkpoint. If you are sure no worker is on it, delete {loc.describe(LEASE)}."
                 )
             expect = version
         expires = now + self.term
@@ -908,11 +919,16 @@ class Lease(Hold):
             if self._lost or self._stop.is_set():
                 return
             expires = time.time() + self.term
+            body = self._body(expires)
             try:
-                self._version = self.location.backend.put(LEASE, self._body(expires), self._version)
+                self._version = self.location.backend.put(LEASE, body, self._version)
                 self.expires = expires
-            except Conflict:
-                self._lost = "another worker took it over"
+            except Conflict:  # another worker took it over, unless this very renewal landed (its reply lost)
+                found = self.location.backend.get(LEASE)
+                if found is not None and found[0] == body:
+                    self._version, self.expires = found[1], expires
+                else:
+                    self._lost = "another worker took it over"
             except Exception:  # a transient storage error: try again at the next tick, unless the term ran out
                 if time.time() >= self.expires:
                     self._lost = "it could not be renewed before it expired"

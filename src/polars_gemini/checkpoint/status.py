@@ -95,6 +95,8 @@ def checkpoint_status(
     >>> print(polars_gemini.checkpoint_status("runs/reviews"))  # doctest: +SKIP
     """
     root = open_location(checkpoint, storage_options)
+    if root.remote:
+        root.prepare()  # a bucket that is missing or unreachable is named as such, not as "no checkpoint"
     manifest = _manifest(root)
     try:
         return _status(root, manifest, client)

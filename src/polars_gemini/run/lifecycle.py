@@ -1017,14 +1017,18 @@ class _Journal:
     """Appends result lines to a checkpoint file as they arrive, from any thread (to `memory` when there is none).
 
     In a directory: one write and flush per line (in the OS's hands: a killed process loses nothing written). In
-    object storage, which cannot append: the lines go to a local file, published whole (a new object) at most every
-    `_JOURNAL_FLUSH` seconds and at the end, so a killed worker loses the answers of its last seconds at most."""
+    object storage, which cannot append: the lines go to a local file, and a background thread publishes it whole (a
+    new object) whenever lines were added, every `_JOURNAL_FLUSH` seconds, and once more at the end; a killed worker
+    loses the answers of its last fraction of a second at most."""
 
     def __init__(self, entry: Entry | None, memory: list[str]) -> None:
         self.entry, self.memory, self._lock = entry, memory, threading.Lock()
         self._handle: TextIO | None = None
         self._local: Path | None = None
-        self._published = 0.0
+        self._lines = self._published = 0  # lines written, and published (remote)
+        self._remote = False
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def __enter__(self) -> Callable[[str], None]:
         if self.entry is None:
@@ -1033,12 +1037,15 @@ class _Journal:
         if isinstance(location, LocalLocation):
             self._local = location.path(self.entry.relative)
         else:
+            self._remote = True
             self._local = location.staging_dir() / f"journal-{uuid.uuid4().hex}.jsonl"
             if self.entry.exists():
                 shutil.copyfile(self.entry.local(), self._local)
-            self._published = time.monotonic()
+            self._flusher = threading.Thread(target=self._flush_loop, name="polars-gemini-journal", daemon=True)
         self._local.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self._local.open("a", encoding="utf-8")
+        if self._flusher is not None:
+            self._flusher.start()
         return self.write
 
     def write(self, line: str) -> None:
@@ -1048,29 +1055,43 @@ class _Journal:
                 return
             self._handle.write(line + "\n")
             self._handle.flush()
-            if self._published and time.monotonic() - self._published >= _JOURNAL_FLUSH:
+            self._lines += 1
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(_JOURNAL_FLUSH):
+            try:
                 self._publish()
+            except Exception:  # a storage error or a lost lease: the calls go on, the end says it
+                continue
 
     def _publish(self) -> None:
-        """A copy of the journal so far, published to the remote checkpoint (callers hold the lock)."""
+        """A copy of the journal so far, published to the remote checkpoint if lines were added since the last."""
         assert self.entry is not None and self._local is not None
-        copy = self._local.with_name(f"{self._local.name}.{uuid.uuid4().hex[:8]}")
-        shutil.copyfile(self._local, copy)
+        with self._lock:
+            lines = self._lines
+            if lines == self._published:
+                return
+            copy = self._local.with_name(f"{self._local.name}.{uuid.uuid4().hex[:8]}")
+            shutil.copyfile(self._local, copy)
         try:
             self.entry.location.publish(self.entry.relative, copy)
         finally:
             copy.unlink(missing_ok=True)
-        self._published = time.monotonic()
+        with self._lock:
+            self._published = max(self._published, lines)
 
     def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            with self._lock:
-                self._handle.close()
-                if self._published:
-                    self._publish()
+        if self._handle is None:
+            return
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        with self._lock:
+            self._handle.close()
+        if self._remote:
+            self._publish()
             assert self._local is not None
-            if self._published:
-                self._local.unlink(missing_ok=True)
+            self._local.unlink(missing_ok=True)
 
 
 def _hours(hours: float) -> str:
@@ -1082,7 +1103,7 @@ def _hours(hours: float) -> str:
     return f"{hours * 3600:.3g} s"
 
 
-_JOURNAL_FLUSH = 2.0  # seconds between publications of a Flex journal to a remote checkpoint
+_JOURNAL_FLUSH = 0.5  # seconds between publications of a Flex journal to a remote checkpoint (if it grew)
 
 
 def _journal_lines(entry: Entry | None) -> pl.Series:
