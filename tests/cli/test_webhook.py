@@ -732,6 +732,18 @@ def test_events_naming_a_path_the_system_refuses_are_ignored_and_never_raise(
         assert post(server.url, *signed(value, "msg_odd2")).status == 200
 
 
+def test_an_event_naming_a_checkpoint_in_object_storage_is_ignored_with_the_command_to_resume_it(
+    emu: Emulator, logs: list[str]
+) -> None:
+    receiver = WebhookReceiver(SECRET, jwks_url=None, client=emu.client(), log=logs.append)
+    value = event(None, job="batches/x")
+    value["data"]["user_metadata"] = {"polars_gemini_checkpoint": "s3://pipeline-state/runs/reviews"}
+    reply = receiver.handle(*signed(value, "msg_s3"))
+    assert reply.status == 200 and reply.body["status"] == "ignored"
+    assert "polars-gemini resume s3://pipeline-state/runs/reviews" in reply.body["reason"]
+    assert receiver.outcomes == []
+
+
 @pytest.mark.parametrize(
     "secret",
     ["whsec_%%%bad", "notwhsec", "whsec_YQ==", "whsec_", "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "YWJj" * 8],

@@ -19,8 +19,8 @@ Checks, in order (nothing is done for a refused event):
   one, or a `Transfer-Encoding: chunked` one, read up to that size); 501: another transfer-encoding;
 * 200 `duplicate`: a webhook-id seen before (remembered in the checkpoint directory, `webhook_events.json`, so that
   a restarted receiver still knows it): the service delivers at least once;
-* 200 `ignored`: an event that names no usable checkpoint (not a batch event; a `polars_gemini_checkpoint` that is
-  not a checkpoint directory, is outside `--root`, or whose jobs do not include the event's batch, `data.id`: a
+* 200 `ignored`: an event that names no usable checkpoint (not a batch event; a `polars_gemini_checkpoint` in object
+  storage, which a scheduled `polars-gemini resume URL` picks up instead; one that is not a checkpoint directory, is outside `--root`, or whose jobs do not include the event's batch, `data.id`: a
   misrouted or forged event; a path the system refuses, with a NUL byte or too long; no checkpoint named and, under
   `--root`, none that has that batch): logged, and acknowledged so that the service does not retry it for 24 hours;
 * 202 `accepted`: the run is resumed (one resume at a time per checkpoint; an event arriving meanwhile runs it once
@@ -252,7 +252,11 @@ class WebhookReceiver:
 
     def _named(self, named: str, batch: str) -> tuple[Path | None, str]:
         from polars_gemini.api.resume import MANIFEST
+        from polars_gemini.checkpoint.location import is_url
 
+        if is_url(named):  # its lease and files are the bucket's: a scheduled `resume URL` picks it up
+            return None, (f"{CHECKPOINT_KEY} {named!r} is in object storage, which this receiver does not resume "
+                          f"(it resumes checkpoint directories): run `polars-gemini resume {named}` on a schedule")
         path = Path(named)
         if not path.is_absolute():
             return None, f"{CHECKPOINT_KEY} {named!r} is not an absolute path"
