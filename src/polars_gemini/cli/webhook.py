@@ -20,8 +20,9 @@ Checks, in order (nothing is done for a refused event):
 * 200 `duplicate`: a webhook-id seen before (remembered in the checkpoint directory, `webhook_events.json`, so that
   a restarted receiver still knows it): the service delivers at least once;
 * 200 `ignored`: an event that names no usable checkpoint (not a batch event; a `polars_gemini_checkpoint` in object
-  storage, which a scheduled `polars-gemini resume URL` picks up instead; one that is not a checkpoint directory, is outside `--root`, or whose jobs do not include the event's batch, `data.id`: a
-  misrouted or forged event; a path the system refuses, with a NUL byte or too long; no checkpoint named and, under
+  storage, which a scheduled `polars-gemini resume URL` picks up instead; one that is not a checkpoint directory, is
+  outside `--root`, or whose jobs do not include the event's batch, `data.id`: a misrouted or forged event; a path
+  the system refuses, with a NUL byte or too long; no checkpoint named and, under
   `--root`, none that has that batch): logged, and acknowledged so that the service does not retry it for 24 hours;
 * 202 `accepted`: the run is resumed (one resume at a time per checkpoint; an event arriving meanwhile runs it once
   more afterwards);
