@@ -14,11 +14,15 @@ import polars as pl
 import pytest
 
 from polars_gemini.emulator import EmulatedError, Emulator, ResponderRequest
-from testing_support import echo
+from testing_support import Place, echo
 
 
-def cli(emu: Emulator, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    emu: Emulator, *args: str, timeout: float = 120, place: Place | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command in a subprocess; with `place`, its checkpoint's credentials in the environment (object storage)."""
     env = {**os.environ, "GEMINI_API_KEY": "cli-test-key", "GOOGLE_GEMINI_BASE_URL": emu.url}
+    env.update(place.env if place is not None else {})
     return subprocess.run([sys.executable, "-m", "polars_gemini.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
 
@@ -136,33 +140,33 @@ def test_typed_schema_from_a_json_file_into_csv(tmp_path: Path) -> None:
     assert all(json.loads(t) is not None for t in result.get_column("tags"))  # a list, as JSON text in a CSV
 
 
-def test_submit_exits_then_status_resume_and_list(reviews: Path, tmp_path: Path) -> None:
-    ckpt, out = tmp_path / "ckpt", tmp_path / "out.ipc"
+def test_submit_exits_then_status_resume_and_list(reviews: Path, tmp_path: Path, place: Place) -> None:
+    ckpt, out = place.checkpoint, tmp_path / "out.ipc"
     with Emulator(responder=echo, pending_seconds=600) as emu:
         proc = cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash",
-                   "--checkpoint", str(ckpt))  # fmt: skip
+                   "--checkpoint", ckpt, place=place)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == str(ckpt)
-        status = cli(emu, "status", str(ckpt), "--json")
+        assert proc.stdout.strip() == ckpt
+        status = cli(emu, "status", ckpt, "--json", place=place)
         assert status.returncode == 5 and report(status)["pending"] == 4  # still pending
-        waiting = cli(emu, "resume", str(ckpt), "--no-wait", "--json")
+        waiting = cli(emu, "resume", ckpt, "--no-wait", "--json", place=place)
         assert waiting.returncode == 5 and report(waiting)["status"] == "pending"
         listed = cli(emu, "list", "--json")
         assert listed.returncode == 0 and len(report(listed)["jobs"]) == 1
         emu.advance_time(601)  # the job is done now
-        done = cli(emu, "resume", str(ckpt), "-o", str(out), "--poll-interval", "0.05", "--json")
+        done = cli(emu, "resume", ckpt, "-o", str(out), "--poll-interval", "0.05", "--json", place=place)
         assert done.returncode == 0, done.stderr
         assert report(done)["status"] == "done" and pl.read_ipc(out).height == 4
-        assert cli(emu, "status", str(ckpt), "--json").returncode == 0
+        assert cli(emu, "status", ckpt, "--json", place=place).returncode == 0
         assert len(emu.jobs) == 1
 
 
-def test_cancel(reviews: Path, tmp_path: Path) -> None:
-    ckpt = tmp_path / "ckpt"
+def test_cancel(reviews: Path, place: Place) -> None:
+    ckpt = place.checkpoint
     with Emulator(responder=echo, pending_seconds=60) as emu:
         assert cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash",
-                   "--checkpoint", str(ckpt)).returncode == 0  # fmt: skip
-        proc = cli(emu, "cancel", str(ckpt), "--json")
+                   "--checkpoint", ckpt, place=place).returncode == 0  # fmt: skip
+        proc = cli(emu, "cancel", ckpt, "--json", place=place)
         assert proc.returncode == 0, proc.stderr
         assert report(proc)["status"] == "cancelled"
         assert [j["metadata"]["state"] for j in emu.jobs.values()] == ["BATCH_STATE_CANCELLED"]
@@ -256,21 +260,27 @@ def test_resume_no_wait_sends_a_due_retry_round_in_the_same_tick(reviews: Path, 
         assert report(done)["failed"] == 0
 
 
-def test_a_checkpoint_busy_in_another_process_is_exit_5_try_later(reviews: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_busy_in_another_process_is_exit_5_try_later(reviews: Path, place: Place) -> None:
     import polars_gemini
 
-    ckpt = tmp_path / "ckpt"
+    ckpt = place.checkpoint
     with Emulator(responder=echo, pending_seconds=600) as emu:
         assert cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
-                   str(ckpt)).returncode == 0  # fmt: skip
-        holder = polars_gemini.resume(ckpt, client=emu.client(), submit=False, progress=False)
+                   ckpt, place=place).returncode == 0  # fmt: skip
+        holder = polars_gemini.resume(ckpt, client=emu.client(), submit=False, progress=False,
+                                      storage_options=place.storage_options)  # fmt: skip
         try:
-            tick = cli(emu, "resume", str(ckpt), "--no-wait", "--json")
+            tick = cli(emu, "resume", ckpt, "--no-wait", "--json", place=place)
+            output = cli(emu, "submit", str(reviews), "-t", "L: {review}", "-m", "gemini-2.5-flash", "--checkpoint",
+                         ckpt, "--output", "later.parquet", place=place)  # fmt: skip
         finally:
             holder.close()
         assert tick.returncode == 5, tick.stderr
         assert report(tick)["status"] == "pending"
-        assert "is in use by another process" in tick.stderr
+        holder_is = "another process" if place.kind == "dir" else "another worker"
+        assert f"is in use by {holder_is}" in tick.stderr
+        assert output.returncode == 5 and f"is in use by {holder_is}" in output.stderr  # nothing written meanwhile
+        assert len(emu.jobs) == 1
 
 
 @pytest.mark.parametrize("name", ["out.xlsx", "folder.parquet"])
