@@ -6,7 +6,7 @@ import difflib
 import math
 import os
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from polars_gemini.emulator._app import App
@@ -28,6 +28,7 @@ from polars_gemini.emulator._generate import Counter, use_counter
 from polars_gemini.emulator._http import Services
 from polars_gemini.emulator._responder import default_responder
 from polars_gemini.emulator._routes import ENDPOINTS
+from polars_gemini.emulator._served import Served
 from polars_gemini.emulator._server import ServerThread
 from polars_gemini.emulator._status import operation_error
 from polars_gemini.emulator._types import AnsweredRequest, Embedder, RecordedRequest, Responder
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from polars_gemini.emulator.gcs import GcsEmulator
 
 
-class Emulator:
+class Emulator(Served):
     """A local Gemini API (batches, files, models) served over HTTP from a background thread.
 
     Arguments (keyword-only; all but host/port also live on `emu.settings`, changeable while it runs):
@@ -253,12 +254,6 @@ class Emulator:
         if self._previous_counter is not None:
             use_counter(self._previous_counter)
             self._previous_counter = None
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -43,8 +43,9 @@ import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
+
+from polars_gemini.emulator._served import Served
 
 if TYPE_CHECKING:
     from google.cloud import bigquery, bigquery_storage_v1
@@ -57,7 +58,7 @@ _INSTALL = (
 )
 
 
-class BigQueryEmulator:
+class BigQueryEmulator(Served):
     """bqemulator's REST (BigQuery API v2) and gRPC (Storage Read/Write API) servers on `host`, each on a free port.
 
     `project` is the default project of requests that name none. `startup_timeout` bounds how long `start()` waits for
@@ -107,12 +108,6 @@ class BigQueryEmulator:
             self._finalizer()
         self._process = self._finalizer = self._workdir = None
         self._rest_port = self._grpc_port = None
-
-    def __enter__(self) -> BigQueryEmulator:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -28,8 +28,9 @@ writers; its data lives in memory until `stop()` or `wipe()`. Needs the `dev` ex
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from polars_gemini.emulator._served import Served
 
 if TYPE_CHECKING:
     from google.cloud import storage  # type: ignore[attr-defined,unused-ignore]  # google.cloud: a namespace package mypy may not resolve
@@ -39,7 +40,7 @@ __all__ = ["GcsEmulator"]
 _INSTALL = "pip install gcp-storage-emulator google-cloud-storage (both are in polars-gemini's dev extra)"
 
 
-class GcsEmulator:
+class GcsEmulator(Served):
     """An in-memory Cloud Storage JSON API on `host:port` (port 0: a free one), served from a daemon thread.
 
     `project_number` is what bucket resources report as their `projectNumber`.
@@ -69,12 +70,6 @@ class GcsEmulator:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> GcsEmulator:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -17,8 +17,9 @@ server is asked). Needs the `dev` extra (`moto[server]`).
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 from typing import Any
+
+from polars_gemini.emulator._served import Served
 
 __all__ = ["CREDENTIALS", "S3Emulator"]
 
@@ -27,7 +28,7 @@ CREDENTIALS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "tes
 """The fixed test credentials the server takes (it checks none), as `storage_options` keys."""
 
 
-class S3Emulator:
+class S3Emulator(Served):
     """moto's S3 on `host:port` (port 0: a free one), served from a daemon thread."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -53,12 +54,6 @@ class S3Emulator:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> S3Emulator:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
