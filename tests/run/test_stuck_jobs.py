@@ -187,22 +187,27 @@ def test_a_stuck_shard_finishes_through_a_shedding_flex_tier_and_no_prompt_is_an
             status.close()
 
 
+def kill_after_flex_answers(child: subprocess.Popen, emu: Emulator, answers: int) -> None:
+    """SIGKILL the worker `child` once the emulator has answered `answers` Flex calls."""
+    try:
+        deadline = time.monotonic() + 120
+        while sum(a.route == "generate" for a in emu.answered()) < answers and child.poll() is None:
+            assert time.monotonic() < deadline, "the worker never reached its Flex calls"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+
 def test_a_run_killed_during_its_flex_calls_resends_only_the_calls_under_way(tmp_path: Path) -> None:
     """Flex answers are journaled as each call returns: after a SIGKILL, resume sends only what the journal lacks."""
     worker = str(Path(__file__).with_name("flex_worker.py"))
     rows, concurrency = 150, 4
     with Emulator(responder=echo, flex_latency=0.01) as emu:
         emu.slow_next_jobs(count=1)
-        child = subprocess.Popen([sys.executable, worker, emu.url, str(tmp_path / "ck"), str(rows)])
-        try:
-            deadline = time.monotonic() + 120
-            while sum(a.route == "generate" for a in emu.answered()) < 60 and child.poll() is None:
-                assert time.monotonic() < deadline, "the worker never reached its Flex calls"
-                time.sleep(0.005)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.wait()
-        assert child.returncode == -signal.SIGKILL
+        kill_after_flex_answers(subprocess.Popen([sys.executable, worker, emu.url, str(tmp_path / "ck"), str(rows)]),
+                                emu, 60)  # fmt: skip
         before = Counter(a.prompt for a in emu.answered() if a.route == "generate")
         (journal,) = (tmp_path / "ck" / "flex").glob("*.jsonl")
         with journal.open("ab") as handle:  # what a crash or a full disk can leave: a cut UTF-8 sequence, a stray byte
@@ -231,16 +236,8 @@ def test_a_run_killed_during_its_flex_calls_on_s3_resends_only_the_last_half_sec
     with Emulator(responder=echo, flex_latency=latency) as emu:
         emu.slow_next_jobs(count=1)
         env = {**os.environ, **place.env, "POLARS_GEMINI_LEASE_SECONDS": "3"}
-        child = subprocess.Popen([sys.executable, worker, emu.url, place.checkpoint, str(rows)], env=env)
-        try:
-            deadline = time.monotonic() + 120
-            while sum(a.route == "generate" for a in emu.answered()) < 60 and child.poll() is None:
-                assert time.monotonic() < deadline, "the worker never reached its Flex calls"
-                time.sleep(0.005)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.wait()
-        assert child.returncode == -signal.SIGKILL
+        kill_after_flex_answers(subprocess.Popen([sys.executable, worker, emu.url, place.checkpoint, str(rows)],
+                                                 env=env), emu, 60)  # fmt: skip
         assert any(name.startswith("objects/flex/") for name in place.stored())  # published while it ran
         before = sum(a.route == "generate" for a in emu.answered())
         time.sleep(3.2)  # the killed worker's lease runs out
