@@ -19,7 +19,7 @@ import pytest
 import polars_gemini
 from polars_gemini import CheckpointError, CheckpointLockedError, ConfigurationError
 from polars_gemini.checkpoint.files import read_json, write_json
-from polars_gemini.checkpoint.location import lease_seconds, open_location
+from polars_gemini.checkpoint.location import ANY, Backend, Conflict, RemoteLocation, lease_seconds, open_location
 from polars_gemini.emulator import Emulator
 from polars_gemini.emulator.gcs import GcsEmulator
 from polars_gemini.emulator.s3 import S3Emulator
@@ -215,3 +215,51 @@ def test_bad_object_storage_checkpoints_are_refused_before_anything_is_sent(
     assert emu.calls("batches.create") == 0 and emu.calls("files.upload_start") == 0
     with pytest.raises(CheckpointError, match="holds no run"):
         polars_gemini.resume("s3://bucket-x/none", client=emu.client(), storage_options=s3_emulator.storage_options())
+
+
+class LostReplies(Backend):
+    """The S3 backend, except that conditional writes of `names` land and then report a conflict, as the store's
+    answer to a retry does when the first attempt's reply was lost on the way back."""
+
+    def __init__(self, inner: Backend, names: set[str]) -> None:
+        self.inner, self.names, self.lost = inner, names, 0
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        return self.inner.get(key)
+
+    def download(self, key: str, target: Path) -> None:
+        self.inner.download(key, target)
+
+    def put(self, key: str, data: bytes | Path, expect: object = ANY) -> str:
+        version = self.inner.put(key, data, expect)
+        if key in self.names and expect is not ANY:
+            self.lost += 1
+            raise Conflict(key)
+        return version
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str) -> list[str]:
+        return self.inner.list(prefix)
+
+
+def test_a_conditional_write_whose_reply_was_lost_counts_as_landed(
+    remote: Place, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLARS_GEMINI_LEASE_SECONDS", "1.5")
+    plain = open_location(remote.checkpoint, remote.storage_options)
+    assert isinstance(plain, RemoteLocation)
+    flaky = LostReplies(plain.backend, {"index.json", "lease.json"})
+    location = RemoteLocation(remote.checkpoint, flaky)
+    hold = location.acquire()  # its lease's create "refused" too
+    try:
+        for i in range(3):
+            write_json(location / f"part-{i}.json", {"i": i})  # each index write "refused", yet its own
+        time.sleep(1.0)  # a renewal or two, each "refused" the same way
+        hold.check(lease_seconds() / 2)  # still held: nothing was mistaken for another worker's takeover
+        assert flaky.lost >= 4
+    finally:
+        hold.release()
+    fresh = open_location(remote.checkpoint, remote.storage_options)
+    assert [read_json(fresh / f"part-{i}.json") for i in range(3)] == [{"i": 0}, {"i": 1}, {"i": 2}]

@@ -904,13 +904,17 @@ class Lease(Hold):
                 )
             expect = version
         expires = now + self.term
+        body = self._body(expires)
         try:
-            self._version = loc._call("write", LEASE, lambda: backend.put(LEASE, self._body(expires), expect))
+            self._version = loc._call("write", LEASE, lambda: backend.put(LEASE, body, expect))
         except Conflict:
-            raise CheckpointLockedError(
-                f"Checkpoint {loc.url} was just taken by another worker (both tried at once; it won). Wait for it to "
-                "finish, or use another checkpoint."
-            ) from None
+            found = loc._call("read", LEASE, lambda: backend.get(LEASE))
+            if found is None or found[0] != body:  # (else: this very write landed, and its retry was refused)
+                raise CheckpointLockedError(
+                    f"Checkpoint {loc.url} was just taken by another worker (both tried at once; it won). Wait for "
+                    "it to finish, or use another checkpoint."
+                ) from None
+            self._version = found[1]
         self.expires = expires
 
     def renew(self) -> None:
