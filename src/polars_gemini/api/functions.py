@@ -117,6 +117,9 @@ def submit(
     Everything that can be checked locally (template, columns, model, schema, sizes, options) is checked before the
     first call. With `checkpoint=`, all state lives in that directory: calling again (or `polars_gemini.resume(dir)`
     from another process) re-attaches to the jobs, and only requests without a stored result are ever sent.
+    `checkpoint` may also be an object-storage URL (`s3://bucket/prefix`, `gs://...`, `az://...`), resumable from any
+    machine, with its credentials from the environment or `storage_options` (the keys Polars takes, e.g.
+    `{"aws_region": "eu-west-1"}`); see the checkpoints guide for its lease and atomic writes.
     Without one, the same work submitted again finds its jobs on the service (they are named after it) and
     re-attaches to them instead of paying twice (`reuse_jobs=False` to submit anew).
     With a LazyFrame and `memory_budget=` (bytes), requests are rendered in streamed chunks straight into sharded
@@ -181,8 +184,7 @@ def submit(
     client = client or _client.client_from_env()
     storage_client = check_vertex(client, plan, options, mode, storage_client)
     run_id = run_id_for(plan, limits) if reuse_jobs else uuid.uuid4().hex[:12]
-    if checkpoint is not None:
-        assert location is not None
+    if location is not None:
         run = open_run(location, data, plan, template, client, options, est, lean=memory_budget is not None)
     else:
         run = Run(data, plan, client, options, Store(lean=memory_budget is not None), run_id=run_id, estimate=est)
