@@ -154,7 +154,7 @@ class BigQueryEmulator(Served):
 
     def _command(self) -> list[str]:
         return [
-            self._python, "-m", "bqemulator", "start", "--ephemeral", "--project", self._project,
+            self._python, "-c", _THREAD_CURSORS, "start", "--ephemeral", "--project", self._project,
             "--rest-host", self._host, "--rest-port", "0", "--grpc-host", self._host, "--grpc-port", "0",
             "--log-level", "info", "--log-format", "json",
         ]  # fmt: skip
@@ -245,6 +245,32 @@ def _build(root: Path, python: Path, done: Path) -> None:
     if installed.returncode:
         raise RuntimeError(f"Installing bqemulator into {root} failed: {installed.stderr[-2000:]}")
     done.write_text("\n".join(PACKAGES))
+
+
+_THREAD_CURSORS = """
+import sys, threading
+import bqemulator.storage.engine as engine
+from bqemulator.cli import main
+
+# bqemulator 1.4 shares one DuckDB connection between its event loop and its worker threads; DuckDB connections are
+# not for concurrent use, and a table read (a worker thread) during an insert (the loop) was seen to hang both for
+# good. Each thread gets a cursor of its own on the same database (DuckDB's way to use one database from threads),
+# with the connection's own setting (`_apply_session_pragmas`) again; its functions are the database's already.
+shared = engine.DuckDBEngine.connection.fget
+local = threading.local()
+
+def connection(self):
+    base = shared(self)
+    if getattr(local, "base", None) is not base:
+        cursor = base.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        local.base, local.cursor = base, cursor
+    return local.cursor
+
+engine.DuckDBEngine.connection = property(connection)
+sys.argv[0] = "bqemulator"
+main()
+"""
 
 
 _SPATIAL = """
