@@ -263,3 +263,10 @@ def test_a_conditional_write_whose_reply_was_lost_counts_as_landed(
         hold.release()
     fresh = open_location(remote.checkpoint, remote.storage_options)
     assert [read_json(fresh / f"part-{i}.json") for i in range(3)] == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+def test_storage_options_that_are_no_mapping_are_a_library_error(emu: Emulator, s3_emulator: S3Emulator) -> None:
+    with pytest.raises(CheckpointError, match="storage_options must be a dict"):
+        polars_gemini.resume("s3://bucket-x/none", client=emu.client(), storage_options=["aws_region"])  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError, match="storage_options must be a dict"):
+        polars_gemini.checkpoint_status("s3://bucket-x/none", storage_options="key=value")  # type: ignore[arg-type]

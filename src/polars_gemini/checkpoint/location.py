@@ -122,6 +122,11 @@ def open_location(
     """
     if isinstance(checkpoint, Location):
         return checkpoint
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise CheckpointError(
+            f"storage_options must be a dict of credentials, e.g. {{'aws_region': 'eu-west-1'}}; got a "
+            f"{type(storage_options).__name__}."
+        )
     text = os.fspath(checkpoint)
     if not is_url(text):
         if storage_options:
