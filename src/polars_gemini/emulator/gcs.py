@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from polars_gemini.emulator._served import Served
+from polars_gemini.emulator._served import ServedInThread
 
 if TYPE_CHECKING:
     from google.cloud import storage  # type: ignore[attr-defined,unused-ignore]  # google.cloud: a namespace package mypy may not resolve
@@ -40,15 +40,17 @@ __all__ = ["GcsEmulator"]
 _INSTALL = "pip install gcp-storage-emulator google-cloud-storage (both are in polars-gemini's dev extra)"
 
 
-class GcsEmulator(Served):
+class GcsEmulator(ServedInThread):
     """An in-memory Cloud Storage JSON API on `host:port` (port 0: a free one), served from a daemon thread.
 
     `project_number` is what bucket resources report as their `projectNumber`.
     """
 
+    _NAME = "The Cloud Storage emulator"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, project_number: str = "123456789012") -> None:
         self._host, self._port, self._project_number = host, port, project_number
-        self._server: Any = None
+        super().__init__()
 
     def start(self) -> GcsEmulator:
         """Binds the port and starts serving; returns `self`."""
@@ -65,18 +67,10 @@ class GcsEmulator(Served):
         self._server = server
         return self
 
-    def stop(self) -> None:
-        """Stops serving and forgets every bucket and object."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
     @property
     def url(self) -> str:
         """`http://127.0.0.1:PORT`: the `api_endpoint` for google-cloud-storage (and `STORAGE_EMULATOR_HOST`)."""
-        if self._server is None:
-            raise RuntimeError("The Cloud Storage emulator is not running: call start(), or use it as a context.")
-        host, port = self._server._api._httpd.server_address[:2]
+        host, port = self._running()._api._httpd.server_address[:2]
         return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
 
     def environ(self) -> dict[str, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from polars_gemini.emulator._served import Served
+from polars_gemini.emulator._served import ServedInThread
 
 __all__ = ["CREDENTIALS", "S3Emulator"]
 
@@ -28,12 +28,14 @@ CREDENTIALS = {"aws_access_key_id": "testing-key", "aws_secret_access_key": "tes
 """The fixed test credentials the server takes (it checks none), as `storage_options` keys."""
 
 
-class S3Emulator(Served):
+class S3Emulator(ServedInThread):
     """moto's S3 on `host:port` (port 0: a free one), served from a daemon thread."""
+
+    _NAME = "The S3 emulator"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host, self._port = host, port
-        self._server: Any = None
+        super().__init__()
 
     def start(self) -> S3Emulator:
         """Binds the port and starts serving; returns `self`."""
@@ -49,18 +51,10 @@ class S3Emulator(Served):
         self._server = server
         return self
 
-    def stop(self) -> None:
-        """Stops serving; every bucket and object is forgotten."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
     @property
     def url(self) -> str:
         """`http://127.0.0.1:PORT`, the endpoint URL."""
-        if self._server is None:
-            raise RuntimeError("The S3 emulator is not running: call start(), or use it as a context.")
-        host, port = self._server.get_host_and_port()
+        host, port = self._running().get_host_and_port()
         return f"http://{host}:{port}"
 
     def storage_options(self) -> dict[str, str]:
